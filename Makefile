@@ -1,0 +1,35 @@
+# One entry point for humans and CI. `.venv` is reused while the pinned requirements are unchanged.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := local,dev,infra,dp,flower
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install test lint demo bench synth layer clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]' -e clients/python
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+demo: $(STAMP)
+	$(BIN)/fma demo $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/aggregation.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) cdk.out layers/build .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""FMA: serverless federated model aggregation."""
+
+__version__ = "0.1.0"
