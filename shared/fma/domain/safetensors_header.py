@@ -124,7 +124,7 @@ def _parse_metadata(meta: object, limits: HeaderLimits) -> dict[str, str]:
 
 def _parse_tensor(name: str, entry: object, limits: HeaderLimits) -> TensorInfo:
     if not name or len(name) > limits.max_name_length:
-        raise UpdateRejected("BAD_TENSOR", "tensor names must be 1 to %d characters" % limits.max_name_length)
+        raise UpdateRejected("BAD_TENSOR", f"tensor names must be 1 to {limits.max_name_length} characters")
     if not isinstance(entry, dict):
         raise UpdateRejected("BAD_TENSOR", f"entry for {name!r} is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")

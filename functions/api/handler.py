@@ -1,0 +1,28 @@
+"""API function: API Gateway REST proxy -> powertools resolver -> fma services."""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
+from aws_lambda_powertools.logging import correlation_paths
+
+from api.errors import register_error_handlers
+from api.routes import experiments, rounds, tokens
+
+logger = Logger()
+cors = CORSConfig(allow_origin=os.environ.get("FMA_CORS_ORIGIN", "http://127.0.0.1:8080"),
+                  allow_headers=["Authorization", "Content-Type", "If-None-Match"], expose_headers=["ETag"],
+                  max_age=600)
+app = APIGatewayRestResolver(cors=cors, serializer=None)
+for router in (tokens.router, experiments.router, rounds.router):
+    app.include_router(router, prefix="/v1")
+register_error_handlers(app)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict, context: object) -> dict:
+    params = event.get("pathParameters") or {}
+    logger.append_keys(experiment_id=params.get("experiment_id"), round=params.get("n"))
+    return app.resolve(event, context)

@@ -1,0 +1,54 @@
+"""Experiments: create, list, read, change status, initial model, enrollment tokens."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from fma.services import experiments
+from fma.services.bodies import parse_limit
+
+from api.context import json_body, principal, raw_body
+from api.deps import deps
+
+router = APIGatewayRouter()
+
+
+@router.post("/experiments")
+def create() -> Response:
+    body = experiments.create_experiment(deps(), principal(router), json_body(router))
+    return Response(201, "application/json", body)
+
+
+@router.get("/experiments")
+def list_all() -> dict:
+    params = router.current_event.query_string_parameters or {}
+    limit = parse_limit(params.get("limit"))
+    return experiments.list_experiments(deps(), principal(router), limit, params.get("cursor"))
+
+
+@router.get("/experiments/<experiment_id>")
+def get(experiment_id: str) -> dict:
+    return experiments.load_experiment(deps(), principal(router), experiment_id).to_public()
+
+
+@router.patch("/experiments/<experiment_id>")
+def patch(experiment_id: str) -> dict:
+    return experiments.patch_experiment(deps(), principal(router), experiment_id, json_body(router))
+
+
+@router.put("/experiments/<experiment_id>/model")
+def put_model(experiment_id: str) -> Response:
+    body = experiments.put_initial_model(deps(), principal(router), experiment_id, raw_body(router))
+    return Response(202, "application/json", body)
+
+
+@router.post("/experiments/<experiment_id>/enrollment-tokens")
+def enrollment_token(experiment_id: str) -> Response:
+    body = experiments.create_enrollment_token(deps(), principal(router), experiment_id, json_body(router))
+    return Response(201, "application/json", body)
+
+
+@router.post("/experiments/<experiment_id>/clients")
+def register(experiment_id: str) -> Response:
+    body = experiments.register_client(deps(), principal(router), experiment_id, json_body(router))
+    return Response(201, "application/json", body)

@@ -1,0 +1,23 @@
+"""POST /v1/tokens and the unauthenticated health check."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from fma.services import access
+
+from api.context import json_body, principal
+from api.deps import deps
+
+router = APIGatewayRouter()
+
+
+@router.get("/health")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@router.post("/tokens")
+def create_token() -> Response:
+    body = access.create_token(deps(), principal(router), json_body(router))
+    return Response(201, "application/json", body)

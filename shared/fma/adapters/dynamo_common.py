@@ -1,0 +1,72 @@
+"""Helpers shared by the repository modules: cursors, transactions with conflict retries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from fma.adapters.dynamo_models import TableSchema
+from fma.domain.errors import InvalidInput
+
+CONDITION_FAILED = "ConditionalCheckFailed"
+CONFLICT = "TransactionConflict"
+
+
+def encode_cursor(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """Cursors are opaque to callers; a tampered one is a 400, not a 500."""
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError):
+        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR") from None
+    if not isinstance(key, dict) or not all(
+        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+    ):
+        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR")
+    return key
+
+
+def connection() -> Connection:
+    meta = TableSchema.Meta
+    return Connection(region=meta.region, host=meta.host, max_retry_attempts=meta.max_retry_attempts)
+
+
+def transact(build: Callable[[TransactWrite], None], attempts: int = 8) -> list[str | None]:
+    """Run a transaction; retry on TransactionConflict with jitter.
+
+    Returns [] on success, else the cancellation codes per item (None where that item was fine),
+    so callers can tell *which* condition failed.
+    """
+    for attempt in range(attempts):
+        try:
+            with TransactWrite(connection=connection()) as t:
+                build(t)
+            return []
+        except TransactWriteError as exc:
+            codes = [r.code if r else None for r in exc.cancellation_reasons]
+            if CONFLICT in codes and CONDITION_FAILED not in codes and attempt + 1 < attempts:
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))
+                continue
+            if not codes:
+                raise
+            return codes
+    return [CONFLICT]
+
+
+def failed(codes: list[str | None], index: int) -> bool:
+    return len(codes) > index and codes[index] == CONDITION_FAILED

@@ -1,0 +1,205 @@
+"""pynamodb models of the single table (DESIGN section 4).
+
+Every item type is its own Model class over the same table; `configure_table` binds them all
+to a table name and endpoint at cold start (tests and local mode point them at moto).
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+INDEX_ALL = "experiments-all"
+INDEX_OWNER = "experiments-by-owner"
+INDEX_DUE = "due-rounds"
+LIST_PK = "EXPERIMENT"
+DUE_PK = "DUE"
+
+
+class _Base(Model):
+    class Meta:
+        table_name = "fma"
+        region = "us-east-1"
+        host: str | None = None
+        max_retry_attempts = 5
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class ExperimentsAllIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = INDEX_ALL
+        projection = AllProjection()
+
+    list_pk = UnicodeAttribute(hash_key=True)
+    list_sk = UnicodeAttribute(range_key=True)
+
+
+class ExperimentsByOwnerIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = INDEX_OWNER
+        projection = AllProjection()
+
+    owner_pk = UnicodeAttribute(hash_key=True)
+    list_sk = UnicodeAttribute(range_key=True)
+
+
+class DueRoundsIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = INDEX_DUE
+        projection = AllProjection()
+
+    due_pk = UnicodeAttribute(hash_key=True)
+    due_sk = UnicodeAttribute(range_key=True)
+
+
+class TableSchema(_Base):
+    """Declares every key attribute and index, so `create_table` builds the full table."""
+
+    list_pk = UnicodeAttribute(null=True)
+    list_sk = UnicodeAttribute(null=True)
+    owner_pk = UnicodeAttribute(null=True)
+    due_pk = UnicodeAttribute(null=True)
+    due_sk = UnicodeAttribute(null=True)
+    all_index = ExperimentsAllIndex()
+    owner_index = ExperimentsByOwnerIndex()
+    due_index = DueRoundsIndex()
+
+
+class TokenItem(_Base):
+    """pk = TOKEN#{sha256}, sk = TOKEN. `ttl` lets DynamoDB drop expired tokens."""
+
+    role = UnicodeAttribute()
+    principal_id = UnicodeAttribute()
+    experiment_id = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    expires_at = NumberAttribute(null=True)
+    max_uses = NumberAttribute(null=True)
+    uses = NumberAttribute(default=0)
+    revoked = BooleanAttribute(default=False)
+    ttl = NumberAttribute(null=True)
+
+
+class ExperimentItem(_Base):
+    """pk = EXP#{id}, sk = META."""
+
+    name = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    status = UnicodeAttribute()
+    strategy_name = UnicodeAttribute()
+    strategy_params = JSONAttribute(default=dict)
+    policy = JSONAttribute()
+    client_config = JSONAttribute(default=dict)
+    max_update_bytes = NumberAttribute()
+    current_round = NumberAttribute(default=0)
+    model_version = NumberAttribute(null=True)
+    model_spec = JSONAttribute(null=True)
+    model_sha256 = UnicodeAttribute(null=True)
+    model_error = UnicodeAttribute(null=True)
+    clients = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    list_pk = UnicodeAttribute(null=True)
+    list_sk = UnicodeAttribute(null=True)
+    owner_pk = UnicodeAttribute(null=True)
+    all_index = ExperimentsAllIndex()
+    owner_index = ExperimentsByOwnerIndex()
+
+
+class RoundItem(_Base):
+    """pk = EXP#{id}, sk = ROUND#{n:08d}. `due_*` is set while the sweeper must watch it."""
+
+    round = NumberAttribute()
+    state = UnicodeAttribute()
+    accepted = NumberAttribute(default=0)
+    rejected = NumberAttribute(default=0)
+    late = NumberAttribute(default=0)
+    min_updates = UnicodeAttribute()
+    deadline = NumberAttribute(null=True)
+    opened_at = NumberAttribute()
+    sealed_at = NumberAttribute(null=True)
+    published_at = NumberAttribute(null=True)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_expires = NumberAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    aggregation_seconds = NumberAttribute(null=True)
+    metrics = JSONAttribute(null=True)
+    evaluation = JSONAttribute(null=True)
+    info = JSONAttribute(null=True)
+    model_sha256 = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    due_pk = UnicodeAttribute(null=True)
+    due_sk = UnicodeAttribute(null=True)
+    due_index = DueRoundsIndex()
+
+
+class ClientItem(_Base):
+    """pk = EXP#{id}, sk = CLIENT#{client_id}."""
+
+    client_id = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
+class UpdateItem(_Base):
+    """pk = EXP#{id}, sk = UPDATE#{n:08d}#{client_id}."""
+
+    round = NumberAttribute()
+    client_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    num_examples = NumberAttribute(null=True)
+    metrics = JSONAttribute(null=True)
+    sha256 = UnicodeAttribute(null=True)
+    size = NumberAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    updated_at = NumberAttribute()
+
+
+class EvaluationItem(_Base):
+    """pk = EXP#{id}, sk = EVAL#{n:08d}#{client_id}: a client's metrics of a global model."""
+
+    round = NumberAttribute()
+    client_id = UnicodeAttribute()
+    num_examples = NumberAttribute()
+    metrics = JSONAttribute()
+    created_at = NumberAttribute()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
+                                       UpdateItem, EvaluationItem)
+
+
+def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:
+    """Point every model at one table; drops cached connections so a new endpoint takes effect."""
+    for model in ALL_MODELS:
+        model.Meta.table_name = table_name
+        model.Meta.region = region
+        model.Meta.host = host
+        model._connection = None
+
+
+def create_table() -> None:
+    """Create the table as infra defines it (local mode and tests); TTL on `ttl`."""
+    if not TableSchema.exists():
+        TableSchema.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+        TableSchema._get_connection().connection.update_time_to_live(TableSchema.Meta.table_name, "ttl")
+
+
+def exp_pk(experiment_id: str) -> str:
+    return f"EXP#{experiment_id}"
+
+
+def round_sk(n: int) -> str:
+    return f"ROUND#{n:08d}"
+
+
+def update_sk(n: int, client_id: str) -> str:
+    return f"UPDATE#{n:08d}#{client_id}"

@@ -1,0 +1,125 @@
+"""Experiment and client items, and the activation of an experiment by its initial model."""
+
+from __future__ import annotations
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, transact
+from fma.adapters.dynamo_models import (
+    LIST_PK,
+    ClientItem,
+    ExperimentItem,
+    RoundItem,
+    TokenItem,
+    exp_pk,
+    round_sk,
+)
+from fma.adapters.repo_rounds import round_item
+from fma.adapters.repo_tokens import token_item, token_pk
+from fma.domain.clock import iso
+from fma.domain.errors import Conflict, Forbidden
+from fma.domain.experiment import Experiment, RoundPolicy
+from fma.domain.records import Page, RoundRecord, TokenRecord
+from fma.domain.states import ExperimentStatus
+
+
+def to_experiment(item: ExperimentItem) -> Experiment:
+    return Experiment(
+        id=item.pk.removeprefix("EXP#"), name=item.name, owner=item.owner,
+        strategy_name=item.strategy_name, strategy_params=item.strategy_params or {},
+        policy=RoundPolicy(**item.policy), client_config=item.client_config or {},
+        max_update_bytes=int(item.max_update_bytes), status=ExperimentStatus(item.status),
+        current_round=int(item.current_round or 0),
+        model_version=int(item.model_version) if item.model_version is not None else None,
+        model_spec=item.model_spec, model_sha256=item.model_sha256, clients=int(item.clients or 0),
+        created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
+    )
+
+
+class ExperimentRepository:
+    def create_experiment(self, exp: Experiment) -> None:
+        ExperimentItem(
+            exp_pk(exp.id), "META", name=exp.name, owner=exp.owner, status=str(exp.status),
+            strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
+            policy=exp.policy.to_json(), client_config=exp.client_config,
+            max_update_bytes=exp.max_update_bytes, current_round=0, clients=0,
+            created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
+            list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
+        ).save(condition=ExperimentItem.pk.does_not_exist())
+
+    def get_experiment(self, experiment_id: str) -> Experiment | None:
+        try:
+            return to_experiment(ExperimentItem.get(exp_pk(experiment_id), "META", consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def list_experiments(self, owner: str | None, limit: int, cursor: str | None) -> Page:
+        """Newest first, through a GSI (never a scan)."""
+        start = decode_cursor(cursor)
+        if owner is None:
+            result = ExperimentItem.all_index.query(LIST_PK, scan_index_forward=False, limit=limit,
+                                                    last_evaluated_key=start)
+        else:
+            result = ExperimentItem.owner_index.query(f"OWNER#{owner}", scan_index_forward=False,
+                                                      limit=limit, last_evaluated_key=start)
+        items = [to_experiment(i) for i in result]
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def set_status(self, experiment_id: str, allowed_from: set[ExperimentStatus],
+                   target: ExperimentStatus) -> Experiment:
+        try:
+            item = ExperimentItem(exp_pk(experiment_id), "META")
+            item.update(
+                actions=[ExperimentItem.status.set(str(target)), ExperimentItem.updated_at.set(iso())],
+                condition=ExperimentItem.status.is_in(*[str(s) for s in allowed_from]),
+            )
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise Conflict(f"experiment cannot move to {target} from its current status",
+                               code="INVALID_TRANSITION") from None
+            raise
+        return to_experiment(item)
+
+    def set_model_error(self, experiment_id: str, reason: str) -> None:
+        ExperimentItem(exp_pk(experiment_id), "META").update(
+            actions=[ExperimentItem.model_error.set(reason[:1000]), ExperimentItem.updated_at.set(iso())],
+            condition=ExperimentItem.pk.exists())
+
+    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord) -> bool:
+        """PENDING_MODEL -> RUNNING with round 1 OPEN, in one transaction; False if already done."""
+        def build(t):
+            t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[
+                ExperimentItem.status.set(str(ExperimentStatus.RUNNING)), ExperimentItem.model_spec.set(spec),
+                ExperimentItem.model_sha256.set(sha256), ExperimentItem.model_version.set(0),
+                ExperimentItem.current_round.set(1), ExperimentItem.updated_at.set(iso()),
+                ExperimentItem.model_error.remove(),
+            ], condition=ExperimentItem.status == str(ExperimentStatus.PENDING_MODEL))
+            t.save(round_item(first_round), condition=RoundItem.pk.does_not_exist())
+        return not transact(build)
+
+    def register_client(self, experiment_id: str, client_id: str, name: str | None,
+                        enrollment_hash: str, client_token: TokenRecord, now: float) -> None:
+        """Consume one use of the enrollment token, add the client and its token, count it."""
+        def build(t):
+            t.update(TokenItem(token_pk(enrollment_hash), "TOKEN"), actions=[TokenItem.uses.add(1)],
+                     condition=(TokenItem.revoked == False)  # noqa: E712 (pynamodb condition)
+                     & (TokenItem.expires_at.does_not_exist() | (TokenItem.expires_at > now))
+                     & (TokenItem.max_uses.does_not_exist() | (TokenItem.uses < TokenItem.max_uses)))
+            t.save(ClientItem(exp_pk(experiment_id), f"CLIENT#{client_id}", client_id=client_id,
+                              name=name, created_at=iso(now)), condition=ClientItem.pk.does_not_exist())
+            t.save(token_item(client_token), condition=TokenItem.pk.does_not_exist())
+            t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(1)],
+                     condition=ExperimentItem.status.is_in(
+                         *(str(s) for s in (ExperimentStatus.PENDING_MODEL, ExperimentStatus.RUNNING,
+                                            ExperimentStatus.PAUSED))))
+        codes = transact(build)
+        if failed(codes, 0):
+            raise Forbidden("enrollment token is expired, revoked or used up", code="ENROLLMENT_EXHAUSTED")
+        if failed(codes, 3):
+            raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
+        if codes:
+            raise Conflict("registration conflicted, retry", code="REGISTRATION_CONFLICT")
+
+
+def round_key(experiment_id: str, n: int) -> tuple[str, str]:
+    return exp_pk(experiment_id), round_sk(n)

@@ -1,0 +1,199 @@
+"""Round and update items: the exactly-once transitions of DESIGN section 5."""
+
+from __future__ import annotations
+
+import contextlib
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, transact
+from fma.adapters.dynamo_models import (
+    DUE_PK,
+    EvaluationItem,
+    ExperimentItem,
+    RoundItem,
+    UpdateItem,
+    exp_pk,
+    round_sk,
+    update_sk,
+)
+from fma.domain.errors import Conflict
+from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
+from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+
+_OPT_FLOAT = ("deadline", "sealed_at", "published_at", "lease_expires", "aggregation_seconds")
+
+
+def round_item(r: RoundRecord) -> RoundItem:
+    item = RoundItem(exp_pk(r.experiment_id), round_sk(r.round), round=r.round, state=str(r.state),
+                     accepted=r.accepted, rejected=r.rejected, late=r.late, min_updates=str(r.min_updates),
+                     deadline=r.deadline, opened_at=r.opened_at)
+    if r.deadline is not None:
+        item.due_pk, item.due_sk = DUE_PK, due_key(r.deadline, r.experiment_id, r.round)
+    return item
+
+
+def due_key(when: float, experiment_id: str, n: int) -> str:
+    return f"{when:017.3f}#{experiment_id}#{n:08d}"
+
+
+def to_round(item: RoundItem) -> RoundRecord:
+    rec = RoundRecord(
+        experiment_id=item.pk.removeprefix("EXP#"), round=int(item.round), state=RoundState(item.state),
+        accepted=int(item.accepted or 0), rejected=int(item.rejected or 0), late=int(item.late or 0),
+        min_updates=item.min_updates, opened_at=float(item.opened_at), lease_owner=item.lease_owner,
+        attempts=int(item.attempts or 0), metrics=item.metrics, evaluation=item.evaluation, info=item.info,
+        model_sha256=item.model_sha256, reason=item.reason,
+    )
+    for name in _OPT_FLOAT:
+        value = getattr(item, name)
+        setattr(rec, name, float(value) if value is not None else None)
+    return rec
+
+
+def to_update(item: UpdateItem) -> UpdateRecord:
+    return UpdateRecord(
+        experiment_id=item.pk.removeprefix("EXP#"), round=int(item.round), client_id=item.client_id,
+        status=UpdateStatus(item.status),
+        num_examples=int(item.num_examples) if item.num_examples is not None else None,
+        metrics=item.metrics, sha256=item.sha256, size=int(item.size) if item.size is not None else None,
+        reason=item.reason, updated_at=float(item.updated_at),
+    )
+
+
+def _upd(experiment_id: str, n: int, client_id: str) -> UpdateItem:
+    return UpdateItem(exp_pk(experiment_id), update_sk(n, client_id))
+
+
+def _rnd(experiment_id: str, n: int) -> RoundItem:
+    return RoundItem(exp_pk(experiment_id), round_sk(n))
+
+
+_REOPENABLE = (str(UpdateStatus.UPLOADING), str(UpdateStatus.REJECTED))
+
+
+class RoundRepository:
+    def get_round(self, experiment_id: str, n: int) -> RoundRecord | None:
+        try:
+            return to_round(RoundItem.get(exp_pk(experiment_id), round_sk(n), consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def list_rounds(self, experiment_id: str, limit: int, cursor: str | None, newest_first: bool = False) -> Page:
+        result = RoundItem.query(exp_pk(experiment_id), RoundItem.sk.startswith("ROUND#"), limit=limit,
+                                 scan_index_forward=not newest_first, last_evaluated_key=decode_cursor(cursor),
+                                 consistent_read=True)
+        items = [to_round(i) for i in result]
+        return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def list_updates(self, experiment_id: str, n: int) -> list[UpdateRecord]:
+        """Every update of a round in client-id order (the sort key orders them)."""
+        return [to_update(i) for i in UpdateItem.query(
+            exp_pk(experiment_id), UpdateItem.sk.startswith(f"UPDATE#{n:08d}#"), consistent_read=True)]
+
+    def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None:
+        try:
+            return to_update(UpdateItem.get(exp_pk(experiment_id), update_sk(n, client_id), consistent_read=True))
+        except DoesNotExist:
+            return None
+
+    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float) -> None:
+        """Record UPLOADING; a client whose update was accepted may not send another (409)."""
+        try:
+            UpdateItem(exp_pk(experiment_id), update_sk(n, client_id), round=n, client_id=client_id,
+                       status=str(UpdateStatus.UPLOADING), updated_at=now).save(
+                condition=UpdateItem.pk.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise Conflict(f"an update for round {n} was already accepted from this client",
+                               code="ALREADY_SUBMITTED") from None
+            raise
+
+    def accept_update(self, u: UpdateRecord, version_id: str | None = None) -> str:
+        """One transaction: mark ACCEPTED, count it, require the round OPEN and the experiment RUNNING.
+
+        Returns "accepted", "duplicate" (already accepted/applied/late), "closed" (round not OPEN)
+        or "inactive" (experiment paused or stopped: left UPLOADING for reconciliation).
+        """
+        def build(t):
+            t.update(_upd(u.experiment_id, u.round, u.client_id), actions=[
+                UpdateItem.round.set(u.round), UpdateItem.client_id.set(u.client_id),
+                UpdateItem.status.set(str(UpdateStatus.ACCEPTED)), UpdateItem.num_examples.set(u.num_examples),
+                UpdateItem.metrics.set(u.metrics or {}), UpdateItem.sha256.set(u.sha256),
+                UpdateItem.size.set(u.size), UpdateItem.reason.remove(), UpdateItem.updated_at.set(u.updated_at),
+            ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+            t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.accepted.add(1)],
+                     condition=RoundItem.state == str(RoundState.OPEN))
+            t.condition_check(ExperimentItem, exp_pk(u.experiment_id), "META",
+                              condition=ExperimentItem.status == str(ExperimentStatus.RUNNING))
+        codes = transact(build)
+        if not codes:
+            return "accepted"
+        if failed(codes, 0):
+            return "duplicate"
+        if failed(codes, 1):
+            return "closed"
+        if failed(codes, 2):
+            return "inactive"
+        raise RuntimeError(f"accept transaction failed: {codes}")
+
+    def reject_update(self, u: UpdateRecord) -> bool:
+        """Mark REJECTED with its reason and count it once; never overrides an acceptance."""
+        def build(t):
+            t.update(_upd(u.experiment_id, u.round, u.client_id), actions=[
+                UpdateItem.round.set(u.round), UpdateItem.client_id.set(u.client_id),
+                UpdateItem.status.set(str(UpdateStatus.REJECTED)), UpdateItem.reason.set(u.reason),
+                UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
+                UpdateItem.updated_at.set(u.updated_at),
+            ], condition=UpdateItem.status.does_not_exist() | (UpdateItem.status == str(UpdateStatus.UPLOADING)))
+            t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.rejected.add(1)],
+                     condition=RoundItem.pk.exists())
+        codes = transact(build)
+        if not codes:
+            return True
+        if failed(codes, 0):  # already rejected: refresh the reason of a re-upload, count nothing
+            with contextlib.suppress(UpdateError):
+                _upd(u.experiment_id, u.round, u.client_id).update(
+                    actions=[UpdateItem.reason.set(u.reason), UpdateItem.updated_at.set(u.updated_at)],
+                    condition=UpdateItem.status == str(UpdateStatus.REJECTED))
+            return False
+        return False
+
+    def mark_late(self, u: UpdateRecord) -> bool:
+        def build(t):
+            t.update(_upd(u.experiment_id, u.round, u.client_id), actions=[
+                UpdateItem.round.set(u.round), UpdateItem.client_id.set(u.client_id),
+                UpdateItem.status.set(str(UpdateStatus.LATE)), UpdateItem.num_examples.set(u.num_examples),
+                UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
+                UpdateItem.reason.set("ROUND_CLOSED: the round was sealed before this update arrived"),
+                UpdateItem.updated_at.set(u.updated_at),
+            ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+            t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.late.add(1)])
+        return not transact(build)
+
+    def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
+        try:
+            _upd(experiment_id, n, client_id).update(
+                actions=[UpdateItem.status.set(str(UpdateStatus.APPLIED)), UpdateItem.updated_at.set(now)],
+                condition=UpdateItem.status == str(UpdateStatus.ACCEPTED))
+            return True
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def put_evaluation(self, experiment_id: str, rec: EvaluationRecord, now: float) -> None:
+        try:
+            EvaluationItem(exp_pk(experiment_id), f"EVAL#{rec.round:08d}#{rec.client_id}", round=rec.round,
+                           client_id=rec.client_id, num_examples=rec.num_examples, metrics=rec.metrics,
+                           created_at=now).save(condition=EvaluationItem.pk.does_not_exist())
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise Conflict(f"an evaluation of round {rec.round} was already posted by this client",
+                               code="ALREADY_EVALUATED") from None
+            raise
+
+    def list_evaluations(self, experiment_id: str, n: int) -> list[EvaluationRecord]:
+        return [EvaluationRecord(int(i.round), i.client_id, int(i.num_examples), i.metrics or {})
+                for i in EvaluationItem.query(exp_pk(experiment_id),
+                                              EvaluationItem.sk.startswith(f"EVAL#{n:08d}#"))]

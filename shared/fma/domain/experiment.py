@@ -1,0 +1,116 @@
+"""Experiment and round policy: parsing and validating what a developer sends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fma.domain.errors import InvalidInput
+from fma.domain.states import ExperimentStatus
+
+ON_DEADLINE = ("aggregate", "extend", "fail")
+MAX_NAME = 200
+MAX_CLIENT_CONFIG_BYTES = 16 << 10
+
+
+@dataclass(frozen=True)
+class RoundPolicy:
+    """`min_updates` is an int or "all" (every enrolled client, counted when sealing)."""
+
+    min_updates: int | str = 2
+    total_rounds: int = 10
+    deadline_seconds: int | None = None
+    on_deadline: str = "aggregate"
+    min_updates_at_deadline: int = 1
+
+    FIELDS = ("min_updates", "total_rounds", "deadline_seconds", "on_deadline", "min_updates_at_deadline")
+
+    @classmethod
+    def parse(cls, data: object) -> RoundPolicy:
+        data = {} if data is None else data
+        if not isinstance(data, Mapping):
+            raise InvalidInput("rounds must be an object", details={"field": "rounds"})
+        unknown = sorted(set(data) - set(cls.FIELDS))
+        if unknown:
+            raise InvalidInput(f"unknown field(s) in rounds: {unknown}", code="UNKNOWN_FIELD",
+                               details={"field": "rounds", "unknown": unknown})
+        policy = cls(**{k: data[k] for k in cls.FIELDS if k in data})
+        policy.validate()
+        return policy
+
+    def validate(self) -> None:
+        if self.min_updates != "all":
+            _positive_int("rounds.min_updates", self.min_updates, 100_000)
+        _positive_int("rounds.total_rounds", self.total_rounds, 100_000)
+        if self.deadline_seconds is not None:
+            _positive_int("rounds.deadline_seconds", self.deadline_seconds, 30 * 86400)
+        if self.on_deadline not in ON_DEADLINE:
+            raise InvalidInput(f"rounds.on_deadline must be one of {list(ON_DEADLINE)}",
+                               details={"field": "rounds.on_deadline"})
+        _positive_int("rounds.min_updates_at_deadline", self.min_updates_at_deadline, 100_000)
+
+    def quota(self, enrolled_clients: int) -> int:
+        """Updates needed to seal; "all" needs every enrolled client (and at least one)."""
+        if self.min_updates == "all":
+            return max(1, enrolled_clients)
+        return int(self.min_updates)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+
+@dataclass
+class Experiment:
+    id: str
+    name: str
+    owner: str
+    strategy_name: str
+    strategy_params: dict[str, Any]
+    policy: RoundPolicy
+    client_config: dict[str, Any] = field(default_factory=dict)
+    max_update_bytes: int = 100 << 20
+    status: ExperimentStatus = ExperimentStatus.PENDING_MODEL
+    current_round: int = 0
+    model_version: int | None = None
+    model_spec: list[dict[str, Any]] | None = None
+    model_sha256: str | None = None
+    model_error: str | None = None
+    clients: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "owner": self.owner, "status": str(self.status),
+            "strategy": {"name": self.strategy_name, "params": self.strategy_params},
+            "rounds": self.policy.to_json(), "client_config": self.client_config,
+            "max_update_bytes": self.max_update_bytes, "current_round": self.current_round,
+            "model_version": self.model_version, "model_spec": self.model_spec,
+            "model_sha256": self.model_sha256, "model_error": self.model_error, "clients": self.clients,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+
+def parse_name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise InvalidInput(f"name must be a non-empty string of at most {MAX_NAME} characters",
+                           details={"field": "name"})
+    return value.strip()
+
+
+def parse_client_config(value: object) -> dict[str, Any]:
+    import json
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput("client_config must be an object", details={"field": "client_config"})
+    if len(json.dumps(value)) > MAX_CLIENT_CONFIG_BYTES:
+        raise InvalidInput("client_config is too large", details={"field": "client_config"})
+    return dict(value)
+
+
+def _positive_int(name: str, value: object, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise InvalidInput(f"{name} must be an integer from 1 to {maximum}", details={"field": name})

@@ -1,0 +1,79 @@
+"""Plain records the repository hands to services: no pynamodb types leak past adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fma.domain.auth import Role
+from fma.domain.states import RoundState, UpdateStatus
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    token_hash: str
+    role: Role
+    principal_id: str
+    experiment_id: str | None
+    expires_at: float | None
+    max_uses: int | None
+    uses: int
+    revoked: bool
+    name: str | None = None
+
+    def usable(self, now: float) -> bool:
+        if self.revoked or (self.expires_at is not None and self.expires_at <= now):
+            return False
+        return self.max_uses is None or self.uses < self.max_uses
+
+
+@dataclass
+class RoundRecord:
+    experiment_id: str
+    round: int
+    state: RoundState
+    accepted: int = 0
+    rejected: int = 0
+    late: int = 0
+    min_updates: str = "1"
+    deadline: float | None = None
+    opened_at: float = 0.0
+    sealed_at: float | None = None
+    published_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    attempts: int = 0
+    aggregation_seconds: float | None = None
+    metrics: dict[str, float] | None = None
+    evaluation: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
+    model_sha256: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class UpdateRecord:
+    experiment_id: str
+    round: int
+    client_id: str
+    status: UpdateStatus
+    num_examples: int | None = None
+    metrics: dict[str, float] | None = None
+    sha256: str | None = None
+    size: int | None = None
+    reason: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass
+class EvaluationRecord:
+    round: int
+    client_id: str
+    num_examples: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None

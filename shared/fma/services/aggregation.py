@@ -1,0 +1,129 @@
+"""Aggregate a sealed round: lease it, stream its updates through the strategy, write the model,
+its state and manifest, then publish round n and open n+1 in one transaction.
+
+Safe to run twice or concurrently: the lease admits one runner, the publish transaction admits
+one winner, and the same inputs give the same bytes (client-id order, seeded noise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any
+
+from fma.domain.aggregation import UpdateInput, aggregate
+from fma.domain.codec import decode, encode
+from fma.domain.errors import UpdateRejected
+from fma.domain.experiment import Experiment
+from fma.domain.records import RoundRecord, UpdateRecord
+from fma.domain.states import RoundState, UpdateStatus
+from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
+from fma.services.ingest import _new_round
+
+
+def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = None) -> dict[str, Any]:
+    exp = deps.repo.get_experiment(experiment_id)
+    rnd = deps.repo.get_round(experiment_id, n)
+    if exp is None or rnd is None:
+        return {"status": "ignored", "reason": "unknown experiment or round"}
+    if rnd.state == RoundState.PUBLISHED:
+        _mark_applied(deps, experiment_id, n)
+        return {"status": "already_published", "sha256": rnd.model_sha256}
+    owner = owner or uuid.uuid4().hex
+    started = deps.clock()
+    if deps.repo.acquire_lease(experiment_id, n, owner, started, deps.limits.lease_seconds) is None:
+        return {"status": "busy"}
+    model_bytes, info, metrics = build_model(deps, exp, n)
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    seconds = round(deps.clock() - started, 6)
+    next_round = _new_round(exp, n + 1, deps.clock()) if n < exp.policy.total_rounds else None
+    published = deps.repo.publish_round(experiment_id, n, owner, sha256=sha, metrics=metrics, info=info,
+                                        seconds=seconds, now=deps.clock(), next_round=next_round)
+    if published:
+        _mark_applied(deps, experiment_id, n)
+    return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
+            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3)}
+
+
+def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, Any], dict[str, float]]:
+    """Run the strategy and write model, state and manifest (same inputs -> same model bytes)."""
+    t0 = time.perf_counter()
+    global_bytes = deps.store.get(model_key(exp.id, n - 1))
+    global_model, _ = decode(global_bytes)
+    prev_state = _load_state(deps, exp.id, n - 1)
+    accepted = [u for u in deps.repo.list_updates(exp.id, n)
+                if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
+    inputs = [_input(deps, u) for u in accepted]
+    t1 = time.perf_counter()
+    result = aggregate(exp.strategy_name, exp.strategy_params, global_model, inputs, prev_state,
+                       round_number=n, seed=_seed(exp.id, n))
+    t2 = time.perf_counter()
+    model_bytes = encode(result.model, {"fma.round": str(n), "fma.experiment": exp.id,
+                                        "fma.strategy": exp.strategy_name})
+    deps.store.put(model_key(exp.id, n), model_bytes)
+    if result.state:
+        deps.store.put(state_key(exp.id, n), encode(result.state))
+    info = _json_safe(result.info)
+    total = sum(u.num_examples or 0 for u in accepted)
+    manifest = {
+        "experiment_id": exp.id, "round": n, "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
+        "global_model": {"key": model_key(exp.id, n - 1), "sha256": hashlib.sha256(global_bytes).hexdigest()},
+        "inputs": [{"client_id": u.client_id, "sha256": u.sha256, "size": u.size, "num_examples": u.num_examples,
+                    "weight": (u.num_examples or 0) / total if total else 0.0} for u in accepted],
+        "output": {"key": model_key(exp.id, n), "sha256": hashlib.sha256(model_bytes).hexdigest(),
+                   "size": len(model_bytes)},
+        "metrics": result.metrics, "info": info,
+        "timings": {"load_seconds": t1 - t0, "aggregate_seconds": t2 - t1,
+                    "write_seconds": time.perf_counter() - t2},
+    }
+    deps.store.put(manifest_key(exp.id, n), json.dumps(manifest, indent=1, sort_keys=True).encode(),
+                   content_type="application/json")
+    return model_bytes, info, dict(result.metrics)
+
+
+def _input(deps: Deps, u: UpdateRecord) -> UpdateInput:
+    key = update_key(u.experiment_id, u.round, u.client_id)
+
+    def fetch() -> bytes:
+        data = deps.store.get(key)
+        if u.sha256 and hashlib.sha256(data).hexdigest() != u.sha256:
+            raise UpdateRejected("CHANGED_AFTER_ACCEPT", f"update of {u.client_id} changed after it was accepted")
+        return data
+
+    return UpdateInput(client_id=u.client_id, num_examples=int(u.num_examples or 0), sha256=u.sha256 or "",
+                       size=int(u.size or 0), fetch=fetch, fetch_range=lambda a, b: deps.store.get_range(key, a, b),
+                       metrics=u.metrics or {})
+
+
+def _load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
+    key = state_key(experiment_id, n)
+    if n < 1 or not deps.store.exists(key):
+        return {}
+    tensors, _ = decode(deps.store.get(key))
+    return {k: v.copy() for k, v in tensors.items()}
+
+
+def _mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
+    for u in deps.repo.list_updates(experiment_id, n):
+        if u.status == UpdateStatus.ACCEPTED:
+            deps.repo.mark_applied(experiment_id, n, u.client_id, deps.clock())
+
+
+def _seed(experiment_id: str, n: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{experiment_id}:{n}".encode()).digest()[:8], "little")
+
+
+def _json_safe(value: Any) -> Any:
+    """Round-trip through JSON so numpy scalars and tuples become plain types DynamoDB accepts."""
+    def default(o: Any) -> Any:
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        return str(o)
+
+    return json.loads(json.dumps(value, default=default), parse_float=lambda s: float(s))
+
+
+def round_record_seconds(r: RoundRecord) -> float | None:
+    return r.published_at - r.opened_at if r.published_at else None

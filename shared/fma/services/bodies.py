@@ -1,0 +1,43 @@
+"""Request-body checks shared by the use cases: unknown fields and wrong types are 400s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fma.domain.errors import InvalidInput
+
+
+def require_object(body: object, allowed: Iterable[str], required: Iterable[str] = ()) -> dict[str, Any]:
+    if body is None:
+        body = {}
+    if not isinstance(body, Mapping):
+        raise InvalidInput("request body must be a JSON object", code="INVALID_BODY")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {unknown}", code="UNKNOWN_FIELD", details={"unknown": unknown})
+    missing = [k for k in required if k not in body]
+    if missing:
+        raise InvalidInput(f"missing field(s): {missing}", code="MISSING_FIELD", details={"missing": missing})
+    return dict(body)
+
+
+def optional_int(body: Mapping[str, Any], key: str, default: int | None, low: int, high: int) -> int | None:
+    value = body.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{key} must be an integer from {low} to {high}", details={"field": key})
+    return value
+
+
+def parse_limit(raw: str | None, default: int = 50, maximum: int = 100) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput("limit must be an integer", details={"field": "limit"}) from None
+    if not 1 <= value <= maximum:
+        raise InvalidInput(f"limit must be from 1 to {maximum}", details={"field": "limit"})
+    return value

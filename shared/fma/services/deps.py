@@ -1,0 +1,45 @@
+"""What every use case needs, built once per cold start by the handler's cached factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fma.domain.clock import now as wall_clock
+from fma.services.ports import Invoker, ObjectStore
+
+
+@dataclass(frozen=True)
+class Limits:
+    presign_seconds: int = 900
+    direct_upload_max_bytes: int = 5 << 20
+    max_update_bytes: int = 1 << 30
+    lease_seconds: float = 900.0
+    max_aggregation_attempts: int = 3
+    reconcile_grace_seconds: float = 300.0
+
+
+@dataclass
+class Deps:
+    repo: Any
+    store: ObjectStore
+    invoker: Invoker | None = None
+    limits: Limits = field(default_factory=Limits)
+    clock: Callable[[], float] = wall_clock
+
+
+def model_key(experiment_id: str, n: int) -> str:
+    return f"models/{experiment_id}/{n:08d}.safetensors"
+
+
+def manifest_key(experiment_id: str, n: int) -> str:
+    return f"models/{experiment_id}/{n:08d}.manifest.json"
+
+
+def update_key(experiment_id: str, n: int, client_id: str) -> str:
+    return f"updates/{experiment_id}/{n:08d}/{client_id}.safetensors"
+
+
+def state_key(experiment_id: str, n: int) -> str:
+    return f"state/{experiment_id}/{n:08d}.safetensors"

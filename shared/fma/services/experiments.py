@@ -1,0 +1,139 @@
+"""Experiment use cases: create, read, list, change status, enrollment and registration."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fma.domain.auth import (
+    Principal,
+    Role,
+    can_manage_experiment,
+    can_read_experiment,
+    hash_token,
+    new_token,
+    require_role,
+)
+from fma.domain.clock import iso
+from fma.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from fma.domain.experiment import Experiment, RoundPolicy, parse_client_config, parse_name
+from fma.domain.records import Page, TokenRecord
+from fma.domain.states import EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
+from fma.domain.strategy_catalog import validate_strategy
+from fma.services.access import mint_token
+from fma.services.bodies import optional_int, require_object
+from fma.services.deps import Deps, model_key
+
+CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes")
+
+
+def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
+    """The experiment if the caller may read it; 404 otherwise (no existence oracle)."""
+    exp = deps.repo.get_experiment(experiment_id) if _valid_id(experiment_id) else None
+    if exp is None or not can_read_experiment(caller, experiment_id, exp.owner):
+        raise NotFound(f"experiment {experiment_id} not found", code="EXPERIMENT_NOT_FOUND")
+    return exp
+
+
+def load_managed(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
+    exp = load_experiment(deps, caller, experiment_id)
+    if not can_manage_experiment(caller, exp.owner):
+        raise Forbidden("only the experiment's developer may change it", code="FORBIDDEN_ROLE")
+    return exp
+
+
+def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, Any]:
+    require_role(caller, Role.DEVELOPER, Role.ADMIN)
+    data = require_object(body, CREATE_FIELDS, ("name",))
+    strategy = data.get("strategy", {"name": "fedavg"})
+    if isinstance(strategy, str):
+        strategy = {"name": strategy}
+    strategy = require_object(strategy, ("name", "params"), ("name",))
+    params = validate_strategy(strategy["name"], strategy.get("params"))
+    max_bytes = optional_int(data, "max_update_bytes", min(100 << 20, deps.limits.max_update_bytes), 1,
+                             deps.limits.max_update_bytes)
+    stamp = iso(deps.clock())
+    exp = Experiment(
+        id=uuid.uuid4().hex[:16], name=parse_name(data["name"]), owner=caller.principal_id,
+        strategy_name=strategy["name"], strategy_params=params, policy=RoundPolicy.parse(data.get("rounds")),
+        client_config=parse_client_config(data.get("client_config")), max_update_bytes=max_bytes,
+        created_at=stamp, updated_at=stamp,
+    )
+    deps.repo.create_experiment(exp)
+    upload = deps.store.presigned_post(model_key(exp.id, 0), 1, max_bytes, deps.limits.presign_seconds)
+    return {"experiment": exp.to_public(), "upload": upload}
+
+
+def put_initial_model(deps: Deps, caller: Principal, experiment_id: str, body: bytes) -> dict[str, Any]:
+    """Small initial models go through the API; ingest validates them from the S3 event."""
+    exp = load_managed(deps, caller, experiment_id)
+    if exp.status != ExperimentStatus.PENDING_MODEL:
+        raise Conflict("the initial model is already set", code="MODEL_ALREADY_SET")
+    _check_body_size(deps, body, exp.max_update_bytes)
+    deps.store.put(model_key(exp.id, 0), body)
+    return {"status": "UPLOADING", "key": model_key(exp.id, 0)}
+
+
+def list_experiments(deps: Deps, caller: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
+    require_role(caller, Role.DEVELOPER, Role.ANALYST, Role.ADMIN)
+    owner = caller.principal_id if caller.role == Role.DEVELOPER else None
+    page: Page = deps.repo.list_experiments(owner, limit, cursor)
+    return {"experiments": [e.to_public() for e in page.items], "next_cursor": page.next_cursor}
+
+
+def patch_experiment(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:
+    exp = load_managed(deps, caller, experiment_id)
+    data = require_object(body, ("status",), ("status",))
+    try:
+        target = ExperimentStatus(data["status"])
+    except ValueError:
+        target = None
+    if target not in USER_SETTABLE:
+        raise InvalidInput(f"status must be one of {sorted(USER_SETTABLE)}", details={"field": "status"})
+    if target == exp.status:
+        return exp.to_public()
+    allowed = {s for s, targets in EXPERIMENT_TRANSITIONS.items() if target in targets}
+    if target == ExperimentStatus.RUNNING:
+        allowed = {ExperimentStatus.PAUSED}
+    if exp.status not in allowed:
+        raise Conflict(f"cannot change status from {exp.status} to {target}", code="INVALID_TRANSITION")
+    return deps.repo.set_status(experiment_id, allowed, target).to_public() | {"status": str(target)}
+
+
+def create_enrollment_token(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:
+    exp = load_managed(deps, caller, experiment_id)
+    if exp.status in (ExperimentStatus.COMPLETED, ExperimentStatus.STOPPED, ExperimentStatus.FAILED):
+        raise Conflict("experiment has ended", code="EXPERIMENT_CLOSED")
+    data = require_object(body, ("expires_in_seconds", "max_uses"))
+    expires_in = optional_int(data, "expires_in_seconds", 86400, 60, 90 * 86400)
+    max_uses = optional_int(data, "max_uses", None, 1, 1_000_000)
+    token, rec = mint_token(deps, Role.ENROLLMENT, f"enroll-{uuid.uuid4().hex[:12]}", experiment_id=exp.id,
+                            expires_in=expires_in, max_uses=max_uses)
+    return {"token": token, "expires_at": iso(rec.expires_at), "max_uses": max_uses}
+
+
+def register_client(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:
+    if caller.role != Role.ENROLLMENT or caller.experiment_id != experiment_id:
+        raise Forbidden("registering needs an enrollment token of this experiment", code="FORBIDDEN_ROLE")
+    data = require_object(body, ("name",))
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 200):
+        raise InvalidInput("name must be a string of at most 200 characters", details={"field": "name"})
+    client_id = f"c-{uuid.uuid4().hex[:16]}"
+    token = new_token()
+    rec = TokenRecord(hash_token(token), Role.CLIENT, client_id, experiment_id, None, None, 0, False, name)
+    deps.repo.register_client(experiment_id, client_id, name, caller.token_hash or "", rec, deps.clock())
+    return {"client_id": client_id, "token": token}
+
+
+def _check_body_size(deps: Deps, body: bytes, max_bytes: int) -> None:
+    limit = min(max_bytes, deps.limits.direct_upload_max_bytes)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds {limit}; use the presigned upload",
+                              details={"limit": limit})
+    if not body:
+        raise InvalidInput("body is empty", code="EMPTY_BODY")
+
+
+def _valid_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and value.replace("-", "").isalnum()

@@ -1,0 +1,95 @@
+"""What a client does in a round: pull the model, upload an update, report an evaluation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fma.domain.auth import Principal, Role
+from fma.domain.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, UpdateRejected
+from fma.domain.experiment import Experiment
+from fma.domain.records import EvaluationRecord
+from fma.domain.states import ExperimentStatus, RoundState
+from fma.domain.strategy_catalog import client_config_for
+from fma.domain.update_meta import check_metrics
+from fma.services.bodies import optional_int, require_object
+from fma.services.deps import Deps, model_key, update_key
+from fma.services.experiments import _check_body_size, load_experiment
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+ENDED = (ExperimentStatus.COMPLETED, ExperimentStatus.STOPPED, ExperimentStatus.FAILED)
+
+
+def model_info(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, Any]:
+    """The current global model and the round to train for (None once the experiment ended)."""
+    if caller.role not in (Role.CLIENT, Role.DEVELOPER, Role.ADMIN):
+        raise Forbidden("only clients and developers fetch the model", code="FORBIDDEN_ROLE")
+    exp = load_experiment(deps, caller, experiment_id)
+    if exp.model_version is None or exp.model_sha256 is None:
+        raise Conflict("the initial model has not been ingested yet", code="MODEL_NOT_READY")
+    training = exp.status in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+    return {
+        "round": exp.current_round if training else None, "version": exp.model_version,
+        "sha256": exp.model_sha256, "status": str(exp.status),
+        "url": deps.store.presigned_get(model_key(exp.id, exp.model_version), deps.limits.presign_seconds),
+        "client_config": {**exp.client_config, **client_config_for(exp.strategy_name, exp.strategy_params)},
+    }
+
+
+def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -> Experiment:
+    if caller.role != Role.CLIENT:
+        raise Forbidden("only clients upload updates", code="FORBIDDEN_ROLE")
+    exp = load_experiment(deps, caller, experiment_id)
+    if exp.status in ENDED:
+        raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
+    if exp.status != ExperimentStatus.RUNNING:
+        raise Conflict(f"experiment is {exp.status}; updates are not accepted now", code="EXPERIMENT_NOT_RUNNING")
+    if n > exp.current_round:
+        raise Conflict(f"round {n} has not started (current round {exp.current_round})", code="ROUND_NOT_OPEN")
+    rnd = deps.repo.get_round(experiment_id, n)
+    if rnd is None or rnd.state != RoundState.OPEN:
+        raise Conflict(f"round {n} is closed", code="ROUND_CLOSED", details={"current_round": exp.current_round})
+    return exp
+
+
+def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, body: object) -> dict[str, Any]:
+    data = require_object(body, ("size", "sha256"), ("size",))
+    exp = _open_round_for(deps, caller, experiment_id, n)
+    size = optional_int(data, "size", None, 1, 1 << 62)
+    if size > exp.max_update_bytes:
+        from fma.domain.errors import PayloadTooLarge
+
+        raise PayloadTooLarge(f"size {size} exceeds max_update_bytes={exp.max_update_bytes}",
+                              details={"limit": exp.max_update_bytes})
+    sha = data.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or not SHA256.match(sha)):
+        raise InvalidInput("sha256 must be 64 lowercase hex characters", details={"field": "sha256"})
+    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock())
+    key = update_key(experiment_id, n, caller.principal_id)
+    upload = deps.store.presigned_post(key, size, size, deps.limits.presign_seconds)
+    return {"update_id": f"{n}:{caller.principal_id}", "upload": upload}
+
+
+def put_update(deps: Deps, caller: Principal, experiment_id: str, n: int, body: bytes) -> dict[str, Any]:
+    exp = _open_round_for(deps, caller, experiment_id, n)
+    _check_body_size(deps, body, exp.max_update_bytes)
+    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock())
+    deps.store.put(update_key(experiment_id, n, caller.principal_id), body)
+    return {"update_id": f"{n}:{caller.principal_id}", "status": "UPLOADING"}
+
+
+def post_evaluation(deps: Deps, caller: Principal, experiment_id: str, n: int, body: object) -> dict[str, Any]:
+    """A client's metrics of the global model published after round n (n=0: the initial model)."""
+    if caller.role != Role.CLIENT:
+        raise Forbidden("only clients post evaluations", code="FORBIDDEN_ROLE")
+    exp = load_experiment(deps, caller, experiment_id)
+    data = require_object(body, ("num_examples", "metrics"), ("num_examples", "metrics"))
+    num = optional_int(data, "num_examples", None, 1, 10**12)
+    try:
+        metrics = check_metrics(data["metrics"])
+    except UpdateRejected as exc:
+        raise InvalidInput(exc.message, code="INVALID_METRICS", details={"field": "metrics"}) from None
+    if exp.model_version is None or n > exp.model_version or n < 0:
+        raise NotFound(f"model of round {n} is not published", code="MODEL_NOT_FOUND")
+    deps.repo.put_evaluation(experiment_id, EvaluationRecord(n, caller.principal_id, num, metrics), deps.clock())
+    return {"round": n, "client_id": caller.principal_id}

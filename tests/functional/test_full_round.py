@@ -1,0 +1,50 @@
+"""A full federated round through the real handlers under moto."""
+
+from __future__ import annotations
+
+import numpy as np
+from harness import update_bytes
+
+from fma.domain.auth import Role
+from fma.domain.codec import decode
+
+
+def initial_model() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"dense/kernel": rng.normal(size=(4, 3)).astype(np.float32),
+            "dense/bias": np.zeros(3, dtype=np.float32)}
+
+
+def test_three_clients_seal_aggregate_and_open_round_two(stack):
+    # Given an experiment with quota 3 and three registered clients
+    dev = stack.token(Role.DEVELOPER)
+    exp_id = stack.create_experiment(dev, initial_model())
+    clients = stack.enroll(dev, exp_id, 3)
+    rng = np.random.default_rng(1)
+    sent = {}
+    # When each uploads an update for round 1
+    for i, (client_id, token) in enumerate(clients):
+        tensors = {k: (v + rng.normal(size=v.shape)).astype(np.float32) for k, v in initial_model().items()}
+        sent[client_id] = (tensors, 10 * (i + 1))
+        res = stack.submit(exp_id, 1, token, update_bytes(tensors, 10 * (i + 1), 1, {"loss": float(i)}))
+        assert res.status == 202, res.body
+        stack.deliver(f"updates/{exp_id}/00000001/{client_id}.safetensors")
+        sealed_now = len(stack.invoker.calls) == 1
+        assert sealed_now == (i == 2), "only the third upload seals the round"
+    # Then the aggregate publishes the weighted mean
+    [result] = stack.run_aggregations()
+    assert result["status"] == "published"
+    model, meta = decode(stack.get_object(f"models/{exp_id}/00000001.safetensors"))
+    total = sum(w for _, w in sent.values())
+    for name in model:
+        expected = sum(t[name].astype(np.float64) * w for t, w in sent.values()) / total
+        np.testing.assert_allclose(model[name], expected, rtol=1e-6, atol=1e-6)
+    assert meta["fma.round"] == "1"
+    # And round 2 is open and clients see it
+    info = stack.api("GET", f"/v1/experiments/{exp_id}/model", clients[0][1]).json()
+    assert info["round"] == 2 and info["version"] == 1
+    rounds = stack.api("GET", f"/v1/experiments/{exp_id}/rounds", dev).json()["rounds"]
+    assert [r["state"] for r in rounds] == ["PUBLISHED", "OPEN"]
+    assert rounds[0]["accepted"] == 3
+    assert {u["status"] for u in rounds[0]["updates"]} == {"APPLIED"}
+    assert rounds[0]["metrics"]["loss"] == (0 * 10 + 1 * 20 + 2 * 30) / 60
