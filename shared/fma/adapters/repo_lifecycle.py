@@ -73,3 +73,44 @@ class LifecycleRepository:
         return _conditional(lambda: item.update(
             actions=[ExperimentItem.status.set(str(status)), ExperimentItem.updated_at.set(iso())],
             condition=ExperimentItem.status.is_in(str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))))
+
+
+class SweepRepository:
+    def list_due(self, now: float, limit: int = 100) -> list[RoundRecord]:
+        """Rounds whose deadline or lease has passed, oldest first, through the sparse GSI."""
+        from fma.adapters.dynamo_models import DUE_PK, RoundItem
+
+        key = f"{now:017.3f}~"
+        return [to_round(i) for i in RoundItem.due_index.query(DUE_PK, RoundItem.due_sk <= key, limit=limit)]
+
+    def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
+        """Seal at the deadline with whatever was accepted (the caller checked the minimum)."""
+        item = RoundItem(exp_pk(experiment_id), round_sk(n))
+        return _conditional(lambda: item.update(
+            actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
+                     RoundItem.due_pk.set(DUE_PK),
+                     RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
+            condition=RoundItem.state == str(RoundState.OPEN)))
+
+    def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool:
+        item = RoundItem(exp_pk(experiment_id), round_sk(n))
+        return _conditional(lambda: item.update(
+            actions=[RoundItem.deadline.set(deadline), RoundItem.due_sk.set(due_key(deadline, experiment_id, n))],
+            condition=RoundItem.state == str(RoundState.OPEN)))
+
+    def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool:
+        """Move a sealed round's next check later (it was re-invoked)."""
+        item = RoundItem(exp_pk(experiment_id), round_sk(n))
+        return _conditional(lambda: item.update(
+            actions=[RoundItem.due_sk.set(due_key(when, experiment_id, n))], condition=RoundItem.state == str(state)))
+
+    def fail_round(self, experiment_id: str, n: int, reason: str) -> bool:
+        item = RoundItem(exp_pk(experiment_id), round_sk(n))
+        ok = _conditional(lambda: item.update(
+            actions=[RoundItem.state.set(str(RoundState.FAILED)), RoundItem.reason.set(reason[:1000]),
+                     RoundItem.due_pk.remove(), RoundItem.due_sk.remove()],
+            condition=RoundItem.state.is_in(str(RoundState.OPEN), str(RoundState.SEALED),
+                                            str(RoundState.AGGREGATING))))
+        if ok:
+            self.finish_experiment(experiment_id, ExperimentStatus.FAILED)
+        return ok

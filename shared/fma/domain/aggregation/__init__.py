@@ -1,22 +1,34 @@
 """Aggregation strategies and the engine that runs them.
 
 Entry point for the aggregate service: `aggregate(...)`. Strategies are pure functions
-`(global_model, updates, state, params) -> AggregationResult`.
+`(global_model, updates, state, params, *, engine) -> AggregationResult`; see registry.py.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from fma.domain.aggregation.fedavg import fedavg
+from fma.domain.aggregation.dp import with_dp
+from fma.domain.aggregation.engine import Engine, EngineOptions
+from fma.domain.aggregation.registry import get_strategy, register_strategy, strategy
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 from fma.domain.errors import InvalidInput
+from fma.domain.strategy_catalog import validate_strategy
 
-STRATEGIES = {"fedavg": fedavg, "fedprox": fedavg}
-
-__all__ = ["AggregationResult", "UpdateInput", "aggregate", "weighted_metrics"]
+__all__ = [
+    "AggregationResult",
+    "Engine",
+    "EngineOptions",
+    "UpdateInput",
+    "aggregate",
+    "register_strategy",
+    "strategy",
+    "weighted_metrics",
+]
 
 
 def weighted_metrics(updates: Sequence[UpdateInput]) -> dict[str, float]:
@@ -39,14 +51,59 @@ def aggregate(
     *,
     round_number: int,
     seed: int = 0,
+    options: EngineOptions | None = None,
 ) -> AggregationResult:
-    """Run `strategy` over `updates` (any order in, client-id order inside)."""
+    """Run `strategy` over `updates` (any order in, client-id order inside).
+
+    `params` are validated again (defaults filled in); `params["dp"]` wraps the strategy in
+    central DP. The result's model has the global model's names, shapes and dtypes, and the
+    same inputs give the same bytes. `info` carries weights, timings, bytes read, selected
+    clients (Krum, Bulyan) and privacy spent (DP), all JSON-safe.
+    """
     if not updates:
         raise InvalidInput("cannot aggregate a round with no accepted updates", code="NO_UPDATES")
-    fn = STRATEGIES.get(strategy)
-    if fn is None:
-        raise InvalidInput(f"unknown strategy {strategy!r}", code="UNKNOWN_STRATEGY")
+    fn = get_strategy(strategy)
+    full = validate_strategy(strategy, params)
+    dp = full.pop("dp", None)
     ordered = sorted(updates, key=lambda u: u.client_id)
-    result = fn(global_model, ordered, state, params)
+    if len({u.client_id for u in ordered}) != len(ordered):
+        raise InvalidInput("two updates from the same client", code="DUPLICATE_CLIENT")
+    start = time.perf_counter()
+    with Engine(global_model, options, round_number=round_number, seed=seed) as engine:
+        if dp is not None:
+            raw = with_dp(fn, dp, global_model, ordered, state, full, engine=engine)
+        else:
+            raw = fn(global_model, ordered, state, full, engine=engine)
+        result = _normalise(raw, global_model)
+        info: dict[str, Any] = {"strategy": strategy, "params": {**full, **({"dp": dp} if dp else {})}}
+        info.update(engine.stats.as_info())
+    info["timings"]["total"] = round(time.perf_counter() - start, 6)
+    result.info = {**info, **result.info}
     result.metrics = {**weighted_metrics(ordered), **result.metrics}
     return result
+
+
+def _normalise(raw: object, global_model: Mapping[str, np.ndarray]) -> AggregationResult:
+    """Accept AggregationResult, (model, state) or a model; check and cast to the model's dtypes."""
+    if isinstance(raw, AggregationResult):
+        result = raw
+    elif isinstance(raw, tuple):
+        result = AggregationResult(model=dict(raw[0]), state=dict(raw[1]))
+    else:
+        result = AggregationResult(model=dict(raw))  # type: ignore[call-overload]
+    if set(result.model) != set(global_model):
+        raise ValueError("strategy returned a model whose tensor names differ from the global model")
+    model = {}
+    for name, ref in global_model.items():
+        arr = np.asarray(result.model[name])
+        if arr.shape != ref.shape:
+            raise ValueError(f"strategy returned {name} with shape {arr.shape}, expected {ref.shape}")
+        model[name] = _contiguous(arr.astype(ref.dtype, copy=False))
+    result.model = model
+    result.state = {k: _contiguous(np.asarray(v)) for k, v in result.state.items()}
+    return result
+
+
+def _contiguous(arr: np.ndarray) -> np.ndarray:
+    """C order for the encoder; unlike np.ascontiguousarray, keeps 0-d arrays 0-d."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")

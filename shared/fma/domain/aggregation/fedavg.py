@@ -1,4 +1,4 @@
-"""FedAvg as a streaming weighted mean: one update in memory at a time."""
+"""FedAvg (McMahan et al. 2017) and FedProx's server side: a streaming weighted mean."""
 
 from __future__ import annotations
 
@@ -6,21 +6,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fma.domain.aggregation.engine import Engine
+from fma.domain.aggregation.math import example_weights
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
-from fma.domain.codec import decode
 
 
-def weighted_mean(global_model: Mapping[str, np.ndarray], updates: Sequence[UpdateInput]) -> dict[str, np.ndarray]:
-    """Sum w_i x_i / sum w_i in client-id order, accumulated in float64 for reproducibility."""
-    total = float(sum(u.num_examples for u in updates))
-    acc = {name: np.zeros(arr.shape, dtype=np.float64) for name, arr in global_model.items()}
-    for update in sorted(updates, key=lambda u: u.client_id):
-        tensors, _ = decode(update.fetch())
-        weight = update.num_examples / total
-        for name, buf in acc.items():
-            buf += weight * tensors[name]
-        del tensors
-    return {name: buf.astype(global_model[name].dtype) for name, buf in acc.items()}
+def weighted_average(engine: Engine, updates: Sequence[UpdateInput]) -> tuple[np.ndarray, dict]:
+    """sum_k n_k x_k / sum_k n_k as a flat vector, and the weights for the manifest."""
+    weights = example_weights([u.num_examples for u in updates])
+    flat = engine.weighted_sum(updates, weights)
+    return flat, {u.client_id: float(w) for u, w in zip(updates, weights, strict=True)}
 
 
 def fedavg(
@@ -28,5 +23,9 @@ def fedavg(
     updates: Sequence[UpdateInput],
     state: Mapping[str, np.ndarray],
     params: Mapping[str, object],
+    *,
+    engine: Engine,
 ) -> AggregationResult:
-    return AggregationResult(model=weighted_mean(global_model, updates))
+    """Weighted by num_examples; FedProx is the same on the server (mu goes to clients)."""
+    flat, weights = weighted_average(engine, updates)
+    return AggregationResult(model=engine.model(flat), info={"weights": weights})

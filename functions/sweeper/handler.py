@@ -1,0 +1,27 @@
+"""Sweeper function, on an EventBridge schedule (every minute)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from aws_lambda_powertools import Logger
+from fma.adapters.factory import build_deps
+from fma.adapters.settings import Settings
+from fma.services.deps import Deps
+from fma.services.sweeper import sweep
+
+logger = Logger()
+
+
+@functools.cache
+def deps() -> Deps:
+    return build_deps(Settings.from_env())
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: object) -> dict:
+    report = dataclasses.asdict(sweep(deps()))
+    if any(report.values()):
+        logger.info("sweep", extra=report)
+    return report

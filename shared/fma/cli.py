@@ -1,0 +1,88 @@
+"""The `fma` command: local mode, the demo, and admin tokens for a deployed table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from fma.local.app import LocalStack
+
+    stack = LocalStack(host=args.host, port=args.port, state_dir=Path(args.state_dir)).start()
+    print(f"FMA local mode is up\n  API:       {stack.url}/v1\n  Dashboard: {stack.url}/\n"
+          f"  S3/DynamoDB/SQS (moto): {stack.emulation.endpoint}\n  Admin token: {stack.admin_token}\n"
+          f"  (also written to {Path(args.state_dir) / 'admin-token'})\nPress Ctrl-C to stop.", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        print("FMA local mode stopped.", flush=True)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    """Mint a token straight into a deployed table (uses your AWS credentials)."""
+    from fma.adapters.repository import DynamoRepository
+    from fma.domain.auth import Role
+    from fma.services.access import mint_token
+    from fma.services.deps import Deps
+
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    deps = Deps(repo=DynamoRepository(args.table, region, args.endpoint_url), store=None)  # type: ignore[arg-type]
+    token, rec = mint_token(deps, Role(args.role), name=args.name)
+    print(token)
+    print(f"role={rec.role} principal_id={rec.principal_id} (store it now: it is not shown again)", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fma.local.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fma", description="Serverless federated model aggregation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    local = sub.add_parser("local", help="run FMA on this machine").add_subparsers(dest="local_command", required=True)
+    up = local.add_parser("up", help="start moto, the gateway, the ingest pump, the aggregate worker and the sweeper")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--state-dir", default=".fma")
+    up.set_defaults(fn=_local_up)
+    token = sub.add_parser("token", help="admin tokens").add_subparsers(dest="token_command", required=True)
+    create = token.add_parser("create", help="mint a token into a deployed table")
+    create.add_argument("--role", required=True, choices=["admin", "developer", "analyst"])
+    create.add_argument("--table", required=True)
+    create.add_argument("--region")
+    create.add_argument("--name")
+    create.add_argument("--endpoint-url", help=argparse.SUPPRESS)
+    create.set_defaults(fn=_token_create)
+    demo = sub.add_parser("demo", help="federated training of digits with 6 local clients")
+    demo.add_argument("--rounds", type=int, default=5)
+    demo.add_argument("--clients", type=int, default=6)
+    demo.add_argument("--quota", type=int, default=4)
+    demo.add_argument("--quick", action="store_true", help="fewer local epochs (CI)")
+    demo.add_argument("--keep", action="store_true", help="leave the stack running at the end")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--state-dir", default=".fma")
+    demo.set_defaults(fn=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

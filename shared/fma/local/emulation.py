@@ -1,0 +1,79 @@
+"""The emulated AWS account: moto's server on loopback with the bucket, table and queue created
+from the same definitions the handlers use, and S3 notifications routed to SQS."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import boto3
+
+from fma.adapters.dynamo_models import configure_table, create_table
+
+REGION = "us-east-1"
+BUCKET = "fma-local-models"
+TABLE = "fma-local"
+QUEUE = "fma-local-ingest"
+
+
+@dataclass
+class Emulation:
+    endpoint: str
+    queue_url: str
+    server: object
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _environment(endpoint: str) -> None:
+    """Every boto3/pynamodb client in this process talks to moto; no real AWS is reachable."""
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION, "AWS_ENDPOINT_URL": endpoint, "FMA_S3_ENDPOINT": endpoint,
+        "FMA_DYNAMODB_ENDPOINT": endpoint, "FMA_TABLE_NAME": TABLE, "FMA_BUCKET_NAME": BUCKET,
+        "POWERTOOLS_SERVICE_NAME": "fma-local", "POWERTOOLS_METRICS_NAMESPACE": "FMA",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+    })
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
+
+
+def start_emulation(host: str = "127.0.0.1") -> Emulation:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    server.start()
+    bound_host, port = server.get_host_and_port()
+    endpoint = f"http://{bound_host}:{port}"
+    _environment(endpoint)
+    queue_url = provision(endpoint)
+    return Emulation(endpoint, queue_url, server)
+
+
+def provision(endpoint: str) -> str:
+    """Bucket (versioned), table, queue and the S3 -> SQS notification; idempotent."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    if BUCKET not in existing:
+        s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [{
+        "AllowedMethods": ["GET", "POST", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}]})
+    configure_table(TABLE, REGION, endpoint)
+    create_table()
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+    queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rules = [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+              "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix},
+                                                 {"Name": "suffix", "Value": ".safetensors"}]}}}
+             for prefix in ("updates/", "models/")]
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"QueueConfigurations": rules})
+    return queue_url
+
+
+def queue_policy_json() -> str:
+    return json.dumps({})

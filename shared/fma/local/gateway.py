@@ -1,0 +1,94 @@
+"""An HTTP gateway on loopback: /v1/* becomes an API Gateway proxy event for the authorizer and
+API handlers; everything else is the dashboard from web/ (plus a generated config.json)."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from fma.local import dispatch
+
+MAX_BODY = 10 << 20  # API Gateway's payload limit
+WEB_DIR = Path(__file__).resolve().parents[3] / "web"
+PLACEHOLDER = b"<!doctype html><title>FMA</title><h1>FMA local mode</h1><p>The dashboard is not built.</p>"
+
+
+class GatewayHandler(BaseHTTPRequestHandler):
+    server_version = "fma-local"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet by default
+        pass
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+    def _api(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            body = json.dumps({"error": {"code": "PAYLOAD_TOO_LARGE", "message": f"body exceeds {MAX_BODY} bytes",
+                                         "details": {}}}).encode()
+            return self._send(413, {"Content-Type": "application/json"}, body)
+        body = self.rfile.read(length) if length else None
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query)) or None
+        result = dispatch.call_api(self.command, url.path, dict(self.headers.items()), body, query)
+        self._send(result.status, result.headers, result.body)
+
+    def _static(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/config.json":
+            return self._send(200, {"Content-Type": "application/json"}, json.dumps({"apiUrl": "/v1"}).encode())
+        rel = "index.html" if path in ("", "/") else path.lstrip("/")
+        target = (WEB_DIR / rel).resolve()
+        if WEB_DIR.resolve() not in target.parents or not target.is_file():
+            if rel == "index.html":
+                return self._send(200, {"Content-Type": "text/html"}, PLACEHOLDER)
+            return self._send(404, {"Content-Type": "text/plain"}, b"not found")
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        self._send(200, {"Content-Type": ctype, "Cache-Control": "no-cache"}, target.read_bytes())
+
+    def _route(self) -> None:
+        try:
+            if urlsplit(self.path).path.startswith("/v1/"):
+                self._api()
+            elif self.command in ("GET", "HEAD"):
+                self._static()
+            else:
+                self._send(405, {"Content-Type": "text/plain"}, b"method not allowed")
+        except Exception:
+            body = json.dumps({"error": {"code": "INTERNAL", "message": "gateway error", "details": {}}}).encode()
+            self._send(500, {"Content-Type": "application/json"}, body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _route
+
+
+class Gateway:
+    def __init__(self, host: str, port: int):
+        self.httpd = ThreadingHTTPServer((host, port), GatewayHandler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="fma-gateway", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
