@@ -129,13 +129,18 @@ class RoundRepository:
         codes = transact(build)
         if not codes:
             return "accepted"
-        if failed(codes, 0):
+        # Classify by reading back (consistent reads): DynamoDB implementations differ in how
+        # they report which condition of a cancelled transaction failed.
+        current = self.get_update(u.experiment_id, u.round, u.client_id)
+        if current is not None and current.status not in _REOPENABLE:
             return "duplicate"
-        if failed(codes, 1):
+        rnd = self.get_round(u.experiment_id, u.round)
+        if rnd is None or rnd.state != RoundState.OPEN:
             return "closed"
-        if failed(codes, 2):
+        exp = ExperimentItem.get(exp_pk(u.experiment_id), "META", consistent_read=True)
+        if exp.status != str(ExperimentStatus.RUNNING):
             return "inactive"
-        raise RuntimeError(f"accept transaction failed: {codes}")
+        raise RuntimeError(f"accept transaction failed for a transient reason: {codes}")
 
     def reject_update(self, u: UpdateRecord) -> bool:
         """Mark REJECTED with its reason and count it once; never overrides an acceptance."""

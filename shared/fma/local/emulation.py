@@ -42,7 +42,11 @@ def _environment(endpoint: str) -> None:
 
 
 def start_emulation(host: str = "127.0.0.1") -> Emulation:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
     server.start()

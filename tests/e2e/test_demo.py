@@ -1,0 +1,27 @@
+"""`make demo` in its quick mode, as CI runs it: the accuracy line must show federated learning
+beating every client's local-only model."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def test_quick_demo_prints_accuracy_and_federated_beats_local(tmp_path):
+    fma = Path(sys.executable).with_name("fma")
+    proc = subprocess.run([str(fma), "demo", "--rounds", "2", "--quick", "--port", "0", "--state-dir",
+                           str(tmp_path / "state")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    m = re.search(r"ACCURACY federated=([\d.]+) centralized=([\d.]+) best_local=([\d.]+)", proc.stdout)
+    assert m, proc.stdout[-3000:]
+    federated, centralized, best_local = map(float, m.groups())
+    assert federated > best_local
+    assert federated > 0.6 and centralized > 0.85
+    assert "round 2/2 published" in proc.stdout
