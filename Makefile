@@ -31,5 +31,16 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/aggregation.py $(ARGS)
 
+# The Lambda layer: fma + pinned runtime wheels for linux/arm64 cp312 (pip download is cached).
+layer: $(STAMP)
+	$(BIN)/python layers/build.py
+
+# Stage the function assets and the layer, then synthesize offline (cdk-nag runs on synth).
+synth: layer
+	$(BIN)/python -m infra.assets --no-layer
+	rm -rf cdk.out
+	$(BIN)/python app.py
+	@echo "cdk.out/ written: deploy with 'npx cdk deploy --app cdk.out' (see docs/deploy.md)"
+
 clean:
 	rm -rf $(VENV) cdk.out layers/build .pytest_cache .ruff_cache

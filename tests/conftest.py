@@ -31,6 +31,10 @@ def stack():
     """A fresh moto account with the FMA table and bucket, handlers wired to it."""
     from harness import start_stack, stop_stack
 
+    from fma.local.moto_atomic import make_moto_dynamodb_atomic
+
+    make_moto_dynamodb_atomic()
+
     with mock_aws():
         yield start_stack()
         stop_stack()

@@ -10,6 +10,7 @@ import functools
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
 from fma.adapters.factory import build_deps
 from fma.adapters.settings import Settings
 from fma.services.aggregation import aggregate_round

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
 from fma.domain.auth import Principal, Role
 from fma.domain.errors import InvalidInput, PayloadTooLarge, Unauthorized
 

@@ -6,6 +6,7 @@ import json
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
 from fma.domain.errors import FmaError
 
 logger = Logger(child=True)

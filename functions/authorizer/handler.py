@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 
 from aws_lambda_powertools import Logger
+
 from fma.adapters.repository import DynamoRepository
 from fma.adapters.settings import Settings
 from fma.domain.auth import parse_bearer

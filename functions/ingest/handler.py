@@ -13,6 +13,7 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
 from fma.adapters.factory import build_deps
 from fma.adapters.settings import Settings
 from fma.services.deps import Deps

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 
 from aws_lambda_powertools import Logger
+
 from fma.adapters.factory import build_deps
 from fma.adapters.settings import Settings
 from fma.services.deps import Deps

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from fma.services import participation, rounds_view
-from fma.services.bodies import parse_limit
 
 from api.context import json_body, principal, raw_body, round_number
 from api.deps import deps
+from fma.services import participation, rounds_view
+from fma.services.bodies import parse_limit
 
 router = APIGatewayRouter()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from fma.services import access
 
 from api.context import json_body, principal
 from api.deps import deps
+from fma.services import access
 
 router = APIGatewayRouter()
 

@@ -76,6 +76,8 @@ def header_length(prefix: bytes | memoryview, limits: HeaderLimits = HeaderLimit
     if len(prefix) < 8:
         raise UpdateRejected("NOT_SAFETENSORS", "file is shorter than the 8-byte safetensors prefix")
     (n,) = struct.unpack("<Q", bytes(prefix[:8]))
+    if len(prefix) > 8 and bytes(prefix[8:9]) != b"{":
+        raise UpdateRejected("NOT_SAFETENSORS", "no JSON header after the 8-byte length: not a safetensors file")
     if n == 0:
         raise UpdateRejected("NOT_SAFETENSORS", "empty safetensors header")
     if n > limits.max_header_bytes:

@@ -67,9 +67,8 @@ def _follow_rounds(dev, exp_id: str, rounds: int, quota: int, split, timeout: fl
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from fma_client import Developer
-
     from fma.local.app import LocalStack
+    from fma_client import Developer
 
     epochs, lr = (2, 1.0) if args.quick else (5, 0.3)
     split = load_split(args.clients, SEED)

@@ -46,6 +46,9 @@ def start_emulation(host: str = "127.0.0.1") -> Emulation:
 
     from moto.server import ThreadedMotoServer
 
+    from fma.local.moto_atomic import make_moto_dynamodb_atomic
+
+    make_moto_dynamodb_atomic()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)

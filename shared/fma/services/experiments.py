@@ -29,6 +29,8 @@ CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_byte
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
     """The experiment if the caller may read it; 404 otherwise (no existence oracle)."""
+    if caller.role in (Role.CLIENT, Role.ENROLLMENT) and caller.experiment_id != experiment_id:
+        raise Forbidden("this token belongs to another experiment", code="WRONG_EXPERIMENT")
     exp = deps.repo.get_experiment(experiment_id) if _valid_id(experiment_id) else None
     if exp is None or not can_read_experiment(caller, experiment_id, exp.owner):
         raise NotFound(f"experiment {experiment_id} not found", code="EXPERIMENT_NOT_FOUND")

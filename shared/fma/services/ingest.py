@@ -50,7 +50,7 @@ def _read_checked(deps: Deps, key: str, max_bytes: int) -> bytes:
         raise UpdateRejected("MISSING_OBJECT", "the uploaded object no longer exists")
     if size > max_bytes:
         raise UpdateRejected("TOO_LARGE", f"{size} bytes exceed max_update_bytes={max_bytes}")
-    header_length(deps.store.get_range(key, 0, min(size, 8)), HeaderLimits())
+    header_length(deps.store.get_range(key, 0, min(size, 9)), HeaderLimits())
     return deps.store.get(key)
 
 

@@ -1,0 +1,118 @@
+"""`Client.run`: the federated loop around the user's training function.
+
+get model -> (stop when the round is None) -> train -> submit -> wait for the round -> repeat.
+The loop keeps going through the ordinary races of a shared experiment: a pause (wait and
+retry), a round sealed before our update landed (LATE, ROUND_CLOSED) or a repeated submit
+(ALREADY_SUBMITTED): those move on to the next model instead of failing the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from fma_client.errors import Conflict, ExperimentEnded, Gone, Timeout, UpdateRejected
+
+if TYPE_CHECKING:
+    from fma_client.client import Client
+    from fma_client.tensors import Weights
+
+log = logging.getLogger("fma_client")
+Json = dict[str, Any]
+ENDED = ("STOPPED", "FAILED", "COMPLETED")
+SKIP_CODES = ("ROUND_CLOSED", "ALREADY_SUBMITTED")
+TrainFn = Callable[["Weights", dict[str, Any]], tuple[Any, int, Any]]
+
+
+def run_loop(
+    client: Client, train_fn: TrainFn, rounds: int | None, round_timeout: float,
+    update_timeout: float,
+) -> list[Json]:  # fmt: skip
+    """One history entry per round taken part in: round, status, counts and metrics."""
+    history: list[Json] = []
+    done = 0
+    while rounds is None or len(history) < rounds:
+        model = _next_model(client, done)
+        if model is None:
+            break
+        weights, n, config = model
+        log.info("round %d: training", n)
+        new_weights, num_examples, metrics = train_fn(weights, config)
+        try:
+            entry = _submit(client, n, new_weights, num_examples, metrics, update_timeout)
+        except ExperimentEnded:
+            break
+        if entry is None:
+            continue
+        try:
+            published = _await_round(client, n, round_timeout)
+        except ExperimentEnded:
+            history.append(entry)
+            break
+        entry["round_metrics"] = published.get("metrics")
+        history.append(entry)
+        log.info("round %d: %s, published", n, entry["status"])
+        done = n
+    return history
+
+
+def _next_model(client: Client, done: int) -> tuple[Weights, int, dict[str, Any]] | None:
+    """Wait for a RUNNING round after `done`; None once the experiment is over."""
+    last_wait: tuple[str, int | None] | None = None
+    while True:
+        try:
+            weights, n, config = client.get_model()
+        except Conflict as exc:  # no model yet, or a server that answers 409 while paused
+            if exc.code != "MODEL_NOT_READY" and "PAUSED" not in (exc.code or ""):
+                raise
+            log.info("model not available yet (%s); waiting", exc.code)
+        else:
+            status = client.model.status if client.model else "RUNNING"
+            if n is None or status in ENDED:
+                return None
+            if status == "RUNNING" and n > done:
+                return weights, n, config
+            if last_wait != (status, n):  # log state changes, not every poll
+                log.info("experiment %s, round %s: waiting", status, n)
+                last_wait = (status, n)
+        client.invalidate_model()
+        client.waiter.sleep(client.poll_interval)
+
+
+def _submit(
+    client: Client, n: int, weights: Any, num_examples: int, metrics: Mapping[str, Any] | None,
+    timeout: float,
+) -> Json | None:  # fmt: skip
+    """Submit and wait for validation; None when the experiment moved and we must re-fetch."""
+    entry: Json = {"round": n, "num_examples": num_examples, "metrics": dict(metrics or {})}
+    try:
+        result = client.submit(weights, num_examples, metrics, round=n, timeout=timeout)
+    except UpdateRejected as exc:
+        if exc.status != "LATE":
+            raise
+        log.warning("round %d: update arrived after the seal (LATE)", n)
+        return {**entry, "status": "LATE", "reason": exc.reason}
+    except Gone as exc:  # EXPERIMENT_CLOSED: stopped or finished while we trained
+        raise ExperimentEnded(client.experiment_id, exc.code or "GONE") from exc
+    except Conflict as exc:
+        if exc.code in SKIP_CODES:
+            log.warning("round %d: %s, moving on", n, exc.code)
+            return {**entry, "status": exc.code, "reason": exc.message}
+        # Paused or stopped between get_model and submit? If nothing moved, it is a real error.
+        now = client.peek()
+        if now.get("status", "RUNNING") == "RUNNING" and now.get("round") == n:
+            raise
+        return None
+    return {**entry, "status": result["status"], "update_id": result.get("update_id")}
+
+
+def _await_round(client: Client, n: int, timeout: float) -> Json:
+    """`wait_for_round`, except that a paused experiment does not count against the timeout."""
+    while True:
+        try:
+            return client.wait_for_round(n, timeout)
+        except Timeout:
+            if client.peek().get("status") != "PAUSED":
+                raise
+            log.info("round %d: experiment paused; still waiting", n)

@@ -1,0 +1,293 @@
+"""The training client's side: join an experiment, fetch the model, submit updates."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import requests
+
+from fma_client import tensors
+from fma_client._http import DEFAULT_TIMEOUT, RetryPolicy, TimeoutSpec, Transport
+from fma_client._runner import ENDED, run_loop
+from fma_client._wait import Waiter
+from fma_client.developer import DIRECT_UPLOAD_LIMIT
+from fma_client.errors import (
+    Conflict,
+    ExperimentEnded,
+    FmaError,
+    IntegrityError,
+    PayloadTooLarge,
+    RoundFailed,
+    UpdateRejected,
+)
+
+log = logging.getLogger("fma_client")
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The last model response and its bytes; bytes are kept so a 304 costs no download."""
+
+    sha256: str | None
+    data: bytes | None
+    round: int | None
+    version: int | None
+    client_config: dict[str, Any]
+    status: str
+
+
+class Client:
+    """One participant of one experiment.
+
+    Give it a client `token` (and `client_id`) from an earlier `register()`, or an
+    `enrollment_token`: the client then registers itself on first use.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        experiment_id: str,
+        token: str | None = None,
+        enrollment_token: str | None = None,
+        session: requests.Session | None = None,
+        name: str | None = None,
+        *,
+        client_id: str | None = None,
+        timeout: TimeoutSpec = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        direct_upload_limit: int = DIRECT_UPLOAD_LIMIT,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.http = Transport(url, token, session=session, timeout=timeout, retry=retry, sleep=sleep, rng=rng)
+        self.experiment_id = experiment_id
+        self.enrollment_token = enrollment_token
+        self.name = name
+        self.client_id = client_id
+        self.waiter = Waiter(sleep=sleep, clock=clock)
+        self.clock = clock
+        self.direct_upload_limit = direct_upload_limit
+        self.poll_interval = poll_interval
+        self.model: ModelState | None = None
+        self._dtypes: dict[str, np.dtype] = {}
+        self._revalidate = False  # next get_model skips If-None-Match (state may have moved)
+
+    @property
+    def token(self) -> str | None:
+        return self.http.token
+
+    # -- enrollment and model ----------------------------------------------------------------
+
+    def register(self) -> str:
+        """Exchange the enrollment token for a client id and token; returns the client id.
+
+        A REGISTRATION_CONFLICT (two registrations racing on the token's use count) is retried
+        a few times, as the server asks; an exhausted or expired token raises Forbidden.
+        """
+        if not self.enrollment_token:
+            raise FmaError("register() needs the enrollment_token given to Client(...)")
+        body = {"name": self.name} if self.name else {}
+        for attempt in range(4):
+            try:
+                reply = self.http.call_json(
+                    "POST", "experiments", self.experiment_id, "clients",
+                    json=body, token=self.enrollment_token,
+                )  # fmt: skip
+                break
+            except Conflict as exc:
+                if exc.code != "REGISTRATION_CONFLICT" or attempt == 3:
+                    raise
+                self.waiter.sleep(self.http.retry.delay(attempt, self.http.rng))
+        self.client_id, self.http.token = reply["client_id"], reply["token"]
+        return reply["client_id"]
+
+    def _ensure_token(self) -> None:
+        if self.http.token is None:
+            if not self.enrollment_token:
+                raise FmaError("Client needs a token or an enrollment_token")
+            self.register()
+
+    def get_model(self) -> tuple[tensors.Weights, int | None, dict[str, Any]]:
+        """`(weights, round, config)`: the model to train, the round to train it for, and
+        the experiment's `client_config` plus `round`/`server-round`.
+
+        `round` is None once the experiment is over. The bytes are cached by sha256: the
+        request carries `If-None-Match` and a 304 (or an unchanged sha256) reuses them. The
+        arrays are fresh copies each time, so training in place cannot corrupt the cache.
+        """
+        self._ensure_token()
+        cached, headers = self.model, {}
+        if cached and cached.sha256 and cached.status == "RUNNING" and not self._revalidate:
+            headers["If-None-Match"] = f'"{cached.sha256}"'
+        response = self.http.call("GET", "experiments", self.experiment_id, "model", headers=headers, ok=(200, 304))
+        if response.status_code != 304 or cached is None:
+            self.model = cached = self._model_from(response.json(), cached)
+        self._revalidate = False
+        weights = tensors.decode(cached.data) if cached.data else {}
+        self._dtypes = {name: arr.dtype for name, arr in weights.items()}
+        return weights, cached.round, self._config(cached)
+
+    def _model_from(self, body: Json, cached: ModelState | None) -> ModelState:
+        sha = body.get("sha256")
+        if cached is not None and sha and cached.sha256 == sha:
+            data = cached.data
+        elif sha and body.get("url"):
+            data = self.http.download(body["url"])
+            if tensors.sha256_hex(data) != sha:
+                raise IntegrityError(
+                    f"model of {self.experiment_id} (version {body.get('version')}): "
+                    "downloaded bytes do not match the announced sha256"
+                )
+        else:
+            data = None
+        return ModelState(
+            sha256=sha, data=data, round=body.get("round"), version=body.get("version"),
+            client_config=dict(body.get("client_config") or {}),
+            status=body.get("status") or "RUNNING",
+        )  # fmt: skip
+
+    @staticmethod
+    def _config(model: ModelState) -> dict[str, Any]:
+        config = dict(model.client_config)
+        if model.round is not None:
+            config.update({"round": model.round, "server-round": model.round})
+        return config
+
+    # -- updates -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        weights: Mapping[str, Any],
+        num_examples: int,
+        metrics: Mapping[str, Any] | None = None,
+        round: int | None = None,
+        wait: bool = True,
+        timeout: float = 600.0,
+    ) -> Json:
+        """Upload an update for `round` (default: the round of the last `get_model`).
+
+        Small files go through the API (PUT), large ones straight to S3 with a presigned POST
+        bound to their size and sha256. With `wait`, returns once the server ACCEPTED the
+        update and raises UpdateRejected (REJECTED with the reason, or LATE) otherwise.
+        """
+        self._ensure_token()
+        n = round if round is not None else (self.model.round if self.model else None)
+        if n is None:
+            raise FmaError("no round to submit for: call get_model() first or pass round=")
+        meta = tensors.update_metadata(num_examples, n, metrics)
+        data = tensors.encode(weights, meta, self._dtypes)
+        try:
+            reply = self._upload(n, data)
+        except Conflict:
+            self._revalidate = True
+            raise
+        result = {"update_id": reply.get("update_id"), "round": n, "status": "UPLOADING"}
+        if not wait:
+            return result
+        return {**result, **self.wait_for_update(n, timeout)}
+
+    def _upload(self, n: int, data: bytes) -> Json:
+        path = ("experiments", self.experiment_id, "rounds", n, "updates")
+        if len(data) <= self.direct_upload_limit:
+            try:
+                return self.http.call_json("PUT", *path, data=data)
+            except PayloadTooLarge:
+                log.info("direct upload refused as too large; using a presigned POST")
+        body = {"size": len(data), "sha256": tensors.sha256_hex(data)}
+        reply = self.http.call_json("POST", *path, json=body)
+        self.http.presigned_post(reply["upload"]["url"], reply["upload"].get("fields", {}), data)
+        return reply
+
+    def wait_for_update(self, round: int, timeout: float = 600.0) -> Json:
+        """Poll the round until this client's update is validated; return its entry."""
+
+        def check() -> Json | None:
+            entry = self._own_update(self.round(round))
+            status = entry.get("status") if entry else None
+            if entry is not None and status in ("REJECTED", "LATE"):
+                raise UpdateRejected(round, str(status), entry.get("reason"), entry)
+            return entry if status in ("ACCEPTED", "APPLIED") else None
+
+        return self.waiter.until(check, timeout, f"the update for round {round} to be validated")
+
+    def _own_update(self, round_body: Json) -> Json | None:
+        updates = round_body.get("updates") or []
+        if self.client_id is not None:
+            updates = [u for u in updates if u.get("client_id") == self.client_id]
+        return updates[-1] if updates else None
+
+    def round(self, round: int) -> Json:
+        """The round object (a client sees only its own entries in `updates`)."""
+        return self.http.call_json("GET", "experiments", self.experiment_id, "rounds", round)
+
+    def wait_for_round(self, round: int, timeout: float = 3600.0) -> Json:
+        """Poll until `round` is PUBLISHED and return it; RoundFailed if it FAILED.
+
+        Every ~30 s it also looks at the experiment's status, so a stopped experiment raises
+        ExperimentEnded instead of leaving the caller waiting for the full timeout.
+        """
+        next_peek = self.clock() + 30.0
+
+        def check() -> Json | None:
+            nonlocal next_peek
+            body = self.round(round)
+            if body.get("state") == "PUBLISHED":
+                return body
+            if body.get("state") == "FAILED":
+                raise RoundFailed(round, body.get("reason"), body)
+            if self.clock() >= next_peek:
+                next_peek = self.clock() + 30.0
+                self._raise_if_ended()
+            return None
+
+        return self.waiter.until(check, timeout, f"round {round} to be published")
+
+    def _raise_if_ended(self) -> None:
+        body = self.peek()
+        if body.get("status") in ENDED:
+            raise ExperimentEnded(self.experiment_id, body["status"])
+
+    def peek(self) -> Json:
+        """The model endpoint's JSON (status, round, sha256) without downloading anything.
+
+        Also makes the next `get_model` revalidate in full: state has been looked at anew.
+        """
+        self._revalidate = True
+        return self.http.call_json("GET", "experiments", self.experiment_id, "model")
+
+    def invalidate_model(self) -> None:
+        """Make the next `get_model` skip If-None-Match (the cached bytes stay usable).
+
+        A 304 only says the model bytes are unchanged; after a pause or a conflict the round
+        and status may have moved, so the next call must read them again.
+        """
+        self._revalidate = True
+
+    def evaluate(self, round: int, num_examples: int, metrics: Mapping[str, Any]) -> Json:
+        """Report metrics of the global model published after `round` on local data."""
+        tensors.update_metadata(num_examples, round)  # same checks as an update's count
+        body = {"num_examples": int(num_examples), "metrics": tensors.clean_metrics(metrics)}
+        return self.http.call_json("POST", "experiments", self.experiment_id, "rounds", round, "evaluations", json=body)
+
+    def run(
+        self,
+        train_fn: Callable[[tensors.Weights, dict[str, Any]], tuple[Any, int, Any]],
+        rounds: int | None = None,
+        *,
+        round_timeout: float = 3600.0,
+        update_timeout: float = 600.0,
+    ) -> list[Json]:
+        """Train until the experiment ends (or for `rounds` rounds); return one entry per round.
+
+        `train_fn(weights, config) -> (weights, num_examples, metrics)` is the user's code.
+        """
+        return run_loop(self, train_fn, rounds, round_timeout, update_timeout)

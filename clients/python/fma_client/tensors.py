@@ -1,0 +1,86 @@
+"""Weights <-> safetensors bytes, and the metadata an update must carry.
+
+The wire format is safetensors only (no pickle): a file maps layer names to arrays, and an
+update states its facts (`fma.num_examples`, `fma.round`, `fma.metrics`) in the metadata so
+the server can validate it from the object alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load, save
+
+Weights = dict[str, np.ndarray]
+MAX_METRICS = 64  # the server's limits on `fma.metrics`
+MAX_METRIC_NAME = 64
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def encode(
+    weights: Mapping[str, Any],
+    metadata: Mapping[str, str] | None = None,
+    dtypes: Mapping[str, np.dtype] | None = None,
+) -> bytes:
+    """Serialize `weights` (array-likes) to safetensors.
+
+    `dtypes` (the global model's) casts each tensor it names: training code often promotes
+    float32 to float64, and the server rejects an update whose dtypes differ from the model's.
+    Names and shapes are not checked here: the server is the authority and reports why.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for name in sorted(weights):
+        arr = np.asarray(weights[name])
+        if dtypes is not None and name in dtypes and arr.dtype != dtypes[name]:
+            arr = arr.astype(dtypes[name])
+        arrays[name] = np.ascontiguousarray(arr)
+    return save(arrays, metadata=dict(metadata) if metadata else None)
+
+
+def decode(data: bytes) -> Weights:
+    """Fresh, writable arrays: callers may train in place without touching any cached bytes."""
+    return dict(load(data))
+
+
+def update_metadata(num_examples: int, round: int, metrics: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The `fma.*` metadata of an update; raises ValueError for values the server would reject.
+
+    Checked locally because a NaN loss or a zero count is a bug in the caller's training code
+    and is cheaper to report before an upload than after a validation round trip.
+    """
+    if isinstance(num_examples, bool) or not isinstance(num_examples, numbers.Integral):
+        raise ValueError(f"num_examples must be an integer, got {num_examples!r}")
+    if num_examples <= 0:
+        raise ValueError(f"num_examples must be positive, got {num_examples}")
+    meta = {"fma.num_examples": str(int(num_examples)), "fma.round": str(int(round))}
+    if metrics:
+        meta["fma.metrics"] = json.dumps(clean_metrics(metrics), sort_keys=True)
+    return meta
+
+
+def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, int | float]:
+    """Metrics as plain JSON numbers (numpy scalars converted); ValueError if not finite."""
+    if len(metrics) > MAX_METRICS:
+        raise ValueError(f"at most {MAX_METRICS} metrics per update, got {len(metrics)}")
+    out: dict[str, int | float] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_METRIC_NAME:
+            raise ValueError(f"metric names must be strings of 1..{MAX_METRIC_NAME} characters")
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"metric {key!r} must be a number, got {value!r}")
+        number = int(value) if isinstance(value, numbers.Integral) else float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"metric {key!r} must be finite, got {value!r}")
+        out[key] = number
+    return out

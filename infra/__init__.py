@@ -1,0 +1,1 @@
+"""CDK infrastructure of FMA. Never imported by runtime code."""

@@ -1,0 +1,166 @@
+"""One frozen settings object for the whole deployment, read from cdk context.
+
+Precedence (last wins): the dataclass defaults, ``context.stages.<stage>`` in ``cdk.json``,
+then single keys given on the command line (``cdk synth -c stage=prod -c alarm_email=x``).
+Command-line values arrive as strings and are converted to the field's type; anything
+unknown or out of range fails the synth with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from constructs import Node
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# CDK feature flags the stack relies on; app.py and the tests pass them to App(context=...).
+FEATURE_FLAGS = {
+    # S3 server access logs are authorized by bucket policy, not the legacy LogDeliveryWrite
+    # ACL (cfn-lint W3045).
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+}
+
+# Lambda caps a synchronous invocation's request at 6 MB; API Gateway base64-encodes binary
+# bodies (x 4/3), so a raw body above ~4.4 MB can never reach the API function.
+LAMBDA_SAFE_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every tunable of a deployment; one instance per stack."""
+
+    stage: str = "dev"
+    # Keep data and logs when the stack is deleted (defaults to True only for "prod").
+    retain: bool = False
+    log_level: str = "INFO"
+    log_retention_days: int = 30
+    access_log_retention_days: int = 90
+    # Lambda memory (MB) and timeouts (seconds).
+    api_memory_mb: int = 512
+    api_timeout_s: int = 29
+    authorizer_memory_mb: int = 256
+    authorizer_timeout_s: int = 10
+    ingest_memory_mb: int = 1024
+    ingest_timeout_s: int = 120
+    aggregate_memory_mb: int = 3008
+    aggregate_timeout_s: int = 900
+    sweeper_memory_mb: int = 512
+    sweeper_timeout_s: int = 120
+    # Ingestion and aggregation.
+    ingest_batch_size: int = 10
+    ingest_max_receive_count: int = 5
+    aggregate_retry_attempts: int = 2
+    max_aggregation_attempts: int = 3
+    reconcile_grace_seconds: int = 300
+    # Uploads and quotas.
+    presign_seconds: int = 900
+    direct_upload_max_bytes: int = LAMBDA_SAFE_DIRECT_UPLOAD_BYTES
+    max_update_bytes: int = 512 * 1024 * 1024
+    api_rate_limit: int = 100
+    api_burst_limit: int = 200
+    api_quota_per_day: int = 1_000_000
+    authorizer_cache_seconds: int = 300
+    # Storage lifecycle.
+    update_retention_days: int = 30
+    noncurrent_version_days: int = 30
+    # Edge protection: a regional WAF web ACL on the API stage (costs money while idle).
+    waf: bool = False
+    waf_rate_limit_per_5min: int = 3000
+    # Custom strategy modules (comma-separated) for the api and aggregate functions; their
+    # packages must be in layers/requirements.txt (docs/custom-strategies.md).
+    strategy_modules: str | None = None
+    # Alarms go to an SNS topic; an e-mail subscription is added when this is set.
+    alarm_email: str | None = None
+    # Build inputs, relative to the repository root.
+    functions_build_dir: str = "build/functions"
+    layer_dir: str = "layers/build"
+    web_dir: str = "web"
+    # Free-form tags added to every resource.
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stack_name(self) -> str:
+        return f"fma-{self.stage}"
+
+    def path(self, relative: str) -> Path:
+        """Resolve a build-input setting against the repository root."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else ROOT / candidate
+
+    @property
+    def lease_seconds(self) -> int:
+        """An aggregation lease outlives the aggregate function's timeout by a minute."""
+        return self.aggregate_timeout_s + 60
+
+    @property
+    def strategy_environment(self) -> dict[str, str]:
+        """``FMA_STRATEGY_MODULES`` when custom strategies are configured, else nothing."""
+        return {"FMA_STRATEGY_MODULES": self.strategy_modules} if self.strategy_modules else {}
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_context(cls, node: Node) -> Config:
+        """Build the settings for the stage named by ``-c stage=...`` (default dev)."""
+        stage = str(node.try_get_context("stage") or "dev")
+        stages = node.try_get_context("stages") or {}
+        values: dict[str, Any] = {"stage": stage, "retain": stage == "prod"}
+        values.update(stages.get(stage, {}))
+        for f in fields(cls):
+            given = node.try_get_context(f.name)
+            if given is not None and f.name != "stage":
+                values[f.name] = given
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> Config:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown fma settings in cdk context: {', '.join(unknown)}")
+        hints = get_type_hints(cls)
+        return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if hint is bool:
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"setting {name} must be true or false, got {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    if hint is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"setting {name} must be an integer, got {value!r}") from None
+    return value or None if hint == str | None else value
+
+
+def _validate(config: Config) -> None:
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(f"invalid fma setting: {message}")
+
+    check(config.stage.isalnum() and config.stage.islower(), "stage must be lowercase a-z0-9")
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name.endswith("_memory_mb"):
+            check(128 <= value <= 10240, f"{f.name} must be 128..10240")
+        elif f.name.endswith("_timeout_s"):
+            check(1 <= value <= 900, f"{f.name} must be 1..900")
+    check(config.api_timeout_s <= 29, "api_timeout_s must be at most 29 (API Gateway limit)")
+    check(config.authorizer_cache_seconds <= 3600, "authorizer_cache_seconds must be <= 3600")
+    check(1 <= config.ingest_batch_size <= 10, "ingest_batch_size must be 1..10")
+    check(
+        0 < config.direct_upload_max_bytes <= LAMBDA_SAFE_DIRECT_UPLOAD_BYTES,
+        "direct_upload_max_bytes must fit a Lambda request after base64 (<= 4 MiB)",
+    )
+    check(config.max_update_bytes > 0, "max_update_bytes must be positive")
+    check(0 <= config.aggregate_retry_attempts <= 2, "aggregate_retry_attempts must be 0..2")
+    check(config.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level")

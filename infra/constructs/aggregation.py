@@ -1,0 +1,75 @@
+"""Aggregation: the aggregate function, invoked asynchronously per sealed round.
+
+Payload ``{"experiment_id", "round"}``. Lambda retries a failed invocation
+``aggregate_retry_attempts`` times, then sends the event to an SQS dead-letter queue (the
+on-failure destination) where the alarm and the operator find it; the sweeper reclaims the
+round's lease meanwhile. Exposes ``function`` (an :class:`FmaFunction`) and ``dlq``.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import Config
+from infra.constructs.function import FmaFunction, FunctionKit, acknowledge, logical_id
+from infra.constructs.storage import TABLE_READ_WRITE, Storage
+
+
+def dead_letter_queue(scope: Construct, construct_id: str, purpose: str) -> sqs.Queue:
+    """An encrypted, TLS-only queue that keeps failed events for the maximum 14 days."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    acknowledge(queue, {"AwsSolutions-SQS3": f"This queue is the dead-letter queue of {purpose}."})
+    return queue
+
+
+class Aggregation(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        kit: FunctionKit,
+        storage: Storage,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dlq = dead_letter_queue(self, "FailedInvocations", "the aggregate function")
+        self.function: FmaFunction = kit.create(
+            self,
+            "AggregateFunction",
+            name="aggregate",
+            memory_mb=config.aggregate_memory_mb,
+            timeout_s=config.aggregate_timeout_s,
+            environment={
+                "FMA_BUCKET_NAME": storage.bucket.bucket_name,
+                "FMA_LEASE_SECONDS": str(config.lease_seconds),
+                **config.strategy_environment,
+            },
+        )
+        self.function.function.configure_async_invoke(
+            retry_attempts=config.aggregate_retry_attempts,
+            max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.dlq),
+        )
+        fn = self.function
+        fn.grant(TABLE_READ_WRITE, [storage.table.table_arn])
+        fn.grant(["s3:GetObject"], storage.objects("updates/", "models/", "state/"))
+        fn.grant(["s3:PutObject"], storage.objects("models/", "state/"))
+        acknowledge(
+            fn.role,
+            {
+                f"AwsSolutions-IAM5[Resource::<{logical_id(storage.bucket)}.Arn>/{p}/*]": (
+                    f"Scoped to the {p}/ prefix aggregation reads or writes (DESIGN section 3)."
+                )
+                for p in ("updates", "models", "state")
+            },
+        )

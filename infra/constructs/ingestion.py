@@ -1,0 +1,87 @@
+"""Ingestion: S3 ObjectCreated on ``updates/`` and ``models/`` -> SQS -> the ingest function.
+
+Only ``*.safetensors`` keys notify (manifests do not). The queue batches events, the
+function reports partial batch failures (``{"batchItemFailures": [...]}``), and a message
+that keeps failing moves to a dead-letter queue after ``ingest_max_receive_count`` tries.
+The ingest function seals a round when its quota is met and invokes the aggregate function
+asynchronously. Exposes ``function``, ``queue`` and ``dlq``.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import Config
+from infra.constructs.aggregation import dead_letter_queue
+from infra.constructs.function import FmaFunction, FunctionKit, acknowledge, logical_id
+from infra.constructs.storage import TABLE_READ_WRITE, Storage
+
+NOTIFIED_PREFIXES = ("updates/", "models/")
+
+
+class Ingestion(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        kit: FunctionKit,
+        storage: Storage,
+        aggregate: FmaFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dlq = dead_letter_queue(self, "DeadLetters", "the object-created queue")
+        self.queue = sqs.Queue(
+            self,
+            "ObjectCreated",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # AWS guidance: at least six times the consumer's timeout.
+            visibility_timeout=Duration.seconds(6 * config.ingest_timeout_s),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=config.ingest_max_receive_count),
+        )
+        for prefix in NOTIFIED_PREFIXES:
+            storage.bucket.add_event_notification(
+                s3.EventType.OBJECT_CREATED,
+                s3n.SqsDestination(self.queue),
+                s3.NotificationKeyFilter(prefix=prefix, suffix=".safetensors"),
+            )
+        self.function: FmaFunction = kit.create(
+            self,
+            "IngestFunction",
+            name="ingest",
+            memory_mb=config.ingest_memory_mb,
+            timeout_s=config.ingest_timeout_s,
+            environment={
+                "FMA_BUCKET_NAME": storage.bucket.bucket_name,
+                "FMA_AGGREGATE_FUNCTION": aggregate.function.function_name,
+            },
+        )
+        fn = self.function
+        fn.function.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=config.ingest_batch_size,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )
+        fn.grant(TABLE_READ_WRITE, [storage.table.table_arn])
+        fn.grant(["s3:GetObject"], storage.objects(*NOTIFIED_PREFIXES))
+        fn.grant(["lambda:InvokeFunction"], [aggregate.function.function_arn])
+        acknowledge(
+            fn.role,
+            {
+                f"AwsSolutions-IAM5[Resource::<{logical_id(storage.bucket)}.Arn>/{p}*]": (
+                    f"Scoped to the {p} prefix whose objects ingest validates."
+                )
+                for p in NOTIFIED_PREFIXES
+            },
+        )

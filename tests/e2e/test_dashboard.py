@@ -1,0 +1,211 @@
+"""The dashboard in Debian's chromium against real local mode and a 3-round SDK experiment.
+
+Needs /usr/bin/chromium (apt) and the playwright package; never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dashboard_local import ROOT, LocalMode, Seeded, seed_experiment
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS = ROOT / "docs"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+    api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    return api.sync_playwright
+
+
+@pytest.fixture(scope="module")
+def local_mode(sync_playwright, tmp_path_factory) -> Iterator[LocalMode]:
+    mode = LocalMode.start(tmp_path_factory.mktemp("fma-local"))
+    try:
+        yield mode
+    finally:
+        mode.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(local_mode) -> Seeded:
+    return seed_experiment(local_mode.url, local_mode.admin_token, rounds=3)
+
+
+@pytest.fixture(scope="module")
+def browser(sync_playwright):
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Console:
+    """Console errors and uncaught exceptions of one page."""
+
+    def __init__(self, page) -> None:
+        self.errors: list[str] = []
+        page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def unexpected(self, allowed: str | None = None) -> list[str]:
+        return [e for e in self.errors if not (allowed and re.search(allowed, e))]
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.console = Console(page)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def sign_in(page, url: str, token: str) -> None:
+    page.goto(f"{url}/")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Open dashboard").click()
+
+
+def test_dashboard_shows_the_experiment_its_rounds_metrics_and_rejected_update(page, local_mode, seeded):
+    # Given a finished 3-round experiment with one update of the wrong shape
+    sign_in(page, local_mode.url, seeded.analyst_token)
+
+    # Then the list shows it with its status, strategy, round of total and clients
+    row = page.locator(f"tr[data-experiment='{seeded.experiment_id}']")
+    row.wait_for()
+    assert seeded.name in row.inner_text()
+    for text in ("COMPLETED", "fedavg", "3 of 3"):
+        assert text in row.inner_text()
+    assert seeded.analyst_token not in page.url
+    assert page.evaluate("sessionStorage.getItem('fma.token')") == seeded.analyst_token
+    page.locator("#sort-name").click()
+    assert page.locator("th:has(#sort-name)").get_attribute("aria-sort") == "ascending"
+    page.locator("body").screenshot(path=str(DOCS / "dashboard-experiments.png"))
+
+    # When the analyst opens the experiment with the keyboard
+    row.get_by_role("link", name=seeded.name).focus()
+    page.keyboard.press("Enter")
+    page.locator("#timeline table").wait_for()
+    assert page.url.endswith(f"#/experiments/{seeded.experiment_id}")
+
+    # Then its 3 published rounds, a chart with 3 points and the rejected update are shown
+    assert page.locator("#timeline tr[data-state='PUBLISHED']").count() == 3
+    assert page.locator("#timeline tr[data-round='1'] td").nth(2).inner_text() == "1"  # rejected count
+    loss = page.locator("figure[data-metric='loss']")
+    assert loss.locator("g[data-series='training'] .point").count() == 3
+    assert loss.locator("g[data-series='evaluation'] .point").count() == 3
+    assert page.locator("figure[data-metric='accuracy'] g[data-series='training'] .point").count() == 3
+    rejected = page.locator(f"#rejected tr[data-client='{seeded.rejected_client}']")
+    assert "REJECTED" in rejected.inner_text()
+    assert seeded.rejected_reason and seeded.rejected_reason in rejected.inner_text()
+    assert "WRONG_SHAPE" in seeded.rejected_reason
+    grid = page.locator("#participation table.grid")
+    assert grid.locator("td[data-status='REJECTED']").count() == 1
+    assert grid.locator("td[data-status='APPLIED']").count() == 6
+    assert page.locator("#models tr[data-model-round]").count() == 4
+    page.screenshot(path=str(DOCS / "dashboard-experiment.png"), full_page=True)
+
+    # And the model of round 3 downloads with the sha256 shown
+    sha = page.locator("#models tr[data-model-round='3'] code.sha").inner_text()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the model of round 3").click()
+    assert hashlib.sha256(Path(download.value.path()).read_bytes()).hexdigest() == sha
+    assert page.console.unexpected() == []
+
+
+def test_invalid_token_shows_the_error_state(page, local_mode, seeded):
+    sign_in(page, local_mode.url, "fma_not-a-real-token")
+
+    alert = page.locator("#auth-error")
+    alert.wait_for()
+    assert "token expired or invalid" in alert.inner_text().lower()
+    assert page.get_by_label("API token").is_visible()
+    assert page.evaluate("sessionStorage.getItem('fma.token')") is None
+    # the browser itself logs the refused request; nothing else may reach the console
+    assert page.console.unexpected(allowed=r"status of 401") == []
+
+
+def test_unreachable_api_shows_the_error_state_and_recovers_by_itself(page, local_mode, seeded):
+    # Given an API that cannot be reached
+    page.clock.install()
+    page.route("**/v1/**", lambda route: route.abort())
+    sign_in(page, local_mode.url, seeded.analyst_token)
+    page.get_by_role("heading", name="API unreachable").wait_for()
+    assert page.get_by_role("button", name="Try again").is_visible()
+
+    # When it comes back, the next auto-refresh shows the experiments
+    page.unroute("**/v1/**")
+    page.clock.run_for(11_000)
+    page.locator(f"tr[data-experiment='{seeded.experiment_id}']").wait_for()
+    assert page.console.unexpected(allowed=r"net::ERR_FAILED") == []
+
+
+def test_narrow_screen_has_no_horizontal_scroll(page, local_mode, seeded):
+    page.set_viewport_size({"width": 375, "height": 800})
+    sign_in(page, local_mode.url, seeded.analyst_token)
+    page.locator(f"tr[data-experiment='{seeded.experiment_id}']").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    page.goto(f"{local_mode.url}/#/experiments/{seeded.experiment_id}")
+    page.locator("#timeline table").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.console.unexpected() == []
+
+
+def test_experiments_list_refreshes_by_itself(page, local_mode, seeded):
+    # Given the list on screen, with the page's timers under the test's control
+    page.clock.install()
+    sign_in(page, local_mode.url, seeded.analyst_token)
+    page.locator(f"tr[data-experiment='{seeded.experiment_id}']").wait_for()
+
+    # When a developer creates another experiment and the refresh interval passes
+    from fma_client import Developer
+
+    created = Developer(local_mode.url, seeded.developer_token).create_experiment(
+        "appears-by-itself", {"w": np.zeros(2, np.float32)}, rounds={"min_updates": 1, "total_rounds": 1}
+    )
+    page.clock.run_for(11_000)
+
+    # Then it shows up without a reload, and its open round shows the quota being filled
+    page.locator(f"tr[data-experiment='{created['id']}']").get_by_role("link").click()
+    open_round = page.locator("#timeline tr[data-state='OPEN']")
+    assert open_round.get_attribute("data-round") == "1"
+    assert "0 / 1" in open_round.inner_text()
+    assert page.get_by_role("progressbar", name="Round 1: 0 of 1 updates").is_visible()
+    assert page.console.unexpected() == []
+
+
+def test_no_experiments_shows_the_empty_state(page, local_mode, seeded):
+    page.route("**/v1/experiments?*", lambda route: route.fulfill(json={"experiments": [], "next_cursor": None}))
+    sign_in(page, local_mode.url, seeded.analyst_token)
+
+    page.get_by_text("No experiments yet").wait_for()
+    assert page.locator("table.experiments").count() == 0
+    assert page.console.unexpected() == []

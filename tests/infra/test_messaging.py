@@ -1,0 +1,76 @@
+"""Ingestion, aggregation and the sweeper: notifications, queues, retries, schedule."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import functions_by_handler, resources
+
+
+def _logical(template: dict, resource: dict) -> str:
+    return next(k for k, v in template["Resources"].items() if v is resource)
+
+
+def test_object_created_on_updates_and_models_goes_to_the_queue(synth):
+    notifications = next(iter(resources(synth.dev, "Custom::S3BucketNotifications").values()))
+    configs = notifications["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    filters = sorted(tuple(sorted((r["Name"], r["Value"]) for r in c["Filter"]["Key"]["FilterRules"])) for c in configs)
+    assert filters == [
+        (("prefix", "models/"), ("suffix", ".safetensors")),
+        (("prefix", "updates/"), ("suffix", ".safetensors")),
+    ]
+    assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in configs)
+    queue = configs[0]["QueueArn"]["Fn::GetAtt"][0]
+    assert queue.startswith("IngestionObjectCreated")
+
+
+def test_queue_redrives_to_a_dead_letter_queue_and_outlives_the_consumer(synth):
+    queue = next(
+        v for k, v in resources(synth.dev, "AWS::SQS::Queue").items() if k.startswith("IngestionObjectCreated")
+    )
+    props = queue["Properties"]
+    assert props["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].startswith("IngestionDeadLetters")
+    ingest = functions_by_handler(synth.dev)["ingest"]["Properties"]
+    assert props["VisibilityTimeout"] >= 6 * ingest["Timeout"]
+    for q in resources(synth.dev, "AWS::SQS::Queue").values():
+        assert q["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_ingest_consumes_batches_and_reports_item_failures(synth):
+    mapping = next(iter(resources(synth.dev, "AWS::Lambda::EventSourceMapping").values()))
+    props = mapping["Properties"]
+    ingest = _logical(synth.dev, functions_by_handler(synth.dev)["ingest"])
+    assert props["FunctionName"] == {"Ref": ingest}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == 10
+
+
+def test_aggregate_runs_async_with_retries_and_an_on_failure_queue(synth):
+    config = next(iter(resources(synth.dev, "AWS::Lambda::EventInvokeConfig").values()))
+    props = config["Properties"]
+    aggregate = functions_by_handler(synth.dev)["aggregate"]
+    assert props["FunctionName"] == {"Ref": _logical(synth.dev, aggregate)}
+    assert props["MaximumRetryAttempts"] == 2
+    target = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert target.startswith("AggregationFailedInvocations")
+    assert aggregate["Properties"]["Timeout"] == 900
+    assert aggregate["Properties"]["MemorySize"] == 3008
+    env = aggregate["Properties"]["Environment"]["Variables"]
+    assert env["FMA_LEASE_SECONDS"] == "960"
+
+
+def test_ingest_and_sweeper_name_the_aggregate_function(synth):
+    fns = functions_by_handler(synth.dev)
+    aggregate = {"Ref": _logical(synth.dev, fns["aggregate"])}
+    for name in ("ingest", "sweeper"):
+        env = fns[name]["Properties"]["Environment"]["Variables"]
+        assert env["FMA_AGGREGATE_FUNCTION"] == aggregate
+
+
+def test_sweeper_runs_every_minute(synth):
+    rule = next(iter(resources(synth.dev, "AWS::Events::Rule").values()))
+    sweeper = _logical(synth.dev, functions_by_handler(synth.dev)["sweeper"])
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Properties"]["State"] == "ENABLED"
+    assert json.dumps(rule["Properties"]["Targets"]).count(sweeper) == 1
