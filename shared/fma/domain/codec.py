@@ -1,15 +1,16 @@
 """Safetensors <-> numpy, zero-copy on decode.
 
-Encoding goes through the safetensors library (deterministic layout for the same inputs);
+Encoding writes a canonical layout (sorted names and metadata) so re-runs give equal bytes;
 decoding views the caller's buffer with `np.frombuffer` so a 1 GB update costs no second GB.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Mapping
 
 import numpy as np
-from safetensors.numpy import save
 
 from fma.domain.safetensors_header import HeaderLimits, SafetensorsHeader, TensorInfo, parse_header
 
@@ -22,9 +23,34 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
 
 
 def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
-    """Serialize tensors (C-contiguous copies only where needed) with string metadata."""
-    arrays = {name: np.ascontiguousarray(arr) for name, arr in sorted(tensors.items())}
-    return save(arrays, metadata=dict(metadata) if metadata else None)
+    """Serialize to safetensors with a canonical layout: same tensors and metadata -> same bytes.
+
+    The safetensors library writes metadata in hash-map order, which differs between calls;
+    the aggregate step must write identical bytes on a re-run, so the header is built here with
+    sorted keys and tensors in name order (8-byte aligned, as the format recommends). The result
+    is read back by the safetensors library in the tests.
+    """
+    inverse = {dt: name for name, dt in NUMPY_DTYPES.items()}
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
+    arrays = []
+    offset = 0
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        dtype = inverse.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
+        if dtype is None:
+            raise ValueError(f"tensor {name!r} has unsupported dtype {arr.dtype}")
+        arr = arr.astype(NUMPY_DTYPES[dtype], copy=False)
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+        arrays.append(arr)
+    raw = json.dumps(header, separators=(",", ":"), sort_keys=False).encode()
+    raw += b" " * (-len(raw) % 8)
+    out = bytearray(struct.pack("<Q", len(raw)) + raw)
+    for arr in arrays:
+        out += arr.reshape(-1).view(np.uint8).tobytes() if arr.size else b""
+    return bytes(out)
 
 
 def tensor_view(buf: bytes | memoryview, header: SafetensorsHeader, info: TensorInfo) -> np.ndarray:
