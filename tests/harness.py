@@ -71,6 +71,24 @@ class Stack:
             results.append(dispatch.run_aggregate(self.invoker.calls.pop(0)))
         return results
 
+    def sweep(self, advance: float = 0.0) -> dict:
+        """Run the sweeper handler as if `advance` seconds had passed."""
+        import time as _time
+
+        module = dispatch.load_handler_module("sweeper")
+        deps = module.deps()
+        deps.clock = lambda: _time.time() + advance
+        try:
+            return module.handler({"source": "aws.events"}, dispatch.FakeContext("sweeper"))
+        finally:
+            deps.clock = _time.time
+
+    def round(self, token: str, exp_id: str, n: int) -> dict:
+        return self.api("GET", f"/v1/experiments/{exp_id}/rounds/{n}", token).json()
+
+    def experiment(self, token: str, exp_id: str) -> dict:
+        return self.api("GET", f"/v1/experiments/{exp_id}", token).json()
+
     def put_object(self, key: str, data: bytes) -> None:
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
 

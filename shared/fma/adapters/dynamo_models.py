@@ -20,6 +20,7 @@ INDEX_OWNER = "experiments-by-owner"
 INDEX_DUE = "due-rounds"
 LIST_PK = "EXPERIMENT"
 DUE_PK = "DUE"
+DUE_UPLOAD_PK = "DUE_UPLOAD"
 
 
 class _Base(Model):
@@ -161,6 +162,9 @@ class UpdateItem(_Base):
     size = NumberAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     updated_at = NumberAttribute()
+    due_pk = UnicodeAttribute(null=True)
+    due_sk = UnicodeAttribute(null=True)
+    due_index = DueRoundsIndex()
 
 
 class EvaluationItem(_Base):

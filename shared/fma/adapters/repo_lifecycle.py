@@ -57,16 +57,15 @@ class LifecycleRepository:
             ], condition=(RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_owner == owner))
             actions = [ExperimentItem.model_version.set(n), ExperimentItem.model_sha256.set(sha256),
                        ExperimentItem.updated_at.set(iso(now))]
+            condition = ExperimentItem.current_round == n
             if next_round is not None:
                 actions.append(ExperimentItem.current_round.set(n + 1))
                 t.save(round_item(next_round), condition=RoundItem.pk.does_not_exist())
-            t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=actions,
-                     condition=ExperimentItem.current_round == n)
-        if transact(build):
-            return False
-        if next_round is None:
-            self.finish_experiment(experiment_id, ExperimentStatus.COMPLETED)
-        return True
+            else:  # the last round: the experiment completes in the same transaction
+                actions.append(ExperimentItem.status.set(str(ExperimentStatus.COMPLETED)))
+                condition &= ExperimentItem.status.is_in(str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))
+            t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=actions, condition=condition)
+        return not transact(build)
 
     def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool:
         item = ExperimentItem(exp_pk(experiment_id), "META")

@@ -9,6 +9,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, transact
 from fma.adapters.dynamo_models import (
     DUE_PK,
+    DUE_UPLOAD_PK,
     EvaluationItem,
     ExperimentItem,
     RoundItem,
@@ -35,6 +36,10 @@ def round_item(r: RoundRecord) -> RoundItem:
 
 def due_key(when: float, experiment_id: str, n: int) -> str:
     return f"{when:017.3f}#{experiment_id}#{n:08d}"
+
+
+def upload_due_key(when: float, experiment_id: str, n: int, client_id: str) -> str:
+    return f"{due_key(when, experiment_id, n)}#{client_id}"
 
 
 def to_round(item: RoundItem) -> RoundRecord:
@@ -97,11 +102,16 @@ class RoundRepository:
         except DoesNotExist:
             return None
 
-    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float) -> None:
-        """Record UPLOADING; a client whose update was accepted may not send another (409)."""
+    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0) -> None:
+        """Record UPLOADING; a client whose update was accepted may not send another (409).
+
+        The item is due for the sweeper after `grace`: if its S3 event never arrives, the
+        sweeper ingests the object itself.
+        """
         try:
             UpdateItem(exp_pk(experiment_id), update_sk(n, client_id), round=n, client_id=client_id,
-                       status=str(UpdateStatus.UPLOADING), updated_at=now).save(
+                       status=str(UpdateStatus.UPLOADING), updated_at=now, due_pk=DUE_UPLOAD_PK,
+                       due_sk=upload_due_key(now + grace, experiment_id, n, client_id)).save(
                 condition=UpdateItem.pk.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
         except PutError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
@@ -121,6 +131,7 @@ class RoundRepository:
                 UpdateItem.status.set(str(UpdateStatus.ACCEPTED)), UpdateItem.num_examples.set(u.num_examples),
                 UpdateItem.metrics.set(u.metrics or {}), UpdateItem.sha256.set(u.sha256),
                 UpdateItem.size.set(u.size), UpdateItem.reason.remove(), UpdateItem.updated_at.set(u.updated_at),
+                UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
             ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.accepted.add(1)],
                      condition=RoundItem.state == str(RoundState.OPEN))
@@ -149,7 +160,7 @@ class RoundRepository:
                 UpdateItem.round.set(u.round), UpdateItem.client_id.set(u.client_id),
                 UpdateItem.status.set(str(UpdateStatus.REJECTED)), UpdateItem.reason.set(u.reason),
                 UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
-                UpdateItem.updated_at.set(u.updated_at),
+                UpdateItem.updated_at.set(u.updated_at), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
             ], condition=UpdateItem.status.does_not_exist() | (UpdateItem.status == str(UpdateStatus.UPLOADING)))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.rejected.add(1)],
                      condition=RoundItem.pk.exists())
@@ -171,10 +182,23 @@ class RoundRepository:
                 UpdateItem.status.set(str(UpdateStatus.LATE)), UpdateItem.num_examples.set(u.num_examples),
                 UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
                 UpdateItem.reason.set("ROUND_CLOSED: the round was sealed before this update arrived"),
-                UpdateItem.updated_at.set(u.updated_at),
+                UpdateItem.updated_at.set(u.updated_at), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
             ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.late.add(1)])
         return not transact(build)
+
+    def list_due_uploads(self, now: float, limit: int = 100) -> list[UpdateRecord]:
+        """UPLOADING updates whose S3 event is overdue (sparse index partition DUE_UPLOAD)."""
+        key = f"{now:017.3f}~"
+        return [to_update(i) for i in UpdateItem.due_index.query(DUE_UPLOAD_PK, UpdateItem.due_sk <= key, limit=limit)]
+
+    def push_upload_due(self, experiment_id: str, n: int, client_id: str, when: float | None) -> None:
+        """Check again at `when`, or never (None) for an upload that was abandoned."""
+        actions = ([UpdateItem.due_sk.set(upload_due_key(when, experiment_id, n, client_id))] if when is not None
+                   else [UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove()])
+        with contextlib.suppress(UpdateError):
+            _upd(experiment_id, n, client_id).update(actions=actions,
+                                                     condition=UpdateItem.status == str(UpdateStatus.UPLOADING))
 
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
         try:

@@ -29,7 +29,9 @@ CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_byte
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
     """The experiment if the caller may read it; 404 otherwise (no existence oracle)."""
-    if caller.role in (Role.CLIENT, Role.ENROLLMENT) and caller.experiment_id != experiment_id:
+    if caller.role == Role.ENROLLMENT:
+        raise Forbidden("an enrollment token may only register a client", code="FORBIDDEN_ROLE")
+    if caller.role == Role.CLIENT and caller.experiment_id != experiment_id:
         raise Forbidden("this token belongs to another experiment", code="WRONG_EXPERIMENT")
     exp = deps.repo.get_experiment(experiment_id) if _valid_id(experiment_id) else None
     if exp is None or not can_read_experiment(caller, experiment_id, exp.owner):
@@ -99,7 +101,10 @@ def patch_experiment(deps: Deps, caller: Principal, experiment_id: str, body: ob
         allowed = {ExperimentStatus.PAUSED}
     if exp.status not in allowed:
         raise Conflict(f"cannot change status from {exp.status} to {target}", code="INVALID_TRANSITION")
-    return deps.repo.set_status(experiment_id, allowed, target).to_public() | {"status": str(target)}
+    updated = deps.repo.set_status(experiment_id, allowed, target)
+    if target == ExperimentStatus.STOPPED and exp.current_round:
+        deps.repo.fail_round(experiment_id, exp.current_round, "EXPERIMENT_STOPPED: stopped by its developer")
+    return updated.to_public() | {"status": str(target)}
 
 
 def create_enrollment_token(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:

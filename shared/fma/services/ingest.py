@@ -13,6 +13,7 @@ from fma.domain.model_spec import ModelSpec
 from fma.domain.records import RoundRecord, UpdateRecord
 from fma.domain.safetensors_header import HeaderLimits, header_length, parse_header
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+from fma.domain.update_meta import parse_update_meta
 from fma.domain.validation import UpdateLimits, validate_update
 from fma.services.deps import Deps
 
@@ -43,14 +44,22 @@ def ingest_object(deps: Deps, key: str) -> IngestOutcome:
     return IngestOutcome("ignored", reason=f"not an FMA object key: {key[:200]}")
 
 
-def _read_checked(deps: Deps, key: str, max_bytes: int) -> bytes:
-    """Sizes are checked before reading: presigned POST limits are not enforced by every S3."""
+def _read_checked(deps: Deps, key: str, max_bytes: int, spec: ModelSpec | None = None) -> bytes:
+    """Size, header and (given a spec) tensor layout are checked through ranged reads before the
+    body is read: presigned POST limits are not enforced by every S3, and a crafted header must
+    cost neither memory nor a download."""
     size = deps.store.size(key)
     if size is None:
         raise UpdateRejected("MISSING_OBJECT", "the uploaded object no longer exists")
     if size > max_bytes:
         raise UpdateRejected("TOO_LARGE", f"{size} bytes exceed max_update_bytes={max_bytes}")
-    header_length(deps.store.get_range(key, 0, min(size, 9)), HeaderLimits())
+    n = header_length(deps.store.get_range(key, 0, min(size, 9)), HeaderLimits())
+    if 8 + n > size:
+        raise UpdateRejected("NOT_SAFETENSORS", "the header is longer than the file")
+    header = parse_header(deps.store.get_range(key, 0, 8 + n), total_size=size)
+    if spec is not None:
+        parse_update_meta(header.metadata)
+        spec.check(header)
     return deps.store.get(key)
 
 
@@ -101,9 +110,10 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
     now = deps.clock()
     record = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now)
     try:
-        data = _read_checked(deps, key, exp.max_update_bytes)
+        spec = ModelSpec.from_json(exp.model_spec)
+        data = _read_checked(deps, key, exp.max_update_bytes, spec)
         record.sha256, record.size = hashlib.sha256(data).hexdigest(), len(data)
-        valid = validate_update(data, ModelSpec.from_json(exp.model_spec),
+        valid = validate_update(data, spec,
                                 UpdateLimits(max_update_bytes=exp.max_update_bytes), expected_round=n)
     except UpdateRejected as exc:
         record.reason = exc.reason
@@ -115,6 +125,7 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
         deps.repo.mark_late(record)
         return IngestOutcome("late", experiment_id, n, client_id)
     if result == "inactive":
+        deps.repo.push_upload_due(experiment_id, n, client_id, now + deps.limits.reconcile_grace_seconds)
         return IngestOutcome("deferred", experiment_id, n, client_id, reason="experiment is not running")
     status = "accepted" if result == "accepted" else "duplicate"
     return IngestOutcome(status, experiment_id, n, client_id, sealed=try_seal(deps, exp, n))

@@ -64,7 +64,7 @@ def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, bo
     sha = data.get("sha256")
     if sha is not None and (not isinstance(sha, str) or not SHA256.match(sha)):
         raise InvalidInput("sha256 must be 64 lowercase hex characters", details={"field": "sha256"})
-    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock())
+    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds)
     key = update_key(experiment_id, n, caller.principal_id)
     upload = deps.store.presigned_post(key, size, size, deps.limits.presign_seconds)
     return {"update_id": f"{n}:{caller.principal_id}", "upload": upload}
@@ -73,7 +73,7 @@ def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, bo
 def put_update(deps: Deps, caller: Principal, experiment_id: str, n: int, body: bytes) -> dict[str, Any]:
     exp = _open_round_for(deps, caller, experiment_id, n)
     _check_body_size(deps, body, exp.max_update_bytes)
-    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock())
+    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds)
     deps.store.put(update_key(experiment_id, n, caller.principal_id), body)
     return {"update_id": f"{n}:{caller.principal_id}", "status": "UPLOADING"}
 
@@ -83,6 +83,8 @@ def post_evaluation(deps: Deps, caller: Principal, experiment_id: str, n: int, b
     if caller.role != Role.CLIENT:
         raise Forbidden("only clients post evaluations", code="FORBIDDEN_ROLE")
     exp = load_experiment(deps, caller, experiment_id)
+    if exp.status in (ExperimentStatus.STOPPED, ExperimentStatus.FAILED):
+        raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
     data = require_object(body, ("num_examples", "metrics"), ("num_examples", "metrics"))
     num = optional_int(data, "num_examples", None, 1, 10**12)
     try:
