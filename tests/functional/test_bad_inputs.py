@@ -85,7 +85,7 @@ def test_expired_token_is_401(exp):
 
 
 def test_client_token_on_another_experiment_is_403(exp):
-    stack, dev, exp_id, clients = exp
+    stack, dev, _exp_id, clients = exp
     other = stack.create_experiment(dev, model())
     assert_error(stack.api("GET", f"/v1/experiments/{other}/model", clients[0][1]), 403, "WRONG_EXPERIMENT")
     assert_error(stack.submit(other, 1, clients[0][1], update_bytes(model(), 1)), 403, "WRONG_EXPERIMENT")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -94,10 +95,8 @@ def test_rerun_after_expired_lease_writes_identical_bytes(stack, monkeypatch):
     # A first run that crashes after writing the model, before publishing.
     real_publish = deps.repo.publish_round
     monkeypatch.setattr(deps.repo, "publish_round", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
-    try:
+    with contextlib.suppress(RuntimeError):
         dispatch.run_aggregate(payload)
-    except RuntimeError:
-        pass
     monkeypatch.setattr(deps.repo, "publish_round", real_publish)
     assert round_one(stack, dev, exp_id)["state"] == "AGGREGATING"
     assert dispatch.run_aggregate(payload)["status"] == "busy"  # lease still held

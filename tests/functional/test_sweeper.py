@@ -61,7 +61,7 @@ def test_deadline_fails_round_and_experiment_when_policy_is_fail(stack):
 
 
 def test_lost_invocation_after_seal_is_reinvoked(stack):
-    dev, exp_id, clients = start(stack)
+    _dev, exp_id, clients = start(stack)
     for c in clients:
         upload(stack, exp_id, c)
     stack.invoker.calls.clear()  # the async invoke was lost
@@ -107,7 +107,7 @@ def test_dropped_s3_event_is_reconciled(stack):
 
 
 def test_upload_never_made_is_abandoned_after_a_day(stack):
-    dev, exp_id, clients = start(stack)
+    _dev, exp_id, clients = start(stack)
     res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", clients[0][1], json_body={"size": 100})
     assert res.status == 201
     assert stack.sweep(advance=301)["reconciled"] == []

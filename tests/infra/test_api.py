@@ -24,15 +24,18 @@ def _methods(template: dict) -> dict[tuple[str, str], dict]:
     }
 
 
-def test_health_is_open_and_everything_else_uses_the_token_authorizer(synth):
+def test_health_and_openapi_are_open_and_everything_else_uses_the_token_authorizer(synth):
     methods = _methods(synth.dev)
     assert set(methods) == {
         ("/v1/health", "GET"),
         ("/v1/health", "OPTIONS"),
+        ("/v1/openapi.json", "GET"),
+        ("/v1/openapi.json", "OPTIONS"),
         ("/v1/{proxy+}", "ANY"),
         ("/v1/{proxy+}", "OPTIONS"),
     }
     assert methods[("/v1/health", "GET")]["Properties"]["AuthorizationType"] == "NONE"
+    assert methods[("/v1/openapi.json", "GET")]["Properties"]["AuthorizationType"] == "NONE"
     proxy = methods[("/v1/{proxy+}", "ANY")]["Properties"]
     assert proxy["AuthorizationType"] == "CUSTOM"
     assert proxy["AuthorizerId"]["Ref"].startswith("ApiTokenAuthorizer")
@@ -40,7 +43,7 @@ def test_health_is_open_and_everything_else_uses_the_token_authorizer(synth):
     assert proxy["RequestParameters"] == {"method.request.header.Authorization": True}
     assert "RequestValidatorId" in proxy
     api_fn = next(k for k, v in synth.dev["Resources"].items() if v is functions_by_handler(synth.dev)["api"])
-    for key in (("/v1/health", "GET"), ("/v1/{proxy+}", "ANY")):
+    for key in (("/v1/health", "GET"), ("/v1/openapi.json", "GET"), ("/v1/{proxy+}", "ANY")):
         assert api_fn in json.dumps(methods[key]["Properties"]["Integration"]["Uri"])
 
 
