@@ -24,7 +24,7 @@ def patch(stack, dev, exp_id, status):
 
 def test_paused_experiment_accepts_and_seals_nothing_then_resumes_the_open_round(stack):
     dev, exp_id, clients = start(stack)
-    (c0, t0), (c1, t1), (c2, t2) = clients
+    (c0, t0), (c1, t1), (_c2, t2) = clients
     assert stack.submit(exp_id, 1, t0, update_bytes(model(), 1, 1)).status == 202
     stack.deliver(f"updates/{exp_id}/00000001/{c0}.safetensors")
     assert stack.submit(exp_id, 1, t1, update_bytes(model(), 1, 1)).status == 202  # uploaded, event pending
@@ -47,7 +47,7 @@ def test_paused_experiment_accepts_and_seals_nothing_then_resumes_the_open_round
 
 def test_stopped_experiment_refuses_everything_but_reads(stack):
     dev, exp_id, clients = start(stack)
-    (c0, t0), _, _ = clients
+    (_c0, t0), _, _ = clients
     assert patch(stack, dev, exp_id, "STOPPED").json()["status"] == "STOPPED"
     rnd = stack.round(dev, exp_id, 1)
     assert rnd["state"] == "FAILED" and rnd["reason"].startswith("EXPERIMENT_STOPPED")
