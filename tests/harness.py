@@ -65,10 +65,18 @@ class Stack:
     def deliver(self, *keys: str) -> dict:
         return dispatch.run_ingest(BUCKET, list(keys))
 
-    def run_aggregations(self) -> list[dict]:
+    def run_aggregations(self, advance: float = 0.0) -> list[dict]:
+        """Run the queued async invocations, as if `advance` seconds had passed."""
+        import time as _time
+
+        deps = dispatch.load_handler_module("aggregate").deps()
+        deps.clock = lambda: _time.time() + advance
         results = []
-        while self.invoker.calls:
-            results.append(dispatch.run_aggregate(self.invoker.calls.pop(0)))
+        try:
+            while self.invoker.calls:
+                results.append(dispatch.run_aggregate(self.invoker.calls.pop(0)))
+        finally:
+            deps.clock = _time.time
         return results
 
     def sweep(self, advance: float = 0.0) -> dict:

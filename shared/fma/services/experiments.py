@@ -126,11 +126,15 @@ def register_client(deps: Deps, caller: Principal, experiment_id: str, body: obj
     name = data.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200):
         raise InvalidInput("name must be a string of at most 200 characters", details={"field": "name"})
-    client_id = f"c-{uuid.uuid4().hex[:16]}"
+    client_id = new_client_id()
     token = new_token()
     rec = TokenRecord(hash_token(token), Role.CLIENT, client_id, experiment_id, None, None, 0, False, name)
     deps.repo.register_client(experiment_id, client_id, name, caller.token_hash or "", rec, deps.clock())
     return {"client_id": client_id, "token": token}
+
+
+def new_client_id() -> str:
+    return f"c-{uuid.uuid4().hex[:16]}"
 
 
 def _check_body_size(deps: Deps, body: bytes, max_bytes: int) -> None:
