@@ -61,7 +61,7 @@ def models(stack, exp_id) -> list[dict[str, bytes]]:
 
 
 def clean_run(stack, reset_ids):
-    dev, exp_id, clients = start(stack, reset_ids)
+    _dev, exp_id, clients = start(stack, reset_ids)
     for n in range(1, ROUNDS + 1):
         stack.deliver(*upload_round(stack, exp_id, clients, n))
         assert [r["status"] for r in stack.run_aggregations()] == ["published"]
