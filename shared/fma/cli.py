@@ -13,10 +13,12 @@ from pathlib import Path
 def _local_up(args: argparse.Namespace) -> int:
     from fma.local.app import LocalStack
 
-    stack = LocalStack(host=args.host, port=args.port, state_dir=Path(args.state_dir)).start()
+    stack = LocalStack(host=args.host, port=args.port, state_dir=Path(args.state_dir), ephemeral=args.ephemeral).start()
     print(f"FMA local mode is up\n  API:       {stack.url}/v1\n  Dashboard: {stack.url}/\n"
           f"  S3/DynamoDB/SQS (moto): {stack.emulation.endpoint}\n  Admin token: {stack.admin_token}\n"
-          f"  (also written to {Path(args.state_dir) / 'admin-token'})\nPress Ctrl-C to stop.", flush=True)
+          f"  (also written to {Path(args.state_dir) / 'admin-token'})\n"
+          f"  State: {'not kept (--ephemeral)' if args.ephemeral else args.state_dir}"
+          f" ({stack.emulation.replayed} recorded writes replayed)\nPress Ctrl-C to stop.", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = local.add_parser("up", help="start moto, the gateway, the ingest pump, the aggregate worker and the sweeper")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080)
-    up.add_argument("--state-dir", default=".fma")
+    up.add_argument("--state-dir", default=".fma", help="where the admin token and the recorded state live")
+    up.add_argument("--ephemeral", action="store_true", help="do not keep or replay state")
     up.set_defaults(fn=_local_up)
     token = sub.add_parser("token", help="admin tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="mint a token into a deployed table")

@@ -16,8 +16,9 @@ FMA = Path(sys.executable).with_name("fma")
 
 
 @contextmanager
-def local_mode(state_dir: Path, timeout: float = 60.0):
-    """Yields (api_base_url, admin_token); the process is always terminated."""
+def local_mode(state_dir: Path, timeout: float = 60.0, kill: bool = False):
+    """Yields (api_base_url, admin_token); the process is always stopped (SIGKILL with `kill`,
+    to simulate a crash)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FMA_"))}
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen([str(FMA), "local", "up", "--port", "0", "--state-dir", str(state_dir)], cwd=ROOT,
@@ -39,7 +40,7 @@ def local_mode(state_dir: Path, timeout: float = 60.0):
             raise RuntimeError("local mode did not start:\n" + "".join(lines))
         yield url, token
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

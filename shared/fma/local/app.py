@@ -24,6 +24,7 @@ class LocalStack:
     port: int = 8080
     state_dir: Path = Path(".fma")
     sweep_seconds: float = 5.0
+    ephemeral: bool = False
     admin_token: str = ""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -31,7 +32,7 @@ class LocalStack:
         if not self.host.startswith("127.") and self.host not in ("localhost", "::1"):
             raise ValueError("local mode binds to loopback addresses only")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.emulation: Emulation = start_emulation(self.host)
+        self.emulation: Emulation = start_emulation(self.host, None if self.ephemeral else self.state_dir)
         self.invoker = ThreadInvoker()
         set_invoker_override(self.invoker)
         dispatch.reset_handler_caches()
@@ -49,12 +50,13 @@ class LocalStack:
         return self.gateway.url
 
     def _ensure_admin_token(self) -> str:
-        token = os.environ.get("FMA_ADMIN_TOKEN") or new_token()
+        path = self.state_dir / "admin-token"
+        saved = path.read_text().strip() if path.exists() else ""
+        token = os.environ.get("FMA_ADMIN_TOKEN") or saved or new_token()
         repo = build_deps(Settings.from_env()).repo
         if repo.get_token(hash_token(token)) is None:
             principal = "admin-" + hashlib.sha256(token.encode()).hexdigest()[:12]
             repo.put_token(TokenRecord(hash_token(token), Role.ADMIN, principal, None, None, None, 0, False, "local"))
-        path = self.state_dir / "admin-token"
         path.write_text(token + "\n")
         path.chmod(0o600)
         return token

@@ -55,7 +55,7 @@ def _error(status: int, code: str, message: str) -> HttpResult:
     return HttpResult(status, {"Content-Type": "application/json"}, body)
 
 
-PUBLIC_PATHS = ("/v1/health",)
+PUBLIC_PATHS = ("/v1/health", "/v1/openapi.json")
 
 
 def call_api(method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None,

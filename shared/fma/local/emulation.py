@@ -3,9 +3,9 @@ from the same definitions the handlers use, and S3 notifications routed to SQS."
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 
@@ -22,8 +22,12 @@ class Emulation:
     endpoint: str
     queue_url: str
     server: object
+    replayed: int = 0
 
     def stop(self) -> None:
+        from fma.local.persistence import stop_recording
+
+        stop_recording()
         self.server.stop()
 
 
@@ -41,7 +45,8 @@ def _environment(endpoint: str) -> None:
     os.environ.pop("AWS_PROFILE", None)
 
 
-def start_emulation(host: str = "127.0.0.1") -> Emulation:
+def start_emulation(host: str = "127.0.0.1", state_dir: Path | None = None) -> Emulation:
+    """Start moto on loopback; with a `state_dir`, replay its recorded writes and keep recording."""
     import logging
 
     from moto.server import ThreadedMotoServer
@@ -56,8 +61,16 @@ def start_emulation(host: str = "127.0.0.1") -> Emulation:
     bound_host, port = server.get_host_and_port()
     endpoint = f"http://{bound_host}:{port}"
     _environment(endpoint)
+    replayed = 0
+    if state_dir is not None:
+        from fma.local.persistence import RECORDING, replay, start_recording
+
+        recording = state_dir / RECORDING
+        if recording.exists():
+            replayed = replay(recording, endpoint)
+        start_recording(recording)
     queue_url = provision(endpoint)
-    return Emulation(endpoint, queue_url, server)
+    return Emulation(endpoint, queue_url, server, replayed)
 
 
 def provision(endpoint: str) -> str:
@@ -80,7 +93,3 @@ def provision(endpoint: str) -> str:
              for prefix in ("updates/", "models/")]
     s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"QueueConfigurations": rules})
     return queue_url
-
-
-def queue_policy_json() -> str:
-    return json.dumps({})
