@@ -48,3 +48,17 @@ def test_three_clients_seal_aggregate_and_open_round_two(stack):
     assert rounds[0]["accepted"] == 3
     assert {u["status"] for u in rounds[0]["updates"]} == {"APPLIED"}
     assert rounds[0]["metrics"]["loss"] == (0 * 10 + 1 * 20 + 2 * 30) / 60
+
+
+def test_initial_model_stays_downloadable_with_its_sha256_after_round_one(stack):
+    import hashlib
+
+    dev = stack.token(Role.DEVELOPER)
+    exp_id = stack.create_experiment(dev, initial_model(), rounds={"min_updates": 1, "total_rounds": 2})
+    [(client_id, token)] = stack.enroll(dev, exp_id, 1)
+    stack.submit(exp_id, 1, token, update_bytes(initial_model(), 3, 1))
+    stack.deliver(f"updates/{exp_id}/00000001/{client_id}.safetensors")
+    stack.run_aggregations()
+    info = stack.api("GET", f"/v1/experiments/{exp_id}/models/0", dev).json()
+    initial = stack.get_object(f"models/{exp_id}/00000000.safetensors")
+    assert info["sha256"] == hashlib.sha256(initial).hexdigest() and info["size"] == len(initial)

@@ -105,6 +105,7 @@ class ExperimentItem(_Base):
     model_spec = JSONAttribute(null=True)
     model_sha256 = UnicodeAttribute(null=True)
     model_error = UnicodeAttribute(null=True)
+    initial_sha256 = UnicodeAttribute(null=True)
     clients = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()

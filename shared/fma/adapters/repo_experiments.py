@@ -33,6 +33,7 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         model_version=int(item.model_version) if item.model_version is not None else None,
         model_spec=item.model_spec, model_sha256=item.model_sha256, clients=int(item.clients or 0),
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
+        initial_sha256=item.initial_sha256,
     )
 
 
@@ -91,6 +92,7 @@ class ExperimentRepository:
             t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[
                 ExperimentItem.status.set(str(ExperimentStatus.RUNNING)), ExperimentItem.model_spec.set(spec),
                 ExperimentItem.model_sha256.set(sha256), ExperimentItem.model_version.set(0),
+                ExperimentItem.initial_sha256.set(sha256),
                 ExperimentItem.current_round.set(1), ExperimentItem.updated_at.set(iso()),
                 ExperimentItem.model_error.remove(),
             ], condition=ExperimentItem.status == str(ExperimentStatus.PENDING_MODEL))

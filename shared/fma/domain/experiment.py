@@ -76,6 +76,7 @@ class Experiment:
     model_spec: list[dict[str, Any]] | None = None
     model_sha256: str | None = None
     model_error: str | None = None
+    initial_sha256: str | None = None
     clients: int = 0
     created_at: str = ""
     updated_at: str = ""
@@ -87,7 +88,8 @@ class Experiment:
             "rounds": self.policy.to_json(), "client_config": self.client_config,
             "max_update_bytes": self.max_update_bytes, "current_round": self.current_round,
             "model_version": self.model_version, "model_spec": self.model_spec,
-            "model_sha256": self.model_sha256, "model_error": self.model_error, "clients": self.clients,
+            "model_sha256": self.model_sha256, "initial_sha256": self.initial_sha256,
+            "model_error": self.model_error, "clients": self.clients,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
 

@@ -69,7 +69,7 @@ def published_model(deps: Deps, caller: Principal, experiment_id: str, n: int) -
         raise Forbidden("clients fetch the current model through /model", code="FORBIDDEN_ROLE")
     exp = load_experiment(deps, caller, experiment_id)
     if n == 0 and exp.model_version is not None:
-        sha = exp.model_sha256 if exp.model_version == 0 else None
+        sha = exp.initial_sha256
     else:
         r = deps.repo.get_round(experiment_id, n)
         if r is None or r.state != RoundState.PUBLISHED:
