@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import responses
+
 from fma_client import Client
 from fma_client._flower_convert import flower_metrics, model_names, to_weights
 
@@ -87,10 +88,11 @@ def test_evaluate_runs_once_per_model_version_including_the_final_one(client: Cl
     posted = serve_evaluations(http)
     flower = AddOne()
 
-    history = FlowerRunner(flower, client).run()
+    history = FlowerRunner(flower, client, on_evaluate_config=lambda v: {"split": f"val{v}"}).run()
 
     assert [n for n, _ in posted] == [0, 1, 2]
     assert [config["server-round"] for _, config in flower.evals] == [0, 1, 2]
+    assert flower.evals[1][1] == {"lr": 0.5, "round": 1, "server-round": 1, "server_round": 1, "split": "val1"}
     assert posted[2][1] == {"num_examples": 4, "metrics": {"accuracy": 0.7, "loss": 6.0}}  # b == 2 after 2 rounds
     assert history.losses == [(0, 0.0), (1, 3.0), (2, 6.0)]
     assert history.metrics["accuracy"] == [(0, 0.5), (1, 0.6), (2, 0.7)]
@@ -230,3 +232,19 @@ def test_flower_is_imported_only_when_needed_and_its_absence_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == INSTALL_HINT
     assert "pip install 'fma-client[flower]'" in INSTALL_HINT
+
+
+def test_migration_guide_names_every_strategy_and_parameter_of_the_catalog():
+    from pathlib import Path
+
+    from fma.domain.strategy_catalog import CATALOG, DP_PARAMS
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "migrating-from-flower.md").read_text()
+    builtin = ("fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg",
+               "krum", "multikrum", "bulyan")  # fmt: skip
+    for name in builtin:
+        assert f"`{name}`" in guide, name
+        for param in CATALOG[name]:
+            assert f"`{param}`" in guide, f"{name}.{param}"
+    for param in DP_PARAMS:
+        assert param in guide, f"dp.{param}"
