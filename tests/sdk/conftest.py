@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import responses
-from fma_client import Client, Developer
 from safetensors.numpy import save
+
+from fma_client import Client, Developer
 
 API = "http://api.test"
 S3 = "http://s3.test"

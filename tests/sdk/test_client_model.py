@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 import responses
+
 from fma_client import Client, Conflict, FmaError, Forbidden, IntegrityError
 
 from .conftest import API, EXP, MODEL, S3, error_body, model_bytes, s3_calls, serve_model

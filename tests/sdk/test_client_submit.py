@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from fma_client import Client, ExperimentEnded, RoundFailed, Timeout, UpdateRejected
 from safetensors.numpy import load
+
+from fma_client import Client, ExperimentEnded, RoundFailed, Timeout, UpdateRejected
 
 from .conftest import API, EXP, S3, FakeTime, model_bytes, serve_model
 

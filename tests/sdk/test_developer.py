@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from fma_client import Developer, ExperimentFailed, IntegrityError, Timeout
 from safetensors.numpy import load
+
+from fma_client import Developer, ExperimentFailed, IntegrityError, Timeout
 
 from .conftest import API, S3, FakeTime, model_bytes
 

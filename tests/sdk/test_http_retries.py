@@ -7,6 +7,7 @@ import random
 import pytest
 import requests
 import responses
+
 from fma_client import BadRequest, FmaConnectionError, RetryPolicy, ServerError, TooManyRequests
 from fma_client._http import Transport, parse_retry_after
 

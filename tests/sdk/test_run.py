@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fma_client import Client, Conflict, UpdateRejected
 
 from .conftest import MODEL, error_body
