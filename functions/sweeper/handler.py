@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 
 from fma.adapters.factory import build_deps
 from fma.adapters.settings import Settings
@@ -13,6 +14,7 @@ from fma.services.deps import Deps
 from fma.services.sweeper import sweep
 
 logger = Logger()
+metrics = Metrics()
 
 
 @functools.cache
@@ -20,9 +22,15 @@ def deps() -> Deps:
     return build_deps(Settings.from_env())
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
     report = dataclasses.asdict(sweep(deps()))
     if any(report.values()):
         logger.info("sweep", extra=report)
+    if report["failed"]:
+        logger.error("rounds failed", extra={"rounds": report["failed"]})
+        metrics.add_metric("RoundsFailed", MetricUnit.Count, len(report["failed"]))
+    if report["reconciled"]:
+        metrics.add_metric("UpdatesReconciled", MetricUnit.Count, len(report["reconciled"]))
     return report

@@ -83,6 +83,12 @@ class Observability(Construct):
         for name, queue in queues.items():
             age = queue.metric_approximate_age_of_oldest_message(period=FIVE_MINUTES, statistic="Maximum")
             self._alarm(f"{name}-backlog", age, 600, f"The {name} queue is falling behind.")
+        self._alarm(
+            "rounds-failed",
+            fma_metric("RoundsFailed"),
+            1,
+            "A round FAILED: its deadline policy said fail, or aggregation ran out of retries.",
+        )
         self._alarm("api-5xx", rest_api.metric_server_error(period=FIVE_MINUTES), 5, "The API answered 5xx responses.")
         aggregate = functions["aggregate"].function
         near_timeout = aggregate.metric_duration(period=FIVE_MINUTES, statistic="Maximum")

@@ -127,3 +127,11 @@ def test_last_round_completes_experiment_in_publish(stack):
     assert exp["status"] == "COMPLETED" and exp["model_version"] == 1
     info = stack.api("GET", f"/v1/experiments/{exp_id}/model", clients[0][1]).json()
     assert info["round"] is None and info["status"] == "COMPLETED"
+
+
+def test_failed_round_emits_the_metric_the_alarm_watches(stack, capsys):
+    _dev, _exp_id, _clients = start(stack, deadline_seconds=60, min_updates_at_deadline=2, on_deadline="fail")
+    capsys.readouterr()
+    stack.sweep(advance=61)
+    out = capsys.readouterr().out
+    assert '"RoundsFailed":[1.0]' in out.replace(" ", "")
