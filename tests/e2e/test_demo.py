@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_quick_demo_prints_accuracy_and_federated_beats_local(tmp_path):
-    fma = Path(sys.executable).with_name("fma")
-    proc = subprocess.run([str(fma), "demo", "--rounds", "2", "--quick", "--port", "0", "--state-dir",
-                           str(tmp_path / "state")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    args = f"--rounds 2 --quick --port 0 --state-dir {tmp_path / 'state'}"
+    proc = subprocess.run(["make", "--no-print-directory", "demo", f"ARGS={args}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = re.search(r"ACCURACY federated=([\d.]+) centralized=([\d.]+) best_local=([\d.]+)", proc.stdout)
     assert m, proc.stdout[-3000:]
