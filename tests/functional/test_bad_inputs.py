@@ -228,3 +228,12 @@ def test_initial_model_that_is_not_safetensors_leaves_experiment_pending(stack):
     assert stack.api("PUT", f"/v1/experiments/{exp_id}/model", dev, body=encode(model())).status == 202
     stack.deliver(f"models/{exp_id}/00000000.safetensors")
     assert stack.api("GET", f"/v1/experiments/{exp_id}", dev).json()["status"] == "RUNNING"
+
+
+def test_bulyan_quorum_that_can_never_be_met_is_400(exp):
+    stack, dev, _, _ = exp
+    body = {"name": "b", "strategy": {"name": "bulyan", "params": {"num_malicious": 2}}, "rounds": {"min_updates": 8}}
+    err = assert_error(stack.api("POST", "/v1/experiments", dev, json_body=body), 400, "INVALID_STRATEGY_PARAMS")
+    assert err["details"]["minimum"] == 11
+    body["rounds"]["min_updates"] = 11
+    assert stack.api("POST", "/v1/experiments", dev, json_body=body).status == 201

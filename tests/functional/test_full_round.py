@@ -62,3 +62,47 @@ def test_initial_model_stays_downloadable_with_its_sha256_after_round_one(stack)
     info = stack.api("GET", f"/v1/experiments/{exp_id}/models/0", dev).json()
     initial = stack.get_object(f"models/{exp_id}/00000000.safetensors")
     assert info["sha256"] == hashlib.sha256(initial).hexdigest() and info["size"] == len(initial)
+
+
+def test_manifest_describes_inputs_strategy_output_and_timings(stack):
+    import hashlib
+    import json
+
+    dev = stack.token(Role.DEVELOPER)
+    exp_id = stack.create_experiment(dev, initial_model(), rounds={"min_updates": 2, "total_rounds": 2},
+                                     strategy={"name": "fedavgm", "params": {"server_momentum": 0.5}})
+    clients = stack.enroll(dev, exp_id, 2)
+    for i, (client_id, token) in enumerate(clients):
+        stack.submit(exp_id, 1, token, update_bytes(initial_model(), 2 + i, 1))
+        stack.deliver(f"updates/{exp_id}/00000001/{client_id}.safetensors")
+    stack.run_aggregations()
+    manifest = json.loads(stack.get_object(f"models/{exp_id}/00000001.manifest.json"))
+    model = stack.get_object(f"models/{exp_id}/00000001.safetensors")
+    assert manifest["output"]["sha256"] == hashlib.sha256(model).hexdigest()
+    assert manifest["strategy"]["name"] == "fedavgm" and manifest["strategy"]["params"]["server_momentum"] == 0.5
+    assert sorted(i["client_id"] for i in manifest["inputs"]) == sorted(c for c, _ in clients)
+    assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])
+    assert abs(sum(i["weight"] for i in manifest["inputs"]) - 1.0) < 1e-9
+    assert manifest["info"]["bytes_read"] > 0 and set(manifest["info"]["timings"]) >= {"fetch", "compute"}
+    # FedAvgM keeps its momentum as state for the next round
+    assert stack.s3.head_object(Bucket="fma-test-models", Key=f"state/{exp_id}/00000001.safetensors")
+
+
+def test_update_overwritten_after_acceptance_does_not_reach_the_model(stack):
+    from fma.domain.codec import decode
+
+    dev = stack.token(Role.DEVELOPER)
+    exp_id = stack.create_experiment(dev, initial_model(), rounds={"min_updates": 2, "total_rounds": 1})
+    clients = stack.enroll(dev, exp_id, 2)
+    good = {k: v + 1 for k, v in initial_model().items()}
+    for _client_id, token in clients:
+        stack.submit(exp_id, 1, token, update_bytes(good, 1, 1))
+    stack.deliver(f"updates/{exp_id}/00000001/{clients[0][0]}.safetensors")
+    # client 0 re-posts garbage of the same shape straight to S3 (e.g. reusing its presigned POST)
+    evil = {k: v * 0 + 1e6 for k, v in good.items()}
+    stack.put_object(f"updates/{exp_id}/00000001/{clients[0][0]}.safetensors", update_bytes(evil, 1, 1))
+    stack.deliver(f"updates/{exp_id}/00000001/{clients[1][0]}.safetensors")
+    stack.run_aggregations()
+    model, _ = decode(stack.get_object(f"models/{exp_id}/00000001.safetensors"))
+    for name, arr in model.items():
+        np.testing.assert_allclose(arr, good[name], rtol=1e-6)

@@ -161,6 +161,7 @@ class UpdateItem(_Base):
     metrics = JSONAttribute(null=True)
     sha256 = UnicodeAttribute(null=True)
     size = NumberAttribute(null=True)
+    version_id = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     updated_at = NumberAttribute()
     due_pk = UnicodeAttribute(null=True)

@@ -62,7 +62,7 @@ def to_update(item: UpdateItem) -> UpdateRecord:
         status=UpdateStatus(item.status),
         num_examples=int(item.num_examples) if item.num_examples is not None else None,
         metrics=item.metrics, sha256=item.sha256, size=int(item.size) if item.size is not None else None,
-        reason=item.reason, updated_at=float(item.updated_at),
+        reason=item.reason, updated_at=float(item.updated_at), version_id=item.version_id,
     )
 
 
@@ -119,7 +119,7 @@ class RoundRepository:
                                code="ALREADY_SUBMITTED") from None
             raise
 
-    def accept_update(self, u: UpdateRecord, version_id: str | None = None) -> str:
+    def accept_update(self, u: UpdateRecord) -> str:
         """One transaction: mark ACCEPTED, count it, require the round OPEN and the experiment RUNNING.
 
         Returns "accepted", "duplicate" (already accepted/applied/late), "closed" (round not OPEN)
@@ -132,6 +132,7 @@ class RoundRepository:
                 UpdateItem.metrics.set(u.metrics or {}), UpdateItem.sha256.set(u.sha256),
                 UpdateItem.size.set(u.size), UpdateItem.reason.remove(), UpdateItem.updated_at.set(u.updated_at),
                 UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
+                UpdateItem.version_id.set(u.version_id) if u.version_id else UpdateItem.version_id.remove(),
             ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.accepted.add(1)],
                      condition=RoundItem.state == str(RoundState.OPEN))

@@ -23,15 +23,26 @@ class S3ObjectStore:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        return self.get_versioned(key, version_id)[0]
 
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of the object."""
+    def get_versioned(self, key: str, version_id: str | None = None) -> tuple[bytes, str | None]:
+        """The object's bytes and the version they belong to (None on an unversioned bucket)."""
+        extra = {"VersionId": version_id} if version_id else {}
+        resp = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
+        version = resp.get("VersionId")
+        return resp["Body"].read(), None if version in (None, "null") else version
+
+    def get_range(self, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        """Bytes [start, end) of the object (of one version of it, when given)."""
         if end <= start:
             return b""
-        resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
-        return resp["Body"].read()
+        extra = {"VersionId": version_id} if version_id else {}
+        resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}", **extra)
+        data = resp["Body"].read()
+        if len(data) != end - start:
+            raise ValueError(f"short read of {key}: {len(data)} of {end - start} bytes")
+        return data
 
     def size(self, key: str) -> int | None:
         try:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fma.domain.errors import InvalidInput
-from fma.domain.states import ExperimentStatus
+from fma.domain.records import RoundRecord
+from fma.domain.states import ExperimentStatus, RoundState
 
 ON_DEADLINE = ("aggregate", "extend", "fail")
 MAX_NAME = 200
@@ -116,3 +117,10 @@ def parse_client_config(value: object) -> dict[str, Any]:
 def _positive_int(name: str, value: object, maximum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise InvalidInput(f"{name} must be an integer from 1 to {maximum}", details={"field": name})
+
+
+def new_round(exp: Experiment, n: int, now: float) -> RoundRecord:
+    """Round n of `exp`, OPEN from `now`, with its deadline when the policy sets one."""
+    deadline = now + exp.policy.deadline_seconds if exp.policy.deadline_seconds else None
+    return RoundRecord(exp.id, n, RoundState.OPEN, min_updates=str(exp.policy.min_updates), deadline=deadline,
+                       opened_at=now)

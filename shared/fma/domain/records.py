@@ -63,6 +63,7 @@ class UpdateRecord:
     size: int | None = None
     reason: str | None = None
     updated_at: float = 0.0
+    version_id: str | None = None
 
 
 @dataclass

@@ -23,6 +23,7 @@ class Param:
     maximum: float | None = None
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
+    optional: bool = False  # None (the default) means "not set" instead of "required"
 
 
 _POSITIVE = {"minimum": 0.0, "exclusive_minimum": True}
@@ -73,6 +74,11 @@ DP_PARAMS: dict[str, Param] = {
     "noise_multiplier": Param(None, float, 0.0),
     "target_delta": Param(1e-5, float, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True),
     "sampling_rate": Param(1.0, float, 0.0, 1.0, exclusive_minimum=True),
+    # Adaptive clipping (Andrew et al. 2021) when target_quantile is set; clipping_norm is then
+    # the initial norm, and the current one is kept in the strategy state.
+    "target_quantile": Param(None, float, 0.0, 1.0, optional=True),
+    "clip_norm_lr": Param(0.2, float, **_POSITIVE),
+    "clipped_count_stddev": Param(None, float, 0.0, optional=True),
 }
 
 #: environment variable naming modules (comma-separated) whose import registers strategies.
@@ -152,6 +158,8 @@ def _check(strategy: str, field_path: str, p: Param, value: object) -> Any:
     where = {"field": field_path}
     key = field_path.removeprefix("strategy.params.")
     bad = "INVALID_STRATEGY_PARAMS"
+    if value is None and p.optional:
+        return None
     if value is None:
         raise InvalidInput(f"{strategy}: parameter {key} is required", code="INVALID_STRATEGY_PARAMS", details=where)
     if isinstance(value, bool) or not isinstance(value, int | float) or (p.kind is int and not isinstance(value, int)):

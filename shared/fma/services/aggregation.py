@@ -16,11 +16,13 @@ from typing import Any
 from fma.domain.aggregation import UpdateInput, aggregate
 from fma.domain.codec import decode, encode
 from fma.domain.errors import UpdateRejected
-from fma.domain.experiment import Experiment
-from fma.domain.records import RoundRecord, UpdateRecord
+from fma.domain.experiment import Experiment, new_round
+from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
 from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
-from fma.services.ingest import _new_round
+
+#: what the round item keeps of the strategy's info (the item must stay far below 400 KB).
+ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected")
 
 
 def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = None) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
     model_bytes, info, metrics = build_model(deps, exp, n)
     sha = hashlib.sha256(model_bytes).hexdigest()
     seconds = round(deps.clock() - started, 6)
-    next_round = _new_round(exp, n + 1, deps.clock()) if n < exp.policy.total_rounds else None
+    next_round = new_round(exp, n + 1, deps.clock()) if n < exp.policy.total_rounds else None
     published = deps.repo.publish_round(experiment_id, n, owner, sha256=sha, metrics=metrics, info=info,
                                         seconds=seconds, now=deps.clock(), next_round=next_round)
     if published:
@@ -70,8 +72,11 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
     manifest = {
         "experiment_id": exp.id, "round": n, "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
         "global_model": {"key": model_key(exp.id, n - 1), "sha256": hashlib.sha256(global_bytes).hexdigest()},
-        "inputs": [{"client_id": u.client_id, "sha256": u.sha256, "size": u.size, "num_examples": u.num_examples,
-                    "weight": (u.num_examples or 0) / total if total else 0.0} for u in accepted],
+        "inputs": info.get("inputs") or [
+            {"client_id": u.client_id, "sha256": u.sha256, "num_examples": u.num_examples,
+             "weight": (u.num_examples or 0) / total if total else 0.0} for u in accepted],
+        "input_objects": [{"client_id": u.client_id, "key": update_key(exp.id, n, u.client_id),
+                           "version_id": u.version_id, "size": u.size} for u in accepted],
         "output": {"key": model_key(exp.id, n), "sha256": hashlib.sha256(model_bytes).hexdigest(),
                    "size": len(model_bytes)},
         "metrics": result.metrics, "info": info,
@@ -80,21 +85,24 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
     }
     deps.store.put(manifest_key(exp.id, n), json.dumps(manifest, indent=1, sort_keys=True).encode(),
                    content_type="application/json")
-    return model_bytes, info, dict(result.metrics)
+    round_info = {k: info[k] for k in ROUND_INFO_KEYS if k in info}  # lists of clients stay in the manifest
+    return model_bytes, round_info, dict(result.metrics)
 
 
 def _input(deps: Deps, u: UpdateRecord) -> UpdateInput:
     key = update_key(u.experiment_id, u.round, u.client_id)
 
     def fetch() -> bytes:
-        data = deps.store.get(key)
+        data = deps.store.get(key, u.version_id)
         if u.sha256 and hashlib.sha256(data).hexdigest() != u.sha256:
             raise UpdateRejected("CHANGED_AFTER_ACCEPT", f"update of {u.client_id} changed after it was accepted")
         return data
 
+    def fetch_range(start: int, end: int) -> bytes:
+        return deps.store.get_range(key, start, end, u.version_id)
+
     return UpdateInput(client_id=u.client_id, num_examples=int(u.num_examples or 0), sha256=u.sha256 or "",
-                       size=int(u.size or 0), fetch=fetch, fetch_range=lambda a, b: deps.store.get_range(key, a, b),
-                       metrics=u.metrics or {})
+                       size=int(u.size or 0), fetch=fetch, fetch_range=fetch_range, metrics=u.metrics or {})
 
 
 def _load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
@@ -123,7 +131,3 @@ def _json_safe(value: Any) -> Any:
         return str(o)
 
     return json.loads(json.dumps(value, default=default), parse_float=lambda s: float(s))
-
-
-def round_record_seconds(r: RoundRecord) -> float | None:
-    return r.published_at - r.opened_at if r.published_at else None

@@ -56,10 +56,12 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
     params = validate_strategy(strategy["name"], strategy.get("params"))
     max_bytes = optional_int(data, "max_update_bytes", min(100 << 20, deps.limits.max_update_bytes), 1,
                              deps.limits.max_update_bytes)
+    policy = RoundPolicy.parse(data.get("rounds"))
+    _check_robust_quorum(strategy["name"], params, policy)
     stamp = iso(deps.clock())
     exp = Experiment(
         id=uuid.uuid4().hex[:16], name=parse_name(data["name"]), owner=caller.principal_id,
-        strategy_name=strategy["name"], strategy_params=params, policy=RoundPolicy.parse(data.get("rounds")),
+        strategy_name=strategy["name"], strategy_params=params, policy=policy,
         client_config=parse_client_config(data.get("client_config")), max_update_bytes=max_bytes,
         created_at=stamp, updated_at=stamp,
     )
@@ -131,6 +133,17 @@ def register_client(deps: Deps, caller: Principal, experiment_id: str, body: obj
     rec = TokenRecord(hash_token(token), Role.CLIENT, client_id, experiment_id, None, None, 0, False, name)
     deps.repo.register_client(experiment_id, client_id, name, caller.token_hash or "", rec, deps.clock())
     return {"client_id": client_id, "token": token}
+
+
+def _check_robust_quorum(name: str, params: dict[str, Any], policy: RoundPolicy) -> None:
+    """Bulyan refuses rounds of fewer than 4f+3 updates: refuse a policy that could never meet it."""
+    f = int(params.get("num_malicious", 0) or 0)
+    need = {"bulyan": 4 * f + 3}.get(name)
+    if need is None or f == 0 or policy.min_updates == "all":
+        return
+    if int(policy.min_updates) < need:
+        raise InvalidInput(f"{name} with num_malicious={f} needs rounds.min_updates >= {need}",
+                           code="INVALID_STRATEGY_PARAMS", details={"field": "rounds.min_updates", "minimum": need})
 
 
 def new_client_id() -> str:

@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass
 
 from fma.domain.errors import UpdateRejected
-from fma.domain.experiment import Experiment
+from fma.domain.experiment import Experiment, new_round
 from fma.domain.model_spec import ModelSpec
-from fma.domain.records import RoundRecord, UpdateRecord
+from fma.domain.records import UpdateRecord
 from fma.domain.safetensors_header import HeaderLimits, header_length, parse_header
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
 from fma.domain.update_meta import parse_update_meta
@@ -44,7 +44,7 @@ def ingest_object(deps: Deps, key: str) -> IngestOutcome:
     return IngestOutcome("ignored", reason=f"not an FMA object key: {key[:200]}")
 
 
-def _read_checked(deps: Deps, key: str, max_bytes: int, spec: ModelSpec | None = None) -> bytes:
+def _read_checked(deps: Deps, key: str, max_bytes: int, spec: ModelSpec | None = None) -> tuple[bytes, str | None]:
     """Size, header and (given a spec) tensor layout are checked through ranged reads before the
     body is read: presigned POST limits are not enforced by every S3, and a crafted header must
     cost neither memory nor a download."""
@@ -60,7 +60,7 @@ def _read_checked(deps: Deps, key: str, max_bytes: int, spec: ModelSpec | None =
     if spec is not None:
         parse_update_meta(header.metadata)
         spec.check(header)
-    return deps.store.get(key)
+    return deps.store.get_versioned(key)
 
 
 def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutcome:
@@ -68,7 +68,7 @@ def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutc
     if exp is None or exp.status != ExperimentStatus.PENDING_MODEL:
         return IngestOutcome("duplicate" if exp else "ignored", experiment_id)
     try:
-        data = _read_checked(deps, key, exp.max_update_bytes)
+        data, _ = _read_checked(deps, key, exp.max_update_bytes)
         header = parse_header(data, total_size=len(data))
         spec = ModelSpec.from_header(header)
         if not spec.tensors:
@@ -78,7 +78,7 @@ def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutc
         deps.repo.set_model_error(experiment_id, exc.reason)
         return IngestOutcome("rejected", experiment_id, 0, reason=exc.reason)
     now = deps.clock()
-    first = _new_round(exp, 1, now)
+    first = new_round(exp, 1, now)
     deps.repo.activate(experiment_id, spec.to_json(), hashlib.sha256(data).hexdigest(), first)
     return IngestOutcome("activated", experiment_id, 0)
 
@@ -94,12 +94,6 @@ def _check_finite(data: bytes) -> None:
             raise UpdateRejected("NON_FINITE", f"{name} holds NaN or Inf")
 
 
-def _new_round(exp: Experiment, n: int, now: float) -> RoundRecord:
-    deadline = now + exp.policy.deadline_seconds if exp.policy.deadline_seconds else None
-    return RoundRecord(exp.id, n, RoundState.OPEN, min_updates=str(exp.policy.min_updates), deadline=deadline,
-                       opened_at=now)
-
-
 def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: str) -> IngestOutcome:
     exp = deps.repo.get_experiment(experiment_id)
     if exp is None or exp.model_spec is None:
@@ -111,7 +105,7 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
     record = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now)
     try:
         spec = ModelSpec.from_json(exp.model_spec)
-        data = _read_checked(deps, key, exp.max_update_bytes, spec)
+        data, record.version_id = _read_checked(deps, key, exp.max_update_bytes, spec)
         record.sha256, record.size = hashlib.sha256(data).hexdigest(), len(data)
         valid = validate_update(data, spec,
                                 UpdateLimits(max_update_bytes=exp.max_update_bytes), expected_round=n)

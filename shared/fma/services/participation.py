@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from fma.domain.auth import Principal, Role
-from fma.domain.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, UpdateRejected
+from fma.domain.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PayloadTooLarge, UpdateRejected
 from fma.domain.experiment import Experiment
 from fma.domain.records import EvaluationRecord
 from fma.domain.states import ExperimentStatus, RoundState
@@ -57,8 +57,6 @@ def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, bo
     exp = _open_round_for(deps, caller, experiment_id, n)
     size = optional_int(data, "size", None, 1, 1 << 62)
     if size > exp.max_update_bytes:
-        from fma.domain.errors import PayloadTooLarge
-
         raise PayloadTooLarge(f"size {size} exceeds max_update_bytes={exp.max_update_bytes}",
                               details={"limit": exp.max_update_bytes})
     sha = data.get("sha256")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fma.domain.auth import Principal, Role
 from fma.domain.clock import iso
-from fma.domain.errors import NotFound
+from fma.domain.errors import Forbidden, NotFound
 from fma.domain.records import EvaluationRecord, RoundRecord, UpdateRecord
 from fma.domain.states import RoundState
 from fma.services.deps import Deps, model_key
@@ -64,8 +64,6 @@ def get_round(deps: Deps, caller: Principal, experiment_id: str, n: int) -> dict
 
 def published_model(deps: Deps, caller: Principal, experiment_id: str, n: int) -> dict[str, Any]:
     if caller.role not in (Role.DEVELOPER, Role.ANALYST, Role.ADMIN):
-        from fma.domain.errors import Forbidden
-
         raise Forbidden("clients fetch the current model through /model", code="FORBIDDEN_ROLE")
     exp = load_experiment(deps, caller, experiment_id)
     if n == 0 and exp.model_version is not None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from fma.domain.aggregation.dp import with_dp
 from fma.domain.aggregation.engine import Engine, EngineOptions
+from fma.domain.aggregation.math import single_threaded_blas
 from fma.domain.aggregation.registry import get_strategy, register_strategy, strategy
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 from fma.domain.errors import InvalidInput
@@ -56,9 +57,12 @@ def aggregate(
     """Run `strategy` over `updates` (any order in, client-id order inside).
 
     `params` are validated again (defaults filled in); `params["dp"]` wraps the strategy in
-    central DP. The result's model has the global model's names, shapes and dtypes, and the
-    same inputs give the same bytes. `info` carries weights, timings, bytes read, selected
-    clients (Krum, Bulyan) and privacy spent (DP), all JSON-safe.
+    central DP. The result's model has the global model's names, shapes and dtypes. The same
+    inputs and options give the same bytes on the same machine type (BLAS runs on one thread,
+    so the core count cannot move a rounding); `EngineOptions(portable=True)` makes them the
+    same on any machine. `info` carries weights, timings, bytes read, selected
+    clients (Krum, Bulyan), privacy spent (DP) and the manifest's `inputs` (client, sha256,
+    num_examples, weight), all JSON-safe.
     """
     if not updates:
         raise InvalidInput("cannot aggregate a round with no accepted updates", code="NO_UPDATES")
@@ -69,7 +73,7 @@ def aggregate(
     if len({u.client_id for u in ordered}) != len(ordered):
         raise InvalidInput("two updates from the same client", code="DUPLICATE_CLIENT")
     start = time.perf_counter()
-    with Engine(global_model, options, round_number=round_number, seed=seed) as engine:
+    with single_threaded_blas(), Engine(global_model, options, round_number=round_number, seed=seed) as engine:
         if dp is not None:
             raw = with_dp(fn, dp, global_model, ordered, state, full, engine=engine)
         else:
@@ -79,8 +83,18 @@ def aggregate(
         info.update(engine.stats.as_info())
     info["timings"]["total"] = round(time.perf_counter() - start, 6)
     result.info = {**info, **result.info}
+    result.info["inputs"] = _inputs(ordered, result.info.get("weights", {}))
     result.metrics = {**weighted_metrics(ordered), **result.metrics}
     return result
+
+
+def _inputs(updates: Sequence[UpdateInput], weights: Mapping[str, float]) -> list[dict[str, Any]]:
+    """The manifest's inputs: who, which bytes, and the weight the strategy gave them."""
+    return [
+        {"client_id": u.client_id, "sha256": u.sha256, "num_examples": u.num_examples,
+         "weight": weights.get(u.client_id)}
+        for u in updates
+    ]
 
 
 def _normalise(raw: object, global_model: Mapping[str, np.ndarray]) -> AggregationResult:

@@ -29,10 +29,16 @@ from fma.domain.aggregation.layout import (
     read_header,
     update_layout,
 )
-from fma.domain.aggregation.math import axpy
+from fma.domain.aggregation.math import axpy, single_threaded_blas
 from fma.domain.aggregation.types import UpdateInput
 
 Block = list[tuple[RangeRead, bytes | memoryview]]
+#: below this a ranged read costs more in requests than it saves in memory.
+MIN_CHUNK_BYTES = 256 << 10
+#: smallest automatic shard (elements per client) when a small model is split in eighths.
+MIN_SHARD_ELEMS = 4096
+#: reads faster than this on average are done inline rather than on the download threads.
+INLINE_FETCH_SECONDS = 20e-6
 
 
 @dataclass(frozen=True)
@@ -40,13 +46,23 @@ class EngineOptions:
     """Tuning knobs; none changes the result's bytes.
 
     chunk_bytes: size of one ranged read in streaming passes (S3 serves 8-16 MiB parts best).
-    shard_bytes: budget of one clients x shard block in coordinate-wise passes.
-    prefetch: reads in flight ahead of the arithmetic (0 = sequential).
+    shard_bytes: one client's slice of a shard in coordinate-wise passes (one ranged read);
+        a pass holds about two clients x shard blocks (three for Krum's float64 Gram) plus
+        the output vector. Raise it (and prefetch) where memory allows, to cut S3 requests.
+    prefetch: reads in flight ahead of the arithmetic (0 = sequential). Streaming holds
+        about (prefetch + 1) x chunk_bytes besides its accumulator.
+    portable: sums with separately rounded multiply and add instead of BLAS's fused axpy:
+        ~1.3x slower, but the bytes no longer depend on the CPU, the BLAS build or the other
+        options (re-run an AWS round on a laptop and get the same sha256).
+
+    With the defaults, a re-run on the same machine type with the same options gives the
+    same bytes; chunk_bytes and the BLAS kernel can move a float32 rounding.
     """
 
     chunk_bytes: int = 16 << 20
-    shard_bytes: int = 64 << 20
-    prefetch: int = 2
+    shard_bytes: int = 512 << 10
+    prefetch: int = 3
+    portable: bool = False
 
 
 @dataclass
@@ -97,6 +113,7 @@ class Engine:
         #: per-client scale applied to its delta from the global model (DP clipping).
         self.scales: dict[str, float] | None = None
         self._layouts: dict[str, UpdateLayout] = {}
+        self._plans: dict[tuple[UpdateLayout, int, int], list[RangeRead]] = {}
         self._pool = ThreadPoolExecutor(max(1, self.options.prefetch), "fma-fetch")
 
     def close(self) -> None:
@@ -113,30 +130,37 @@ class Engine:
     def prepare(self, updates: Sequence[UpdateInput]) -> None:
         """Read every missing header (concurrently) and check it against the model."""
         missing = [u for u in updates if u.client_id not in self._layouts]
-        for u, layout in zip(missing, self._pool.map(self._layout_of, missing), strict=True):
+        if missing and not self._local_source():  # the first read tells how far the bytes are
+            self._layouts[missing[0].client_id] = self._layout_of(missing[0])
+            missing = missing[1:]
+        reader = map if self._local_source() else self._pool.map
+        for u, layout in zip(missing, reader(self._layout_of, missing), strict=True):
             self._layouts[u.client_id] = layout
 
     def _layout_of(self, update: UpdateInput) -> UpdateLayout:
-        t0 = time.perf_counter()
-        header, nbytes = read_header(update)
-        self.stats.add_fetch(time.perf_counter() - t0, nbytes)
+        header = read_header(update, lambda a, b: self._read(update, a, b))
         return update_layout(self.layout, header, update.client_id)
 
+    def _read(self, update: UpdateInput, start: int, end: int) -> bytes | memoryview:
+        """One ranged read, timed and counted; a short read is an error, never a silent zero."""
+        t0 = time.perf_counter()
+        data = update.fetch_range(start, end)
+        self.stats.add_fetch(time.perf_counter() - t0, len(data))
+        if len(data) != end - start:
+            raise ValueError(f"short read of {update.client_id}: {len(data)} of {end - start} bytes")
+        return data
+
     def _fetch(self, update: UpdateInput, s: int, e: int) -> Block:
-        block = []
-        for r in self._layouts[update.client_id].reads(self.layout, s, e):
-            t0 = time.perf_counter()
-            data = update.fetch_range(r.start, r.end)
-            if len(data) != r.end - r.start:
-                raise ValueError(f"short read of {update.client_id}: {len(data)} bytes")
-            self.stats.add_fetch(time.perf_counter() - t0, r.end - r.start)
-            block.append((r, data))
-        return block
+        ulayout = self._layouts[update.client_id]
+        reads = self._plans.get((ulayout, s, e))
+        if reads is None:  # updates written alike share their plans
+            reads = self._plans[(ulayout, s, e)] = ulayout.reads(self.layout, s, e)
+        return [(r, self._read(update, r.start, r.end)) for r in reads]
 
     def blocks(self, tasks: Sequence[tuple[UpdateInput, int, int]]) -> Iterator[Block]:
         """Fetch each (update, s, e) task's bytes, in task order, `prefetch` reads ahead."""
         self.prepare(list({t[0].client_id: t[0] for t in tasks}.values()))
-        depth = self.options.prefetch
+        depth = 0 if self._local_source() else self.options.prefetch
         if depth <= 0:
             for u, s, e in tasks:
                 yield self._fetch(u, s, e)
@@ -156,6 +180,12 @@ class Engine:
                 pending.append(self._pool.submit(self._fetch, *task))
             yield block
 
+    def _local_source(self) -> bool:
+        """True when reads so far took microseconds (bytes already in memory): a thread
+        handoff would then cost more than the read, so blocks are fetched inline."""
+        with self.stats.lock:
+            return self.stats.requests > 0 and self.stats.fetch / self.stats.requests < INLINE_FETCH_SECONDS
+
     def views(self, block: Block) -> list[tuple[int, np.ndarray]]:
         """(element offset in the slice, zero-copy view) for each piece of a fetched block."""
         t0 = time.perf_counter()
@@ -172,29 +202,39 @@ class Engine:
     def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float]) -> np.ndarray:
         """sum_k w_k x_k as a flat vector, one slice of one update in memory at a time."""
         acc = np.zeros(self.layout.total, dtype=self.layout.acc_dtype)
-        step = max(1, self.options.chunk_bytes // acc.itemsize)
-        slices = self.layout.slices(step)
+        slices = self.layout.slices(self.chunk_elems())
         tasks = [(u, s, e) for u in updates for s, e in slices]
         alphas = [float(w) * self._scale(u) for u, w in zip(updates, weights, strict=True)]
-        for n, block in enumerate(self.blocks(tasks)):
-            alpha, s = alphas[n // len(slices)], tasks[n][1]
-            pieces = self.views(block)
-            t0 = time.perf_counter()
-            for dst, view in pieces:
-                axpy(alpha, view, acc[s + dst : s + dst + view.size])
-            self.stats.compute += time.perf_counter() - t0
+        with single_threaded_blas():
+            for n, block in enumerate(self.blocks(tasks)):
+                alpha, s = alphas[n // len(slices)], tasks[n][1]
+                pieces = self.views(block)
+                t0 = time.perf_counter()
+                for dst, view in pieces:
+                    axpy(alpha, view, acc[s + dst : s + dst + view.size], portable=self.options.portable)
+                self.stats.compute += time.perf_counter() - t0
         if self.scales is not None:  # clipped: x' = g + c (x - g), so add sum w (1 - c) g
             rest = sum(float(w) * (1.0 - self._scale(u)) for u, w in zip(updates, weights, strict=True))
             for s, e in slices:
-                axpy(rest, self.layout.gather(self.global_model, s, e), acc[s:e])
+                axpy(rest, self.layout.gather(self.global_model, s, e), acc[s:e], portable=self.options.portable)
         return acc
+
+    def chunk_elems(self) -> int:
+        """Elements per streaming read: chunk_bytes, but small enough that the reads in flight
+        stay within 1.5x the model (a small model is not read in one piece per client)."""
+        itemsize = np.dtype(self.layout.acc_dtype).itemsize
+        in_flight = self.options.prefetch + 1
+        cap = max(MIN_CHUNK_BYTES, 3 * self.layout.total * itemsize // (2 * in_flight))
+        return max(1, min(self.options.chunk_bytes, cap) // itemsize)
 
     def _scale(self, update: UpdateInput) -> float:
         return 1.0 if self.scales is None else self.scales[update.client_id]
 
-    def shard_elems(self, num_clients: int) -> int:
-        itemsize = np.dtype(self.layout.acc_dtype).itemsize
-        return max(64, self.options.shard_bytes // max(1, num_clients * itemsize))
+    def shard_elems(self) -> int:
+        """Elements per client per shard: shard_bytes, and at most an eighth of a small model
+        (so that even then a block is a fraction of clients x model)."""
+        per_client = max(16, self.options.shard_bytes // np.dtype(self.layout.acc_dtype).itemsize)
+        return min(per_client, max(MIN_SHARD_ELEMS, -(-self.layout.total // 8)))
 
     def shard_pass(
         self,
@@ -204,7 +244,7 @@ class Engine:
         transform: bool = True,
     ) -> None:
         """Call visit(s, e, rows) for each shard [s, e): rows[k] is update k's values there."""
-        step = self.shard_elems(len(updates))
+        step = self.shard_elems()
         slices = self.layout.slices(step)
         buf = np.empty((len(updates), min(step, self.layout.total)), dtype=self.layout.acc_dtype)
         tasks = [(u, s, e) for s, e in slices for u in updates]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,18 +130,13 @@ class UpdateLayout:
         return out
 
 
-def read_header(update: UpdateInput) -> tuple[SafetensorsHeader, int]:
-    """Parse an update's header with one ranged read (two when the header is unusually big).
-
-    Returns the header and the number of bytes read.
-    """
-    head = update.fetch_range(0, min(update.size, HEADER_PROBE_BYTES))
-    nbytes = len(head)
+def read_header(update: UpdateInput, fetch_range: Callable[[int, int], bytes | memoryview]) -> SafetensorsHeader:
+    """Parse an update's header with one ranged read (two when the header is unusually big)."""
+    head = fetch_range(0, min(update.size, HEADER_PROBE_BYTES))
     n = header_length(head)
     if 8 + n > len(head):
-        head = update.fetch_range(0, 8 + n)
-        nbytes += len(head)
-    return parse_header(head, total_size=update.size), nbytes
+        head = fetch_range(0, 8 + n)
+    return parse_header(head, total_size=update.size)
 
 
 def update_layout(layout: FlatLayout, header: SafetensorsHeader, client_id: str) -> UpdateLayout:

@@ -1,0 +1,432 @@
+"""Load benchmark: simulated clients through real rounds against local mode on loopback.
+
+Starts `fma local up` on 127.0.0.1 (a subprocess: the server does not share the benchmark's
+GIL), creates a FedAvg experiment with a float32 model, registers the clients with one
+enrollment token, then runs the rounds. In each round every client, on a pool of threads:
+GET model, downloads it (presigned GET), adds `c * pattern` to it, uploads the update and polls
+GET round until its update is ACCEPTED, as the SDK's `submit(wait=True)` does. Even clients
+upload with a direct PUT, odd ones with a presigned POST (the SDK's path for files over 4 MiB),
+so both paths are measured. A watcher polls the round to time last upload -> published.
+
+It checks, and exits 1 otherwise: zero 5xx; per round accepted == clients, rejected == late ==
+0, every update APPLIED and each client exactly once; the published model equals the weighted
+mean of what was sent; the experiment COMPLETED with every client registered once. Bounded:
+a fixed number of clients and rounds, polls at fixed intervals, and a hard deadline.
+
+    make bench-load                      # 200 clients on 20 threads, 1M params, 3 rounds
+    python benchmarks/load.py --quick    # 20 clients on 20 threads, 100k params (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+from fma_client import Developer, tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+POLL, MAX_POLL = 0.5, 5.0  # a client's poll of its round (the SDK's Waiter)
+WATCH = 0.05  # the watcher's poll of the round once every update is uploaded (last upload -> published)
+HTTP_TIMEOUT = (5.0, 60.0)
+ENDPOINTS = ("register", "GET model", "S3 GET model", "PUT update", "POST update (presign)", "S3 POST update",
+             "GET round (client)", "GET round (watcher)")
+
+
+@dataclass(frozen=True)
+class Config:
+    clients: int = 200
+    threads: int = 20
+    params: int = 1_000_000
+    rounds: int = 3
+    timeout: float = 900.0
+
+
+FULL = Config()
+QUICK = Config(clients=20, threads=20, params=100_000, rounds=3, timeout=55.0)
+
+
+class BenchError(Exception):
+    pass
+
+
+@dataclass
+class Recorder:
+    """Every HTTP exchange: (endpoint, status, seconds); thread-safe."""
+
+    samples: list[tuple[str, int, float]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, label: str, status: int, seconds: float) -> None:
+        with self.lock:
+            self.samples.append((label, status, seconds))
+
+
+class TimedSession(requests.Session):
+    """A requests session that records each call under the `label` it is given."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def request(self, method: str, url: str, *args: Any, label: str = "other", **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        start = time.perf_counter()
+        response = super().request(method, url, *args, **kwargs)
+        self.recorder.add(label, response.status_code, time.perf_counter() - start)
+        return response
+
+
+@dataclass
+class Sim:
+    index: int
+    client_id: str
+    token: str
+    weight: int
+
+
+@dataclass
+class RoundResult:
+    n: int
+    seconds: float
+    publish_seconds: float | None
+    accepted: int
+    rejected: int
+    late: int
+    applied: int
+    distinct: int
+    aggregation_seconds: float | None
+    model_ok: bool
+
+
+class Bench:
+    def __init__(self, url: str, admin: str, cfg: Config, deadline: float):
+        self.url, self.cfg, self.deadline = url.rstrip("/") + "/v1", cfg, deadline
+        self.recorder = Recorder()
+        self.local = threading.local()
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.last_upload, self.uploads, self.sims = 0.0, 0, []
+        self.stop = threading.Event()
+        dev_token = Developer(url, admin).create_token("developer", name="load")["token"]
+        self.dev = Developer(url, dev_token)
+        self.dev_headers = {"Authorization": f"Bearer {dev_token}"}
+        rng = np.random.default_rng(0)
+        rows = cfg.params // 1000 - 1
+        self.initial = {"layer/kernel": rng.normal(size=(rows, 1000)).astype(np.float32),
+                        "layer/bias": rng.normal(size=1000).astype(np.float32)}
+        self.pattern = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in self.initial.items()}
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> TimedSession:
+        if not hasattr(self.local, "session"):
+            self.local.session = TimedSession(self.recorder)
+        return self.local.session
+
+    def check_time(self, what: str) -> None:
+        if self.stop.is_set():
+            raise BenchError(f"stopped after an error while {what}")
+        if time.monotonic() > self.deadline:
+            raise BenchError(f"hard deadline passed while {what}")
+
+    def call(self, method: str, path: str, token: str, label: str, ok: tuple[int, ...], **kw: Any) -> Any:
+        self.check_time(label)
+        r = self.session.request(method, f"{self.url}/{path}", label=label,
+                                 headers={"Authorization": f"Bearer {token}", **kw.pop("headers", {})}, **kw)
+        if r.status_code not in ok:
+            raise BenchError(f"{method} {path} -> {r.status_code} {r.text[:300]}")
+        return r.json() if r.content else None
+
+    # -- the clients ---------------------------------------------------------------------------
+
+    def register(self, i: int, exp_id: str, enroll: str) -> Sim:
+        for attempt in range(30):
+            r = self.session.request("POST", f"{self.url}/experiments/{exp_id}/clients", label="register",
+                                     json={"name": f"load-{i}"}, headers={"Authorization": f"Bearer {enroll}"})
+            if r.status_code == 201:
+                body = r.json()
+                return Sim(i, body["client_id"], body["token"], weight=10 + i % 7)
+            if r.status_code != 409 or "REGISTRATION_CONFLICT" not in r.text:
+                raise BenchError(f"register {i} -> {r.status_code} {r.text[:300]}")
+            self.check_time("registering")
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+        raise BenchError(f"register {i}: too many conflicts")
+
+    @staticmethod
+    def coef(sim: Sim, n: int) -> float:
+        return ((sim.index * 7 + n * 13) % 11 - 5) / 100
+
+    def client_round(self, sim: Sim, exp_id: str, n: int) -> None:
+        base = f"experiments/{exp_id}"
+        info = self.call("GET", f"{base}/model", sim.token, "GET model", (200,))
+        if info["round"] != n:
+            raise BenchError(f"client {sim.index}: model says round {info['round']}, expected {n}")
+        data = self.session.request("GET", info["url"], label="S3 GET model").content
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
+            raise BenchError(f"client {sim.index}: model bytes do not match sha256")
+        c = self.coef(sim, n)
+        weights = {k: v + np.float32(c) * self.pattern[k] for k, v in tensors.decode(data).items()}
+        body = tensors.encode(weights, tensors.update_metadata(sim.weight, n, {"loss": 1.0 / n}))
+        path = f"{base}/rounds/{n}/updates"
+        if sim.index % 2 == 0:
+            self.call("PUT", path, sim.token, "PUT update", (202,), data=body,
+                      headers={"Content-Type": "application/octet-stream"})
+        else:
+            up = self.call("POST", path, sim.token, "POST update (presign)", (201,),
+                           json={"size": len(body), "sha256": hashlib.sha256(body).hexdigest()})["upload"]
+            r = self.session.request("POST", up["url"], label="S3 POST update", data=up["fields"],
+                                     files={"file": ("update.safetensors", body, "application/octet-stream")})
+            if r.status_code not in (200, 201, 204):
+                raise BenchError(f"client {sim.index}: S3 POST -> {r.status_code} {r.text[:300]}")
+        with self.lock:
+            self.last_upload = max(self.last_upload, time.monotonic())
+            self.uploads += 1
+        delay = POLL
+        while True:  # as the SDK's submit(wait=True): poll with backoff until the update is validated
+            entries = self.call("GET", f"{base}/rounds/{n}", sim.token, "GET round (client)", (200,))["updates"]
+            status = entries[-1]["status"] if entries else None
+            if status in ("ACCEPTED", "APPLIED"):
+                return
+            if status in ("REJECTED", "LATE"):
+                raise BenchError(f"client {sim.index} round {n}: update {status}: {entries[-1].get('reason')}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, MAX_POLL)
+
+    # -- the rounds ----------------------------------------------------------------------------
+
+    def watch(self, exp_id: str, n: int, out: dict[str, float]) -> None:
+        """Polls the round as the developer until it is PUBLISHED (or FAILED, or the deadline)."""
+        token = self.dev_headers["Authorization"].split()[1]
+        while time.monotonic() < self.deadline and not self.stop.is_set():
+            state = self.call("GET", f"experiments/{exp_id}/rounds/{n}", token, "GET round (watcher)", (200,))["state"]
+            if state in ("PUBLISHED", "FAILED"):
+                out[state] = time.monotonic()
+                return
+            time.sleep(WATCH if self.uploads >= len(self.sims) else 1.0)  # fine-grained once all uploaded
+
+    def run_round(self, exp_id: str, sims: list[Sim], n: int, prev: dict[str, np.ndarray]) -> tuple[RoundResult,
+                                                                                                    dict]:
+        seen: dict[str, float] = {}
+        self.last_upload, self.uploads, self.sims = 0.0, 0, sims
+        watcher = threading.Thread(target=self._guard, args=(self.watch, exp_id, n, seen), daemon=True)
+        start = time.monotonic()
+        watcher.start()
+        with ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="client") as pool:
+            for future in [pool.submit(self._guard, self.client_round, sim, exp_id, n) for sim in sims]:
+                future.result()
+        if self.errors:
+            self.stop.set()
+        watcher.join(max(0.0, self.deadline - time.monotonic()))
+        if self.errors:
+            raise BenchError(f"round {n}: " + "; ".join(self.errors[:3]))
+        if "PUBLISHED" not in seen:
+            rnd = self.dev.round(exp_id, n)
+            raise BenchError(f"round {n} was not published ({seen or 'deadline passed'}): state {rnd['state']}, "
+                             f"accepted {rnd['accepted']}, rejected {rnd['rejected']}, reason {rnd['reason']}")
+        rnd = self.dev.round(exp_id, n)
+        applied_by = time.monotonic() + 60  # updates are marked APPLIED right after the publish
+        while sum(u["status"] == "APPLIED" for u in rnd["updates"]) < len(sims) and time.monotonic() < min(
+                applied_by, self.deadline):
+            time.sleep(0.2)
+            rnd = self.dev.round(exp_id, n)
+        statuses = collections.Counter(u["status"] for u in rnd["updates"])
+        total = sum(s.weight for s in sims)
+        shift = sum(s.weight * self.coef(s, n) for s in sims) / total
+        published = self.dev.download_model(exp_id, n)
+        expected = {k: v.astype(np.float64) + shift * self.pattern[k] for k, v in prev.items()}
+        model_ok = all(np.allclose(published[k], expected[k], rtol=1e-5, atol=1e-5) for k in expected)
+        result = RoundResult(
+            n, time.monotonic() - start, seen["PUBLISHED"] - self.last_upload, rnd["accepted"], rnd["rejected"],
+            rnd["late"], statuses["APPLIED"], len({u["client_id"] for u in rnd["updates"]}),
+            rnd.get("aggregation_seconds"), model_ok)
+        return result, published
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            with self.lock:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.stop.set()
+
+    def run(self) -> tuple[list[RoundResult], dict[str, Any]]:
+        cfg = self.cfg
+        exp = self.dev.create_experiment("load", self.initial, rounds={"min_updates": cfg.clients,
+                                                                       "total_rounds": cfg.rounds})
+        enroll = self.dev.enrollment_token(exp["id"], max_uses=cfg.clients)["token"]
+        sims: list[Sim | None] = [None] * cfg.clients
+
+        def reg(i: int) -> None:
+            sims[i] = self.register(i, exp["id"], enroll)
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(cfg.threads, thread_name_prefix="register") as pool:
+            list(pool.map(lambda i: self._guard(reg, i), range(cfg.clients)))
+        if self.errors or None in sims:
+            raise BenchError("registration failed: " + "; ".join(self.errors[:3]))
+        rounds, prev = [], dict(self.initial)
+        for n in range(1, cfg.rounds + 1):
+            result, prev = self.run_round(exp["id"], sims, n, prev)  # type: ignore[arg-type]
+            rounds.append(result)
+            if self.errors:
+                raise BenchError(f"round {n}: " + "; ".join(self.errors[:3]))
+        final = self.dev.experiment(exp["id"])
+        return rounds, {"seconds": time.monotonic() - t0, "status": final["status"], "clients": final["clients"],
+                        "model_version": final["model_version"]}
+
+
+# -- local mode ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def local_stack(state_dir: Path, timeout: float = 60.0):
+    """`fma local up` on a free loopback port; yields (url, admin token); always stopped."""
+    fma = Path(sys.executable).with_name("fma")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FMA_"))}
+    env.update(PYTHONUNBUFFERED="1", POWERTOOLS_LOG_LEVEL="ERROR")
+    cmd = [str(fma), "local", "up", "--host", "127.0.0.1", "--port", "0", "--state-dir", str(state_dir)]
+    if "--ephemeral" in subprocess.run([str(fma), "local", "up", "--help"], capture_output=True, text=True).stdout:
+        cmd.append("--ephemeral")  # nothing to replay: do not record gigabytes of uploads
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    tail: collections.deque[str] = collections.deque(maxlen=50)
+    try:
+        url = token = None
+        until = time.monotonic() + timeout
+        while time.monotonic() < until and not (url and token):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            tail.append(line)
+            url = url or (m.group(1) if (m := re.search(r"API:\s+(\S+)/v1", line)) else None)
+            token = token or (m.group(1) if (m := re.search(r"Admin token:\s+(\S+)", line)) else None)
+        if not (url and token):
+            raise BenchError("local mode did not start:\n" + "".join(tail))
+        # Keep draining its output so that a chatty server never blocks on a full pipe.
+        threading.Thread(target=lambda: [tail.append(x) for x in proc.stdout], daemon=True).start()
+        yield url, token
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def summarize(recorder: Recorder, seconds: float) -> dict[str, Any]:
+    by_label: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
+    for label, status, secs in recorder.samples:
+        by_label[label].append((status, secs))
+    rows = []
+    for label in ENDPOINTS:
+        items = by_label.get(label, [])
+        if not items:
+            continue
+        ms = np.array([s for _, s in items]) * 1000
+        rows.append({"endpoint": label, "requests": len(items), "p50": float(np.percentile(ms, 50)),
+                     "p99": float(np.percentile(ms, 99)), "max": float(ms.max()),
+                     "4xx": sum(400 <= st < 500 for st, _ in items), "5xx": sum(st >= 500 for st, _ in items)})
+    api = sum(r["requests"] for r in rows if not r["endpoint"].startswith("S3"))
+    return {"rows": rows, "api_requests": api, "all_requests": len(recorder.samples), "seconds": seconds,
+            "five_xx": sum(r["5xx"] for r in rows)}
+
+
+def print_report(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], final: dict[str, Any]) -> None:
+    mb = (cfg.params * 4) / 1e6
+    print(f"\nFMA load: {cfg.clients} clients on {cfg.threads} threads, {cfg.rounds} rounds, "
+          f"{cfg.params:,} float32 params ({mb:.1f} MB per update), local mode on loopback")
+    print(f"{'endpoint':<22}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'4xx':>6}{'5xx':>6}")
+    for r in stats["rows"]:
+        print(f"{r['endpoint']:<22}{r['requests']:>9}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
+              f"{r['4xx']:>6}{r['5xx']:>6}")
+    secs = stats["seconds"]
+    print(f"API requests: {stats['api_requests']} in {secs:.1f} s = {stats['api_requests'] / secs:.1f} req/s "
+          f"({stats['all_requests'] / secs:.1f} req/s with the S3 transfers); "
+          f"uploads {cfg.clients * cfg.rounds * mb / secs:.1f} MB/s")
+    print(f"{'round':<7}{'seconds':>8}{'accepted':>9}{'rejected':>9}{'late':>6}{'APPLIED':>8}{'distinct':>9}"
+          f"{'upload->published s':>20}{'aggregation s':>14}{'model':>7}")
+    for r in rounds:
+        agg = f"{r.aggregation_seconds:.2f}" if r.aggregation_seconds is not None else "-"
+        pub = f"{r.publish_seconds:.2f}" if r.publish_seconds is not None else "-"
+        print(f"{r.n:<7}{r.seconds:>8.1f}{r.accepted:>9}{r.rejected:>9}{r.late:>6}{r.applied:>8}{r.distinct:>9}"
+              f"{pub:>20}{agg:>14}{'ok' if r.model_ok else 'WRONG':>7}")
+    print(f"experiment {final['status']}, model_version {final['model_version']}, clients {final['clients']}")
+
+
+def problems(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], final: dict[str, Any]) -> list[str]:
+    out = [f"{stats['five_xx']} responses were 5xx"] if stats["five_xx"] else []
+    for r in rounds:
+        if (r.accepted, r.rejected, r.late, r.applied, r.distinct) != (cfg.clients, 0, 0, cfg.clients, cfg.clients):
+            out.append(f"round {r.n}: accepted {r.accepted} rejected {r.rejected} late {r.late} "
+                       f"APPLIED {r.applied} distinct {r.distinct} (want {cfg.clients} each, 0 rejected/late)")
+        if not r.model_ok:
+            out.append(f"round {r.n}: the published model is not the weighted mean of the updates")
+    if len(rounds) != cfg.rounds:
+        out.append(f"{len(rounds)} of {cfg.rounds} rounds ran")
+    if (final.get("status"), final.get("clients"), final.get("model_version")) != ("COMPLETED", cfg.clients,
+                                                                                  cfg.rounds):
+        out.append(f"experiment ended as {final}")
+    return out
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Run the benchmark; returns {"stats", "rounds", "final", "problems"} (raises BenchError)."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fma-load-") as tmp, local_stack(Path(tmp) / "state") as (url, admin):
+        bench = Bench(url, admin, cfg, deadline=started + cfg.timeout)
+        t0 = time.monotonic()
+        rounds, final = bench.run()
+        # Completing the experiment is the publish transaction of the last round: allow a moment.
+        stats = summarize(bench.recorder, time.monotonic() - t0)
+    return {"stats": stats, "rounds": rounds, "final": final, "problems": problems(cfg, stats, rounds, final)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 clients x 100k params (CI)")
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--params", type=int)
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--timeout", type=float, help="hard deadline of the whole run, seconds")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    cfg = Config(**{k: getattr(args, k) if getattr(args, k) is not None else getattr(base, k)
+                    for k in ("clients", "threads", "params", "rounds", "timeout")})
+    if cfg.params < 2000 or cfg.params % 1000:
+        parser.error("--params must be a multiple of 1000, at least 2000")
+    try:
+        out = run(cfg)
+    except BenchError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    print_report(cfg, out["stats"], out["rounds"], out["final"])
+    for p in out["problems"]:
+        print(f"FAILED: {p}", file=sys.stderr)
+    return 1 if out["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
