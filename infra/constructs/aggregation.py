@@ -63,7 +63,11 @@ class Aggregation(Construct):
         fn = self.function
         fn.grant(TABLE_READ_WRITE, [storage.table.table_arn])
         fn.grant(["s3:GetObject"], storage.objects("updates/", "models/", "state/"))
+        # Updates are read at the exact version ingest validated (an overwrite cannot sneak in).
+        fn.grant(["s3:GetObjectVersion"], storage.objects("updates/"))
         fn.grant(["s3:PutObject"], storage.objects("models/", "state/"))
+        # Without ListBucket, S3 answers 403 instead of 404 for the optional optimizer state.
+        fn.grant(["s3:ListBucket"], [storage.bucket.bucket_arn], StringLike={"s3:prefix": ["state/*"]})
         acknowledge(
             fn.role,
             {

@@ -141,9 +141,11 @@ def test_ingest_reads_objects_and_invokes_only_aggregate(dev):
 
 def test_aggregate_writes_only_models_and_state(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["aggregate"])
-    assert actions_on(statements, "/updates/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:PutObject"}
     assert actions_on(statements, "/state/*") == {"s3:GetObject", "s3:PutObject"}
+    listing = [st for st in statements if st["Action"] == "s3:ListBucket"]
+    assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["state/*"]}}
 
 
 def test_sweeper_lists_only_the_updates_prefix(dev):
