@@ -117,7 +117,7 @@ async function download(button, experimentId, round, getModel, status) {
 function models(e, rounds, getModel) {
   if (e.model_version === null || e.model_version === undefined) return empty("No model yet: the initial model is being validated.");
   const published = rounds.filter((r) => r.state === "PUBLISHED");
-  const versions = [{ round: 0, sha256: e.model_version === 0 ? e.model_sha256 : null, at: e.created_at, label: "initial" },
+  const versions = [{ round: 0, sha256: e.initial_sha256 || (e.model_version === 0 ? e.model_sha256 : null), at: e.created_at, label: "initial" },
     ...published.map((r) => ({ round: r.round, sha256: r.model_sha256, at: r.published_at, label: "" }))];
   const status = h("p", { class: "muted", role: "status" });
   const rows = versions.reverse().map((v) => {
