@@ -8,7 +8,7 @@ EXTRAS := local,dev,infra,dp,flower
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test lint demo bench synth layer clean
+.PHONY: install test lint demo bench bench-aggregation bench-load synth layer clean
 
 install: $(STAMP)
 
@@ -28,8 +28,16 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fma demo $(ARGS)
 
-bench: $(STAMP)
+# Aggregation (FMA vs Flower vs np.add) then the load run; ARGS="--quick" for short versions of both.
+bench: bench-aggregation bench-load
+
+bench-aggregation: $(STAMP)
 	$(BIN)/python benchmarks/aggregation.py $(ARGS)
+
+# 200 clients on 20 threads, 3 rounds of a 1M-parameter model against local mode (loopback, hard
+# deadline); ARGS="--quick" for 20 clients x 100k parameters.
+bench-load: $(STAMP)
+	$(BIN)/python benchmarks/load.py $(ARGS)
 
 # The Lambda layer: fma + pinned runtime wheels for linux/arm64 cp312 (pip download is cached).
 layer: $(STAMP)

@@ -56,11 +56,11 @@ class Config:
     threads: int = 20
     params: int = 1_000_000
     rounds: int = 3
-    timeout: float = 900.0
+    timeout: float = 1800.0
 
 
 FULL = Config()
-QUICK = Config(clients=20, threads=20, params=100_000, rounds=3, timeout=55.0)
+QUICK = Config(clients=20, threads=20, params=100_000, rounds=3, timeout=120.0)
 
 
 class BenchError(Exception):
@@ -125,6 +125,7 @@ class Bench:
         self.lock = threading.Lock()
         self.last_upload, self.uploads, self.sims = 0.0, 0, []
         self.stop = threading.Event()
+        self.rounds: list[RoundResult] = []
         dev_token = Developer(url, admin).create_token("developer", name="load")["token"]
         self.dev = Developer(url, dev_token)
         self.dev_headers = {"Authorization": f"Bearer {dev_token}"}
@@ -268,7 +269,8 @@ class Bench:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             self.stop.set()
 
-    def run(self) -> tuple[list[RoundResult], dict[str, Any]]:
+    def run(self) -> dict[str, Any]:
+        """Registers the clients and runs the rounds; `self.rounds` fills as they finish."""
         cfg = self.cfg
         exp = self.dev.create_experiment("load", self.initial, rounds={"min_updates": cfg.clients,
                                                                        "total_rounds": cfg.rounds})
@@ -283,14 +285,15 @@ class Bench:
             list(pool.map(lambda i: self._guard(reg, i), range(cfg.clients)))
         if self.errors or None in sims:
             raise BenchError("registration failed: " + "; ".join(self.errors[:3]))
-        rounds, prev = [], dict(self.initial)
+        prev = dict(self.initial)
         for n in range(1, cfg.rounds + 1):
             result, prev = self.run_round(exp["id"], sims, n, prev)  # type: ignore[arg-type]
-            rounds.append(result)
+            self.rounds.append(result)
+            print(f"round {n}/{cfg.rounds} published: {result.seconds:.1f} s", file=sys.stderr, flush=True)
             if self.errors:
                 raise BenchError(f"round {n}: " + "; ".join(self.errors[:3]))
         final = self.dev.experiment(exp["id"])
-        return rounds, {"seconds": time.monotonic() - t0, "status": final["status"], "clients": final["clients"],
+        return {"seconds": time.monotonic() - t0, "status": final["status"], "clients": final["clients"],
                         "model_version": final["model_version"]}
 
 
@@ -361,7 +364,7 @@ def print_report(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], 
     for r in stats["rows"]:
         print(f"{r['endpoint']:<22}{r['requests']:>9}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
               f"{r['4xx']:>6}{r['5xx']:>6}")
-    secs = stats["seconds"]
+    secs = max(stats["seconds"], 1e-9)
     print(f"API requests: {stats['api_requests']} in {secs:.1f} s = {stats['api_requests'] / secs:.1f} req/s "
           f"({stats['all_requests'] / secs:.1f} req/s with the S3 transfers); "
           f"uploads {cfg.clients * cfg.rounds * mb / secs:.1f} MB/s")
@@ -372,7 +375,8 @@ def print_report(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], 
         pub = f"{r.publish_seconds:.2f}" if r.publish_seconds is not None else "-"
         print(f"{r.n:<7}{r.seconds:>8.1f}{r.accepted:>9}{r.rejected:>9}{r.late:>6}{r.applied:>8}{r.distinct:>9}"
               f"{pub:>20}{agg:>14}{'ok' if r.model_ok else 'WRONG':>7}")
-    print(f"experiment {final['status']}, model_version {final['model_version']}, clients {final['clients']}")
+    if final:
+        print(f"experiment {final['status']}, model_version {final['model_version']}, clients {final['clients']}")
 
 
 def problems(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], final: dict[str, Any]) -> list[str]:
@@ -392,15 +396,18 @@ def problems(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], fina
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    """Run the benchmark; returns {"stats", "rounds", "final", "problems"} (raises BenchError)."""
+    """Run the benchmark; returns {"stats", "rounds", "final", "problems"}, partial after an error."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fma-load-") as tmp, local_stack(Path(tmp) / "state") as (url, admin):
         bench = Bench(url, admin, cfg, deadline=started + cfg.timeout)
         t0 = time.monotonic()
-        rounds, final = bench.run()
-        # Completing the experiment is the publish transaction of the last round: allow a moment.
+        try:
+            final, error = bench.run(), None
+        except BenchError as exc:
+            final, error = {}, str(exc)
         stats = summarize(bench.recorder, time.monotonic() - t0)
-    return {"stats": stats, "rounds": rounds, "final": final, "problems": problems(cfg, stats, rounds, final)}
+    found = problems(cfg, stats, bench.rounds, final)
+    return {"stats": stats, "rounds": bench.rounds, "final": final, "problems": [error] * bool(error) + found}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--params must be a multiple of 1000, at least 2000")
     try:
         out = run(cfg)
-    except BenchError as exc:
+    except BenchError as exc:  # local mode did not start
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     print_report(cfg, out["stats"], out["rounds"], out["final"])

@@ -9,14 +9,14 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.logging import correlation_paths
 
 from api.errors import register_error_handlers
-from api.routes import experiments, rounds, tokens
+from api.routes import experiments, openapi, rounds, tokens
 
 logger = Logger()
 cors = CORSConfig(allow_origin=os.environ.get("FMA_CORS_ORIGIN", "http://127.0.0.1:8080"),
                   allow_headers=["Authorization", "Content-Type", "If-None-Match"], expose_headers=["ETag"],
                   max_age=600)
 app = APIGatewayRestResolver(cors=cors, serializer=None)
-for router in (tokens.router, experiments.router, rounds.router):
+for router in (tokens.router, experiments.router, rounds.router, openapi.router):
     app.include_router(router, prefix="/v1")
 register_error_handlers(app)
 

@@ -1,6 +1,6 @@
 """Api: the REST API, its token authorizer and the api and authorizer functions.
 
-``GET /v1/health`` is open; every other path goes through ``ANY /v1/{proxy+}`` behind a
+``GET /v1/health`` and ``GET /v1/openapi.json`` are open; every other path goes through ``ANY /v1/{proxy+}`` behind a
 cached Lambda TOKEN authorizer to the api function (proxy integration). Preflight
 ``OPTIONS`` answers only the dashboard origin. Gateway-generated errors (401, 403, 413, 429,
 5xx) carry the same JSON error body as the handlers and the CORS header, so the dashboard
@@ -195,6 +195,9 @@ class Api(Construct):
         health = v1.add_resource("health")
         health.add_method("GET", integration, authorization_type=apigw.AuthorizationType.NONE)
         health.add_cors_preflight(**cors)
+        openapi = v1.add_resource("openapi.json")
+        openapi.add_method("GET", integration, authorization_type=apigw.AuthorizationType.NONE)
+        openapi.add_cors_preflight(**cors)
         proxy = v1.add_resource("{proxy+}")
         proxy.add_method(
             "ANY",
@@ -208,13 +211,15 @@ class Api(Construct):
         for method in (
             health.node.find_child("GET"),
             health.node.find_child("OPTIONS"),
+            openapi.node.find_child("GET"),
+            openapi.node.find_child("OPTIONS"),
             proxy.node.find_child("OPTIONS"),
         ):
             acknowledge(
                 method,
                 {
-                    "AwsSolutions-APIG4": "Health and CORS preflight are public by design.",
-                    "AwsSolutions-COG4": "Health and CORS preflight are public by design.",
+                    "AwsSolutions-APIG4": "Health, the OpenAPI document and CORS preflight are public by design.",
+                    "AwsSolutions-COG4": "Health, the OpenAPI document and CORS preflight are public by design.",
                 },
             )
         acknowledge(

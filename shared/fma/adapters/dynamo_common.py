@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import random
 import time
@@ -42,8 +43,14 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
 
 
 def connection() -> Connection:
+    """One connection per endpoint and process: building a botocore client costs milliseconds."""
     meta = TableSchema.Meta
-    return Connection(region=meta.region, host=meta.host, max_retry_attempts=meta.max_retry_attempts)
+    return _connection(meta.region, meta.host, meta.max_retry_attempts)
+
+
+@functools.cache
+def _connection(region: str, host: str | None, max_retry_attempts: int) -> Connection:
+    return Connection(region=region, host=host, max_retry_attempts=max_retry_attempts)
 
 
 def transact(build: Callable[[TransactWrite], None], attempts: int = 8) -> list[str | None]:

@@ -20,6 +20,7 @@ PLACEHOLDER = b"<!doctype html><title>FMA</title><h1>FMA local mode</h1><p>The d
 class GatewayHandler(BaseHTTPRequestHandler):
     server_version = "fma-local"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: object) -> None:  # quiet by default
         pass

@@ -45,6 +45,9 @@ def round_public(r: RoundRecord, updates: list[UpdateRecord], evals: list[Evalua
 
 def _detail(deps: Deps, caller: Principal, r: RoundRecord) -> dict[str, Any]:
     evals = deps.repo.list_evaluations(r.experiment_id, r.round)
+    if caller.role == Role.CLIENT:  # a client polls its own update: one item, not the whole round
+        own = deps.repo.get_update(r.experiment_id, r.round, caller.principal_id)
+        return round_public(r, [own] if own else [], evals, caller)
     return round_public(r, deps.repo.list_updates(r.experiment_id, r.round), evals, caller)
 
 

@@ -1,0 +1,315 @@
+"""Writes functions/api/openapi.json, the OpenAPI 3.1 document of the v1 API (served at
+GET /v1/openapi.json).
+
+Why a script and not powertools' generator: that one needs pydantic models on every route
+and request validation, which the API function avoids for its cold start. The shapes here
+follow docs/api-contract.md and the services in shared/fma/services; tests/unit/test_openapi.py
+checks that the committed file is this script's output and that it names every route.
+
+    python scripts/gen_openapi.py           # rewrite the file
+    python scripts/gen_openapi.py --check   # exit 1 if the file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "functions" / "api" / "openapi.json"
+Schema = dict[str, Any]
+
+EXPERIMENT_STATUSES = ["PENDING_MODEL", "RUNNING", "PAUSED", "COMPLETED", "STOPPED", "FAILED"]
+ROUND_STATES = ["OPEN", "SEALED", "AGGREGATING", "PUBLISHED", "FAILED"]
+UPDATE_STATUSES = ["UPLOADING", "ACCEPTED", "REJECTED", "LATE", "APPLIED"]
+ERROR_TEXT = {
+    400: "Invalid input: malformed JSON, unknown or missing field, value out of range.",
+    401: "Missing, unknown, expired or revoked token.",
+    403: "The token's role or scope may not do this (or an exhausted enrollment token).",
+    404: "No such experiment, round or model visible to this token.",
+    409: "Conflict with the current state (closed round, wrong status, duplicate).",
+    410: "The experiment has ended.",
+    413: "Body too large: JSON over 256 KiB, a direct upload over its limit, or the gateway's.",
+    429: "Throttled by the API stage.",
+}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    if isinstance(schema.get("type"), str):
+        return {**schema, "type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None, *, closed: bool = False,
+        description: str | None = None) -> Schema:
+    """An object schema; `closed` (request bodies) refuses unknown fields as the server does."""
+    out: Schema = {"type": "object", "properties": {**required, **(optional or {})}}
+    if required:
+        out["required"] = list(required)
+    if closed:
+        out["additionalProperties"] = False
+    if description:
+        out["description"] = description
+    return out
+
+
+STRING, INT, NUMBER, TIMESTAMP = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {
+    "type": "string", "description": "ISO 8601 UTC timestamp"}
+COUNT = {"type": "integer", "minimum": 0}
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+METRICS = {"type": "object", "additionalProperties": {"type": "number"}}
+
+POLICY = {
+    "min_updates": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100_000}, {"const": "all"}],
+                    "default": 2},
+    "total_rounds": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 10},
+    "deadline_seconds": nullable({"type": "integer", "minimum": 1, "maximum": 30 * 86400}),
+    "on_deadline": {"enum": ["aggregate", "extend", "fail"], "default": "aggregate"},
+    "min_updates_at_deadline": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj({"error": obj({"code": {**STRING, "description": "stable machine code, e.g. ROUND_CLOSED"},
+                                "message": STRING, "details": {"type": "object"}})},
+                 description="Every 4xx (and 5xx) body: never a stack trace."),
+    "PresignedPost": obj({"url": STRING, "fields": {"type": "object", "additionalProperties": STRING}},
+                         description="A presigned S3 POST: send `fields` then the file as multipart form data."),
+    "Strategy": obj({"name": STRING, "params": {"type": "object"}}),
+    "RoundPolicy": obj({}, POLICY, closed=True, description="How rounds seal; every field has a default."),
+    "RoundPolicyView": obj(POLICY, description="The stored policy, every field filled in."),
+    "TensorSpec": obj({"name": STRING, "dtype": STRING, "shape": {"type": "array", "items": COUNT}}),
+    "Experiment": obj({
+        "id": STRING, "name": STRING, "owner": STRING, "status": {"enum": EXPERIMENT_STATUSES},
+        "strategy": ref("Strategy"), "rounds": ref("RoundPolicyView"), "client_config": {"type": "object"},
+        "max_update_bytes": INT, "current_round": COUNT, "model_version": nullable(COUNT),
+        "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
+        "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
+        "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+    }),
+    "UpdateEntry": obj({"client_id": STRING, "status": {"enum": UPDATE_STATUSES}, "reason": nullable(STRING),
+                        "num_examples": nullable(INT), "metrics": METRICS}),
+    "Round": obj({
+        "round": COUNT, "state": {"enum": ROUND_STATES}, "accepted": COUNT, "rejected": COUNT, "late": COUNT,
+        "min_updates": {**STRING, "description": "updates needed to seal (an integer as a string)"},
+        "deadline": nullable(TIMESTAMP), "opened_at": TIMESTAMP, "sealed_at": nullable(TIMESTAMP),
+        "published_at": nullable(TIMESTAMP), "seal_seconds": nullable(NUMBER),
+        "aggregation_seconds": nullable(NUMBER), "metrics": METRICS, "evaluation_metrics": METRICS,
+        "evaluations": COUNT, "model_sha256": nullable(STRING), "privacy": nullable({"type": "object"}),
+        "reason": nullable(STRING), "attempts": COUNT,
+        "updates": {"type": "array", "items": ref("UpdateEntry"),
+                    "description": "a client sees only its own entries"},
+    }),
+    "ModelInfo": obj({
+        "round": {**nullable(COUNT), "description": "the round to train for; null once the experiment ended"},
+        "version": COUNT, "sha256": SHA256, "status": {"enum": EXPERIMENT_STATUSES},
+        "url": {**STRING, "description": "presigned GET of the model file"}, "client_config": {"type": "object"},
+    }),
+    "PublishedModel": obj({"round": COUNT, "sha256": nullable(STRING), "size": nullable(COUNT), "url": STRING}),
+}
+
+
+def errors(*codes: int) -> dict[str, Schema]:
+    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
+
+
+def json_body(schema: Schema, required: bool = True) -> Schema:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def ok(status: int, description: str, schema: Schema | None = None, headers: Schema | None = None) -> Schema:
+    out: Schema = {"description": description}
+    if schema is not None:
+        out["content"] = {"application/json": {"schema": schema}}
+    if headers:
+        out["headers"] = headers
+    return {str(status): out}
+
+
+def op(op_id: str, summary: str, responses: dict[str, Schema], *, tag: str, params: list[Schema] | None = None,
+       body: Schema | None = None, public: bool = False) -> Schema:
+    out: Schema = {"operationId": op_id, "summary": summary, "tags": [tag]}
+    if params:
+        out["parameters"] = params
+    if body:
+        out["requestBody"] = body
+    out["responses"] = responses
+    if public:
+        out["security"] = []
+    return out
+
+
+EXP_ID = {"$ref": "#/components/parameters/ExperimentId"}
+ROUND_N = {"$ref": "#/components/parameters/RoundNumber"}
+LIST_PARAMS = [{"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}]
+BINARY = {"required": True, "content": {"application/octet-stream": {
+    "schema": {"type": "string", "format": "binary"}}},
+    "description": "A safetensors file (see docs/api-contract.md for the update metadata)."}
+AUTH = (401, 403, 429)
+ETAG = {"ETag": {"required": True, "schema": STRING, "description": 'the model\'s "<sha256>"'}}
+
+
+def paths() -> dict[str, Schema]:
+    upload_request = obj({"size": {"type": "integer", "minimum": 1}}, {"sha256": SHA256}, closed=True)
+    evaluation = obj({"num_examples": {"type": "integer", "minimum": 1, "maximum": 10**12}, "metrics": METRICS},
+                     closed=True)
+    create = obj({"name": NAME}, {
+        "strategy": {"anyOf": [STRING, obj({"name": STRING}, {"params": {"type": "object"}}, closed=True)],
+                     "default": "fedavg", "description": "fedavg, fedprox, fedadam, krum, ... (or a plugin)"},
+        "rounds": nullable(ref("RoundPolicy")), "client_config": nullable({"type": "object"}),
+        "max_update_bytes": {"type": "integer", "minimum": 1},
+    }, closed=True)
+    return {
+        "/v1/health": {"get": op("health", "Liveness check", ok(200, "Up", obj({"status": {"const": "ok"}})),
+                                 tag="meta", public=True)},
+        "/v1/openapi.json": {"get": op("openapi", "This document", ok(200, "OpenAPI 3.1", {"type": "object"}),
+                                       tag="meta", public=True)},
+        "/v1/tokens": {"post": op(
+            "createToken", "Mint a developer, analyst or admin token (admin)",
+            {**ok(201, "Minted; the token is shown once", obj({
+                "token": STRING, "role": {"enum": ["developer", "analyst", "admin"]}, "principal_id": STRING,
+                "expires_at": nullable(TIMESTAMP)})), **errors(400, *AUTH, 413)},
+            tag="tokens", body=json_body(obj({"role": {"enum": ["developer", "analyst", "admin"]}}, {
+                "name": nullable({"type": "string", "maxLength": 200}),
+                "expires_in_seconds": nullable({"type": "integer", "minimum": 60, "maximum": 10 * 365 * 86400}),
+            }, closed=True)))},
+        "/v1/experiments": {
+            "post": op("createExperiment", "Create an experiment (developer, admin)",
+                       {**ok(201, "Created; upload the initial model next", obj({
+                           "experiment": ref("Experiment"), "upload": ref("PresignedPost")})),
+                        **errors(400, *AUTH, 413)}, tag="experiments", body=json_body(create)),
+            "get": op("listExperiments", "Experiments visible to the token (developer: its own)",
+                      {**ok(200, "One page", obj({"experiments": {"type": "array", "items": ref("Experiment")},
+                                                  "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
+                      tag="experiments", params=LIST_PARAMS),
+        },
+        "/v1/experiments/{experiment_id}": {
+            "get": op("getExperiment", "One experiment", {**ok(200, "The experiment", ref("Experiment")),
+                                                          **errors(*AUTH, 404)}, tag="experiments", params=[EXP_ID]),
+            "patch": op("setExperimentStatus", "Pause, resume or stop (the experiment's developer)",
+                        {**ok(200, "The experiment after the change", ref("Experiment")),
+                         **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID],
+                        body=json_body(obj({"status": {"enum": ["PAUSED", "RUNNING", "STOPPED"]}}, closed=True))),
+        },
+        "/v1/experiments/{experiment_id}/model": {
+            "put": op("putInitialModel", "Upload a small initial model through the API",
+                      {**ok(202, "Stored; ingest validates it", obj({"status": {"const": "UPLOADING"},
+                                                                     "key": STRING})),
+                       **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID], body=BINARY),
+            "get": op("getModel", "The current global model and the round to train for (client, developer)",
+                      {**ok(200, "The model", ref("ModelInfo"), ETAG),
+                       "304": {"description": "Unchanged since If-None-Match", "headers": ETAG},
+                       **errors(*AUTH, 404, 409)}, tag="participation",
+                      params=[EXP_ID, {"name": "If-None-Match", "in": "header", "required": False,
+                                       "schema": STRING, "description": 'a previous ETag, "<sha256>"'}]),
+        },
+        "/v1/experiments/{experiment_id}/enrollment-tokens": {"post": op(
+            "createEnrollmentToken", "A token that lets clients register (the experiment's developer)",
+            {**ok(201, "Minted; shown once", obj({"token": STRING, "expires_at": TIMESTAMP,
+                                                  "max_uses": nullable(INT)})),
+             **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID],
+            body=json_body(obj({}, {
+                "expires_in_seconds": nullable({"type": "integer", "minimum": 60, "maximum": 90 * 86400,
+                                                "default": 86400}),
+                "max_uses": nullable({"type": "integer", "minimum": 1, "maximum": 1_000_000})}, closed=True),
+                required=False))},
+        "/v1/experiments/{experiment_id}/clients": {"post": op(
+            "registerClient", "Register a client (enrollment token)",
+            {**ok(201, "Registered; the client token is shown once", obj({"client_id": STRING, "token": STRING})),
+             **errors(400, *AUTH, 404, 409, 413)}, tag="participation", params=[EXP_ID],
+            body=json_body(obj({}, {"name": nullable({"type": "string", "maxLength": 200})}, closed=True),
+                           required=False))},
+        "/v1/experiments/{experiment_id}/rounds": {"get": op(
+            "listRounds", "Rounds, newest page first", {
+                **ok(200, "One page", obj({"rounds": {"type": "array", "items": ref("Round")},
+                                           "next_cursor": nullable(STRING)})), **errors(400, *AUTH, 404)},
+            tag="rounds", params=[EXP_ID, *LIST_PARAMS])},
+        "/v1/experiments/{experiment_id}/rounds/{n}": {"get": op(
+            "getRound", "One round (a client sees only its own updates)",
+            {**ok(200, "The round", ref("Round")), **errors(400, *AUTH, 404)}, tag="rounds",
+            params=[EXP_ID, ROUND_N])},
+        "/v1/experiments/{experiment_id}/rounds/{n}/updates": {
+            "post": op("requestUpload", "A presigned POST for a large update (client)",
+                       {**ok(201, "Upload the file to `upload`", obj({"update_id": STRING,
+                                                                     "upload": ref("PresignedPost")})),
+                        **errors(400, *AUTH, 404, 409, 410, 413)}, tag="participation", params=[EXP_ID, ROUND_N],
+                       body=json_body(upload_request)),
+            "put": op("putUpdate", "Upload a small update through the API (client)",
+                      {**ok(202, "Stored; validation follows", obj({"update_id": STRING,
+                                                                    "status": {"const": "UPLOADING"}})),
+                       **errors(400, *AUTH, 404, 409, 410, 413)}, tag="participation", params=[EXP_ID, ROUND_N],
+                      body=BINARY),
+        },
+        "/v1/experiments/{experiment_id}/rounds/{n}/evaluations": {"post": op(
+            "postEvaluation", "Metrics of the model published after round n on local data (client)",
+            {**ok(201, "Recorded", obj({"round": COUNT, "client_id": STRING})),
+             **errors(400, *AUTH, 404, 409, 410, 413)}, tag="participation", params=[EXP_ID, ROUND_N],
+            body=json_body(evaluation))},
+        "/v1/experiments/{experiment_id}/models/{n}": {"get": op(
+            "getPublishedModel", "A published model (developer, analyst, admin); n=0 is the initial model",
+            {**ok(200, "Its presigned URL", ref("PublishedModel")), **errors(400, *AUTH, 404)},
+            tag="rounds", params=[EXP_ID, ROUND_N])},
+    }
+
+
+def document() -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "FMA API", "version": "1",
+                 "description": "Serverless federated model aggregation. Errors are "
+                                '`{"error": {"code", "message", "details"}}`; see docs/api-contract.md.'},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": n} for n in ("meta", "tokens", "experiments", "participation", "rounds")],
+        "paths": paths(),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "An FMA token: admin, developer, analyst, client "
+                                                          "or (for registering only) enrollment."}},
+            "parameters": {
+                "ExperimentId": {"name": "experiment_id", "in": "path", "required": True,
+                                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}},
+                "RoundNumber": {"name": "n", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 0, "maximum": 99_999_999}},
+                "Limit": {"name": "limit", "in": "query", "required": False,
+                          "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                "Cursor": {"name": "cursor", "in": "query", "required": False,
+                           "schema": {"type": "string"}, "description": "`next_cursor` of the previous page"},
+            },
+            "responses": {f"E{code}": {"description": text,
+                                       "content": {"application/json": {"schema": ref("Error")}}}
+                          for code, text in ERROR_TEXT.items()},
+            "schemas": SCHEMAS,
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(document(), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if the committed file is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = OUT.read_text() if OUT.exists() else ""
+        if current != text:
+            print(f"{OUT.relative_to(ROOT)} is stale: run python scripts/gen_openapi.py", file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(text)
+    print(f"wrote {OUT.relative_to(ROOT)} ({len(text)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
