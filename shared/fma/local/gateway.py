@@ -76,10 +76,14 @@ class GatewayHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _route
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 resets connections under a burst of clients
+    daemon_threads = True
+
+
 class Gateway:
     def __init__(self, host: str, port: int):
-        self.httpd = ThreadingHTTPServer((host, port), GatewayHandler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), GatewayHandler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fma-gateway", daemon=True)
 
     @property
