@@ -22,11 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
-import os
 import random
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +36,7 @@ from typing import Any
 import numpy as np
 import requests
 
+from fma.local.process import local_mode_process
 from fma_client import Developer, tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,37 +299,11 @@ class Bench:
 
 @contextmanager
 def local_stack(state_dir: Path, timeout: float = 60.0):
-    """`fma local up` on a free loopback port; yields (url, admin token); always stopped."""
-    fma = Path(sys.executable).with_name("fma")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FMA_"))}
-    env.update(PYTHONUNBUFFERED="1", POWERTOOLS_LOG_LEVEL="ERROR")
-    cmd = [str(fma), "local", "up", "--host", "127.0.0.1", "--port", "0", "--state-dir", str(state_dir)]
-    if "--ephemeral" in subprocess.run([str(fma), "local", "up", "--help"], capture_output=True, text=True).stdout:
-        cmd.append("--ephemeral")  # nothing to replay: do not record gigabytes of uploads
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    tail: collections.deque[str] = collections.deque(maxlen=50)
-    try:
-        url = token = None
-        until = time.monotonic() + timeout
-        while time.monotonic() < until and not (url and token):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            tail.append(line)
-            url = url or (m.group(1) if (m := re.search(r"API:\s+(\S+)/v1", line)) else None)
-            token = token or (m.group(1) if (m := re.search(r"Admin token:\s+(\S+)", line)) else None)
-        if not (url and token):
-            raise BenchError("local mode did not start:\n" + "".join(tail))
-        # Keep draining its output so that a chatty server never blocks on a full pipe.
-        threading.Thread(target=lambda: [tail.append(x) for x in proc.stdout], daemon=True).start()
-        yield url, token
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """`fma local up` on a free loopback port, ephemeral (nothing to replay: no gigabytes of
+    recorded uploads); yields (url, admin token); always stopped."""
+    with local_mode_process(state_dir, extra_args=["--ephemeral"], env={"POWERTOOLS_LOG_LEVEL": "ERROR"}, cwd=ROOT,
+                            timeout=timeout) as started:
+        yield started
 
 
 # -- report -------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from fma.adapters.dynamo_models import (
     RoundItem,
     TokenItem,
     exp_pk,
-    round_sk,
 )
 from fma.adapters.repo_rounds import round_item
 from fma.adapters.repo_tokens import token_item, token_pk
@@ -122,6 +121,3 @@ class ExperimentRepository:
         if codes:
             raise Conflict("registration conflicted, retry", code="REGISTRATION_CONFLICT")
 
-
-def round_key(experiment_id: str, n: int) -> tuple[str, str]:
-    return exp_pk(experiment_id), round_sk(n)

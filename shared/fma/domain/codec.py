@@ -67,9 +67,3 @@ def decode(
     header = parse_header(buf, total_size=len(buf), limits=limits)
     return {t.name: tensor_view(buf, header, t) for t in header.tensors}, header.metadata
 
-
-def decode_with_header(
-    buf: bytes | memoryview, limits: HeaderLimits = HeaderLimits()
-) -> tuple[SafetensorsHeader, dict[str, np.ndarray]]:
-    header = parse_header(buf, total_size=len(buf), limits=limits)
-    return header, {t.name: tensor_view(buf, header, t) for t in header.tensors}

@@ -1,4 +1,5 @@
-"""State machines of DESIGN section 5. Transitions are enforced again by conditional writes."""
+"""State machines of DESIGN section 5. Experiment transitions are checked here for PATCH; every
+round and update transition is a conditional write in the adapters (repo_rounds, repo_lifecycle)."""
 
 from __future__ import annotations
 
@@ -43,24 +44,3 @@ EXPERIMENT_TRANSITIONS: dict[ExperimentStatus, frozenset[ExperimentStatus]] = {
 
 #: the statuses a developer may ask for with PATCH; the others are reached by the system.
 USER_SETTABLE = frozenset({ExperimentStatus.PAUSED, ExperimentStatus.RUNNING, ExperimentStatus.STOPPED})
-
-ROUND_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
-    RoundState.OPEN: frozenset({RoundState.SEALED, RoundState.FAILED}),
-    RoundState.SEALED: frozenset({RoundState.AGGREGATING, RoundState.FAILED}),
-    RoundState.AGGREGATING: frozenset({RoundState.PUBLISHED, RoundState.AGGREGATING, RoundState.FAILED}),
-    RoundState.PUBLISHED: frozenset(),
-    RoundState.FAILED: frozenset(),
-}
-
-UPDATE_TRANSITIONS: dict[UpdateStatus, frozenset[UpdateStatus]] = {
-    UpdateStatus.UPLOADING: frozenset({UpdateStatus.ACCEPTED, UpdateStatus.REJECTED, UpdateStatus.LATE}),
-    UpdateStatus.REJECTED: frozenset({UpdateStatus.UPLOADING, UpdateStatus.ACCEPTED, UpdateStatus.REJECTED,
-                                      UpdateStatus.LATE}),
-    UpdateStatus.ACCEPTED: frozenset({UpdateStatus.APPLIED}),
-    UpdateStatus.LATE: frozenset(),
-    UpdateStatus.APPLIED: frozenset(),
-}
-
-
-def can_transition(table: dict, current: StrEnum, target: StrEnum) -> bool:
-    return target in table.get(current, frozenset())
