@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := local,dev,infra,dp,flower
+# torch (pinned 2.13.0, a CPU build on the machines' disk) so the PyTorch examples and helpers run in CI.
+CLIENT_EXTRAS := torch
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -15,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]' -e clients/python
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]' -e 'clients/python[$(CLIENT_EXTRAS)]'
 	touch $(STAMP)
 
 lint: $(STAMP)

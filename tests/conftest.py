@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,6 +18,10 @@ os.environ.update({
     "POWERTOOLS_SERVICE_NAME": "fma-test", "POWERTOOLS_METRICS_NAMESPACE": "FMA", "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_DEV": "false", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
 })
+# The SDK saves client registrations under $XDG_CONFIG_HOME/fma: keep the tests' (and the local
+# clients they start) out of the user's own config folder.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="fma-test-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 for extra in (ROOT / "functions", ROOT / "shared", ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))

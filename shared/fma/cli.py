@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
 
+def port_busy_message(host: str, port: int, command: str) -> str | None:
+    """One line saying the port is taken (None if it is free), checked before anything starts.
+
+    Why before: starting local mode first would leave its emulation running behind a
+    traceback from the socket layer, which tells a user nothing they can act on.
+    """
+    if port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the gateway binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return f"{command}: cannot listen on {host}:{port}: {exc.strerror}"
+            return (f"{command}: port {port} on {host} is already in use (another `fma local up`?); "
+                    f"stop that process or choose another port with --port")
+    return None
+
+
 def _local_up(args: argparse.Namespace) -> int:
     from fma.local.app import LocalStack
 
+    if busy := port_busy_message(args.host, args.port, "fma local up"):
+        print(busy, file=sys.stderr)
+        return 1
     stack = LocalStack(host=args.host, port=args.port, state_dir=Path(args.state_dir), ephemeral=args.ephemeral).start()
     print(f"FMA local mode is up\n  API:       {stack.url}/v1\n  Dashboard: {stack.url}/\n"
           f"  S3/DynamoDB/SQS (moto): {stack.emulation.endpoint}\n  Admin token: {stack.admin_token}\n"
@@ -49,6 +75,9 @@ def _token_create(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from fma.local.demo import run_demo
 
+    if busy := port_busy_message("127.0.0.1", args.port, "fma demo"):
+        print(busy, file=sys.stderr)
+        return 1
     return run_demo(args)
 
 

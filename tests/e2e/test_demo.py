@@ -24,3 +24,5 @@ def test_quick_demo_prints_accuracy_and_federated_beats_local(tmp_path):
     assert federated > best_local
     assert federated > 0.6 and centralized > 0.85
     assert "round 2/2 published" in proc.stdout
+    assert "Dashboard: http" not in proc.stdout  # without --keep the stack is down: no URL to a dead page
+    assert "run the demo with --keep" in proc.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,14 @@ class FakeTime:
 
     def clock(self) -> float:
         return self.now
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path, monkeypatch) -> Path:
+    """Each test gets an empty config folder: saved registrations never leak between tests."""
+    home = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
 
 
 @pytest.fixture

@@ -98,7 +98,9 @@ class FakeServer:
         decoded = [(load(b), w) for b, w in updates]
         model = {k: sum(t[k].astype(np.float64) * w for t, w in decoded) / total
                  for k in decoded[0][0]}  # fmt: skip
-        self.models[n] = save({k: v.astype(np.float32) for k, v in model.items()})
+        dtypes = {k: v.dtype for k, v in decoded[0][0].items()}  # integer buffers: weighted mean, rounded
+        self.models[n] = save({k: np.asarray(np.rint(v) if np.issubdtype(dtypes[k], np.integer) else v,
+                                             dtype=dtypes[k]) for k, v in model.items()})  # fmt: skip
         self.rounds[n].update(state="PUBLISHED", metrics={"loss": 0.1 * n})
         for u in self.rounds[n]["updates"]:
             u["status"] = "APPLIED"

@@ -12,6 +12,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from fma_client._contract import check_train_result
 from fma_client.errors import Conflict, ExperimentEnded, Gone, Timeout, UpdateRejected
 
 if TYPE_CHECKING:
@@ -38,7 +41,8 @@ def run_loop(
             break
         weights, n, config = model
         log.info("round %d: training", n)
-        new_weights, num_examples, metrics = train_fn(weights, config)
+        shapes = {name: np.shape(value) for name, value in weights.items()}  # before train_fn may edit them
+        new_weights, num_examples, metrics = check_train_result(train_fn(weights, config), shapes)
         try:
             entry = _submit(client, n, new_weights, num_examples, metrics, update_timeout)
         except ExperimentEnded:
@@ -58,8 +62,13 @@ def run_loop(
 
 
 def _next_model(client: Client, done: int) -> tuple[Weights, int, dict[str, Any]] | None:
-    """Wait for a RUNNING round after `done`; None once the experiment is over."""
+    """Wait for a RUNNING round after `done`; None once the experiment is over.
+
+    Polls back off (with jitter) from `poll_interval` to five times it, or follow the server's
+    Retry-After hint, so a long pause does not cost a request every two seconds per client.
+    """
     last_wait: tuple[str, int | None] | None = None
+    delay = client.poll_interval
     while True:
         try:
             weights, n, config = client.get_model()
@@ -77,7 +86,8 @@ def _next_model(client: Client, done: int) -> tuple[Weights, int, dict[str, Any]
                 log.info("experiment %s, round %s: waiting", status, n)
                 last_wait = (status, n)
         client.invalidate_model()
-        client.waiter.sleep(client.poll_interval)
+        client.waiter.pause(delay)
+        delay = client.waiter.grow(delay, 5 * client.poll_interval)
 
 
 def _submit(

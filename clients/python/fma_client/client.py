@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -13,7 +14,10 @@ import numpy as np
 import requests
 
 from fma_client import tensors
+from fma_client._contract import check_num_examples, check_weights
+from fma_client._enrollment import Enrollment
 from fma_client._http import DEFAULT_TIMEOUT, RetryPolicy, TimeoutSpec, Transport
+from fma_client._registration import RegistrationStore
 from fma_client._runner import ENDED, run_loop
 from fma_client._wait import Waiter
 from fma_client.developer import DIRECT_UPLOAD_LIMIT
@@ -43,11 +47,15 @@ class ModelState:
     status: str
 
 
-class Client:
+class Client(Enrollment):
     """One participant of one experiment.
 
     Give it a client `token` (and `client_id`) from an earlier `register()`, or an
-    `enrollment_token`: the client then registers itself on first use.
+    `enrollment_token`: the client then registers itself on first use and saves its
+    registration (`registration_file`, default under the user's config folder; see
+    `fma_client._registration`), so that a restarted client resumes as the same client
+    without using the enrollment token again. `persist_registration=False` keeps it in memory.
+    `url` is the server root (`http://127.0.0.1:8080`); a trailing `/v1` is accepted too.
     """
 
     def __init__(
@@ -67,13 +75,21 @@ class Client:
         rng: random.Random | None = None,
         direct_upload_limit: int = DIRECT_UPLOAD_LIMIT,
         poll_interval: float = 2.0,
+        registration_file: str | os.PathLike | None = None,
+        persist_registration: bool = True,
     ) -> None:
-        self.http = Transport(url, token, session=session, timeout=timeout, retry=retry, sleep=sleep, rng=rng)
+        self.http = Transport(url, token, session=session, timeout=timeout, retry=retry, sleep=sleep, clock=clock,
+                              rng=rng)  # fmt: skip
         self.experiment_id = experiment_id
         self.enrollment_token = enrollment_token
         self.name = name
         self.client_id = client_id
-        self.waiter = Waiter(sleep=sleep, clock=clock)
+        self.waiter = Waiter(sleep=sleep, clock=clock, hint=lambda: self.http.poll_hint, rng=self.http.rng)
+        self.registration: RegistrationStore | None = None
+        if persist_registration:
+            self.registration = RegistrationStore(self.http.base_url, experiment_id, name, registration_file)
+        self._claimed = False
+        self._resumed = False  # the token came from a saved registration
         self.clock = clock
         self.direct_upload_limit = direct_upload_limit
         self.poll_interval = poll_interval
@@ -84,37 +100,6 @@ class Client:
     @property
     def token(self) -> str | None:
         return self.http.token
-
-    # -- enrollment and model ----------------------------------------------------------------
-
-    def register(self) -> str:
-        """Exchange the enrollment token for a client id and token; returns the client id.
-
-        A REGISTRATION_CONFLICT (two registrations racing on the token's use count) is retried
-        a few times, as the server asks; an exhausted or expired token raises Forbidden.
-        """
-        if not self.enrollment_token:
-            raise FmaError("register() needs the enrollment_token given to Client(...)")
-        body = {"name": self.name} if self.name else {}
-        for attempt in range(4):
-            try:
-                reply = self.http.call_json(
-                    "POST", "experiments", self.experiment_id, "clients",
-                    json=body, token=self.enrollment_token,
-                )  # fmt: skip
-                break
-            except Conflict as exc:
-                if exc.code != "REGISTRATION_CONFLICT" or attempt == 3:
-                    raise
-                self.waiter.sleep(self.http.retry.delay(attempt, self.http.rng))
-        self.client_id, self.http.token = reply["client_id"], reply["token"]
-        return reply["client_id"]
-
-    def _ensure_token(self) -> None:
-        if self.http.token is None:
-            if not self.enrollment_token:
-                raise FmaError("Client needs a token or an enrollment_token")
-            self.register()
 
     def get_model(self) -> tuple[tensors.Weights, int | None, dict[str, Any]]:
         """`(weights, round, config)`: the model to train, the round to train it for, and
@@ -128,7 +113,9 @@ class Client:
         cached, headers = self.model, {}
         if cached and cached.sha256 and cached.status == "RUNNING" and not self._revalidate:
             headers["If-None-Match"] = f'"{cached.sha256}"'
-        response = self.http.call("GET", "experiments", self.experiment_id, "model", headers=headers, ok=(200, 304))
+        response = self._call_resumed(
+            lambda: self.http.call("GET", "experiments", self.experiment_id, "model", headers=headers, ok=(200, 304))
+        )
         if response.status_code != 304 or cached is None:
             self.model = cached = self._model_from(response.json(), cached)
         self._revalidate = False
@@ -183,7 +170,8 @@ class Client:
         n = round if round is not None else (self.model.round if self.model else None)
         if n is None:
             raise FmaError("no round to submit for: call get_model() first or pass round=")
-        meta = tensors.update_metadata(num_examples, n, metrics)
+        weights = check_weights(weights, None, "submit")
+        meta = tensors.update_metadata(check_num_examples(num_examples, "submit"), n, metrics)
         data = tensors.encode(weights, meta, self._dtypes)
         try:
             reply = self._upload(n, data)

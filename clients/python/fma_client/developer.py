@@ -33,6 +33,8 @@ def strategy_spec(strategy: str | Mapping[str, Any]) -> Json:
 class Developer:
     """A developer, analyst or admin token speaking to the FMA API.
 
+    `url` is the server root (`http://127.0.0.1:8080`); a trailing `/v1` is accepted too.
+
     Example::
 
         dev = Developer("http://127.0.0.1:8080", token)
@@ -53,8 +55,9 @@ class Developer:
         rng: random.Random | None = None,
         direct_upload_limit: int = DIRECT_UPLOAD_LIMIT,
     ) -> None:
-        self.http = Transport(url, token, session=session, timeout=timeout, retry=retry, sleep=sleep, rng=rng)
-        self.waiter = Waiter(sleep=sleep, clock=clock)
+        self.http = Transport(url, token, session=session, timeout=timeout, retry=retry, sleep=sleep, clock=clock,
+                              rng=rng)  # fmt: skip
+        self.waiter = Waiter(sleep=sleep, clock=clock, hint=lambda: self.http.poll_hint, rng=self.http.rng)
         self.direct_upload_limit = direct_upload_limit
 
     # -- experiments -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class FmaHTTPError(FmaError):
         message: str,
         details: dict[str, Any] | None = None,
         request_id: str | None = None,
+        hint: str | None = None,
     ) -> None:
         self.method = method
         self.url = url
@@ -42,8 +43,14 @@ class FmaHTTPError(FmaError):
         self.message = message
         self.details = details or {}
         self.request_id = request_id
+        self.hint = hint
         label = f"{status} {code}" if code else str(status)
-        super().__init__(f"{method} {url} -> {label}: {message}")
+        super().__init__(f"{method} {url} -> {label}: {message}" + (f" ({hint})" if hint else ""))
+
+    def with_hint(self, hint: str) -> FmaHTTPError:
+        """The same error (same class and fields) with `hint` telling the user what to do."""
+        return type(self)(self.method, self.url, self.status, self.code, self.message, self.details,
+                          self.request_id, hint)  # fmt: skip
 
 
 class BadRequest(FmaHTTPError):
@@ -56,6 +63,10 @@ class Unauthorized(FmaHTTPError):
 
 class Forbidden(FmaHTTPError):
     """403: the token is valid but its role or experiment scope does not allow the call."""
+
+
+class EnrollmentExhausted(Forbidden):
+    """403 ENROLLMENT_EXHAUSTED: the enrollment token registered `max_uses` clients already."""
 
 
 class NotFound(FmaHTTPError):
@@ -87,7 +98,24 @@ class ServerError(FmaHTTPError):
 
 
 class FmaConnectionError(FmaError):
-    """The server could not be reached (or timed out) on every attempt."""
+    """The server could not be reached (or timed out) on every attempt.
+
+    `reason` is a short phrase (`connection refused`, `TLS handshake failed`); the message is
+    one line that says what to check. The low-level exception is kept in `original` rather
+    than chained, so an uncaught error does not print urllib3's internals.
+    """
+
+    def __init__(self, message: str, *, method: str = "", url: str = "", reason: str = "",
+                 original: BaseException | None = None) -> None:  # fmt: skip
+        self.method, self.url, self.reason, self.original = method, url, reason, original
+        super().__init__(message)
+
+
+class TrainResultError(FmaError, TypeError, ValueError):
+    """The training function returned something other than `(weights, num_examples, metrics)`.
+
+    A TypeError and a ValueError at once, so code that caught either before keeps working.
+    """
 
 
 class Timeout(FmaError, TimeoutError):
@@ -140,6 +168,16 @@ _BY_STATUS: dict[int, type[FmaHTTPError]] = {
     429: TooManyRequests,
 }
 
+#: Codes that have a class of their own (a subclass of the status's class).
+_BY_CODE: dict[str, type[FmaHTTPError]] = {"ENROLLMENT_EXHAUSTED": EnrollmentExhausted}
+
+#: What a user should do about a code, appended to the message.
+HINTS: dict[str, str] = {
+    "ENROLLMENT_EXHAUSTED": "max_uses reached: this enrollment token has registered all the clients it allows; "
+    "ask the experiment's developer for a new one (Developer.enrollment_token)",
+    "EXPERIMENT_NOT_FOUND": "check the experiment id: no experiment with this id is visible to this token",
+}
+
 _XML_CODE = re.compile(r"<Code>([^<]*)</Code>")
 _XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 
@@ -155,7 +193,10 @@ def from_response(response: requests.Response) -> FmaHTTPError:
     """Build the exception for a failed response, reading FMA's JSON, API Gateway's or S3's."""
     code, message, details = _parse_body(response)
     request = response.request
-    return error_class(response.status_code)(
+    cls = _BY_CODE.get(code or "", error_class(response.status_code))
+    if not issubclass(cls, error_class(response.status_code)):  # a code under an unexpected status
+        cls = error_class(response.status_code)
+    return cls(
         method=(request.method or "?") if request is not None else "?",
         url=response.url or (request.url if request is not None else "") or "",
         status=response.status_code,
@@ -163,6 +204,7 @@ def from_response(response: requests.Response) -> FmaHTTPError:
         message=message or response.reason or "no message",
         details=details,
         request_id=response.headers.get("x-amzn-RequestId") or response.headers.get("x-amz-request-id"),
+        hint=HINTS.get(code or ""),
     )
 
 
@@ -175,8 +217,9 @@ def _parse_body(response: requests.Response) -> tuple[str | None, str, dict[str,
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):  # FMA: {"error": {"code", "message", "details"}}
-            details = error.get("details")
-            return error.get("code"), str(error.get("message", "")), (details if isinstance(details, dict) else {})
+            details, code = error.get("details"), error.get("code")
+            return (code if isinstance(code, str) else None, str(error.get("message", "")),
+                    details if isinstance(details, dict) else {})  # fmt: skip
         if "message" in body:  # API Gateway: {"message": "Unauthorized"}
             return None, str(body["message"]), {}
     code = _XML_CODE.search(text)  # S3 (presigned URLs)

@@ -227,9 +227,10 @@ def run_flower_client(
     require_flwr()
     fma = Client(url, experiment_id, token=token, enrollment_token=enrollment_token, name=name,
                  client_id=client_id, **client_options)  # fmt: skip
-    runner = FlowerRunner(client, fma, names, evaluate=evaluate, on_fit_config=on_fit_config,
-                          on_evaluate_config=on_evaluate_config)  # fmt: skip
-    return runner.run(rounds, round_timeout=round_timeout, update_timeout=update_timeout)
+    with fma:  # releases the registration slot at the end (another client may then take it)
+        runner = FlowerRunner(client, fma, names, evaluate=evaluate, on_fit_config=on_fit_config,
+                              on_evaluate_config=on_evaluate_config)  # fmt: skip
+        return runner.run(rounds, round_timeout=round_timeout, update_timeout=update_timeout)
 
 
 def initial_weights(client: Any, names: Sequence[str], config: Mapping[str, Any] | None = None) -> Weights:

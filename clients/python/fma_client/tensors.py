@@ -36,13 +36,15 @@ def encode(
     `dtypes` (the global model's) casts each tensor it names: training code often promotes
     float32 to float64, and the server rejects an update whose dtypes differ from the model's.
     Names and shapes are not checked here: the server is the authority and reports why.
+    Shapes are kept exactly, 0-d included (a BatchNorm's `num_batches_tracked` has shape []):
+    `np.ascontiguousarray` would turn shape () into (1,), so a copy is made only when needed.
     """
     arrays: dict[str, np.ndarray] = {}
     for name in sorted(weights):
         arr = np.asarray(weights[name])
         if dtypes is not None and name in dtypes and arr.dtype != dtypes[name]:
             arr = arr.astype(dtypes[name])
-        arrays[name] = np.ascontiguousarray(arr)
+        arrays[name] = arr if arr.flags.c_contiguous else arr.copy(order="C")
     return save(arrays, metadata=dict(metadata) if metadata else None)
 
 

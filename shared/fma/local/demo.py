@@ -98,14 +98,17 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"  gap to centralized: {100 * (central - accs[-1]):.1f} points; "
               f"gain over the best single client: {100 * (accs[-1] - max(local)):.1f} points")
         print(f"ACCURACY federated={accs[-1]:.3f} centralized={central:.3f} best_local={max(local):.3f}", flush=True)
-        print(f"\nDashboard: {stack.url}/  (paste the admin token from {Path(args.state_dir) / 'admin-token'})")
         if args.keep:
+            print(f"\nDashboard: {stack.url}/  (paste the admin token from {Path(args.state_dir) / 'admin-token'})")
             print("--keep: the stack stays up; press Ctrl-C to stop.", flush=True)
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+        else:
+                print("\nLocal mode stops now. To browse these rounds in the dashboard, run the demo with --keep "
+                  "(`make demo ARGS=--keep`): it prints the dashboard's URL and stays up.", flush=True)
         return 0
     finally:
         for p in procs:
