@@ -9,10 +9,11 @@ asynchronously. Exposes ``function``, ``queue`` and ``dlq``.
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+import jsii
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -22,6 +23,36 @@ from infra.constructs.function import FmaFunction, FunctionKit, acknowledge, log
 from infra.constructs.storage import TABLE_READ_WRITE, Storage
 
 NOTIFIED_PREFIXES = ("updates/", "models/")
+
+
+@jsii.implements(s3.IBucketNotificationDestination)
+class AccountScopedQueue:
+    """An SQS notification destination whose queue policy admits S3 only for this bucket *and*
+    this account (``aws:SourceArn`` plus ``aws:SourceAccount``): a bucket name is global, so the
+    ARN alone would admit a same-named bucket re-created in another account (confused deputy).
+
+    ``s3n.SqsDestination`` sets only the ARN condition; the queue is SQS-managed encrypted, so no
+    KMS grant is needed.
+    """
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(self, _scope: Construct, bucket: s3.IBucket) -> s3.BucketNotificationDestinationConfig:
+        self.queue.grant_send_messages(
+            iam.ServicePrincipal(
+                "s3.amazonaws.com",
+                conditions={
+                    "ArnLike": {"aws:SourceArn": bucket.bucket_arn},
+                    "StringEquals": {"aws:SourceAccount": Stack.of(bucket).account},
+                },
+            )
+        )
+        return s3.BucketNotificationDestinationConfig(
+            arn=self.queue.queue_arn,
+            type=s3.BucketNotificationDestinationType.QUEUE,
+            dependencies=[self.queue],
+        )
 
 
 class Ingestion(Construct):
@@ -47,10 +78,11 @@ class Ingestion(Construct):
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=config.ingest_max_receive_count),
         )
+        destination = AccountScopedQueue(self.queue)
         for prefix in NOTIFIED_PREFIXES:
             storage.bucket.add_event_notification(
                 s3.EventType.OBJECT_CREATED,
-                s3n.SqsDestination(self.queue),
+                destination,
                 s3.NotificationKeyFilter(prefix=prefix, suffix=".safetensors"),
             )
         self.function: FmaFunction = kit.create(

@@ -74,3 +74,17 @@ def test_sweeper_runs_every_minute(synth):
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert rule["Properties"]["State"] == "ENABLED"
     assert json.dumps(rule["Properties"]["Targets"]).count(sweeper) == 1
+
+
+def test_queue_policy_admits_s3_only_from_this_bucket_and_account(synth):
+    policies = [
+        p for p in resources(synth.dev, "AWS::SQS::QueuePolicy").values()
+        if any(q["Ref"].startswith("IngestionObjectCreated") for q in p["Properties"]["Queues"])
+    ]
+    [policy] = policies
+    allows = [st for st in policy["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+    [s3_send] = [st for st in allows if st.get("Principal") == {"Service": "s3.amazonaws.com"}]
+    assert s3_send["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    bucket = s3_send["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::GetAtt"][0]
+    assert bucket.startswith("StorageModels")
+    assert len(allows) == 1  # no other principal may send to the queue

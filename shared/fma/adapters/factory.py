@@ -23,7 +23,7 @@ def set_invoker_override(invoker: Invoker | None) -> None:
 
 def build_deps(settings: Settings) -> Deps:
     repo = DynamoRepository(settings.table_name, settings.region, settings.dynamodb_endpoint)
-    store = S3ObjectStore(settings.bucket_name or "", endpoint_url=settings.s3_endpoint)
+    store = S3ObjectStore(settings.bucket_name or "", endpoint_url=settings.s3_endpoint, region=settings.region)
     invoker: Invoker | None = _invoker_override
     if invoker is None and settings.aggregate_function:
         invoker = LambdaInvoker(settings.aggregate_function)

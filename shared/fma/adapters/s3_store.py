@@ -1,7 +1,15 @@
-"""The S3 object store: models, updates, state and manifests in one private bucket."""
+"""The S3 object store: models, updates, state and manifests in one private bucket.
+
+Presigned URLs name the bucket's *regional* virtual-hosted endpoint
+(``https://{bucket}.s3.{region}.amazonaws.com``): the global ``s3.amazonaws.com`` name answers a
+new bucket outside us-east-1 with a 307 redirect (a presigned POST does not survive it) and does
+not serve opt-in regions at all. Existence is asked by listing, never by HEAD: under a
+prefix-scoped grant S3 answers a HEAD of a missing key with 403, which looks like a fault.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,12 +21,10 @@ from botocore.exceptions import ClientError
 class S3ObjectStore:
     """Every method takes keys relative to the bucket; the client is injectable for tests."""
 
-    def __init__(self, bucket: str, client: Any | None = None, endpoint_url: str | None = None):
+    def __init__(self, bucket: str, client: Any | None = None, endpoint_url: str | None = None,
+                 region: str | None = None):
         self.bucket = bucket
-        self.client = client or boto3.client(
-            "s3", endpoint_url=endpoint_url,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}),
-        )
+        self.client = client or s3_client(region, endpoint_url)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
@@ -53,7 +59,9 @@ class S3ObjectStore:
             raise
 
     def exists(self, key: str) -> bool:
-        return self.size(key) is not None
+        """Whether `key` exists, asked by a one-key LIST (a HEAD may answer 403 for "absent")."""
+        resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        return any(obj["Key"] == key for obj in resp.get("Contents", []))
 
     def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
         """(key, last-modified epoch) for every object under prefix, paginated."""
@@ -61,11 +69,17 @@ class S3ObjectStore:
             for obj in page.get("Contents", []):
                 yield obj["Key"], obj["LastModified"].timestamp()
 
-    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
-        """A POST limited to exactly `key` and a content-length range (S3 enforces both)."""
+    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
+                       sha256: str | None = None) -> dict[str, Any]:
+        """A POST limited to exactly `key` and a content-length range (S3 enforces both).
+
+        With `sha256` (hex, as the client declared it) the policy also binds S3's SHA-256
+        checksum of the body, so S3 itself refuses other bytes; ingest compares it again.
+        """
+        fields, conditions = checksum_fields(sha256)
         return self.client.generate_presigned_post(
-            Bucket=self.bucket, Key=key,
-            Conditions=[["content-length-range", min_size, max_size]],
+            Bucket=self.bucket, Key=key, Fields=fields or None,
+            Conditions=[["content-length-range", min_size, max_size], *conditions],
             ExpiresIn=expires,
         )
 
@@ -73,3 +87,30 @@ class S3ObjectStore:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
         )
+
+
+def s3_client(region: str | None, endpoint_url: str | None = None) -> Any:
+    """An S3 client signing for `region`'s own endpoint (virtual-hosted), or for `endpoint_url`
+    (moto, local mode) when one is given."""
+    if endpoint_url is None and region:
+        endpoint_url = regional_endpoint(region)
+    return boto3.client(
+        "s3", region_name=region, endpoint_url=endpoint_url,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"},
+                      retries={"max_attempts": 5, "mode": "standard"}),
+    )
+
+
+def regional_endpoint(region: str) -> str:
+    """S3's regional endpoint, in the partition's DNS suffix (aws, aws-cn)."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://s3.{region}.{suffix}"
+
+
+def checksum_fields(sha256: str | None) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """POST form fields and policy conditions binding the body's SHA-256 (base64 of the digest)."""
+    if not sha256:
+        return {}, []
+    digest = base64.b64encode(bytes.fromhex(sha256)).decode()
+    fields = {"x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": digest}
+    return fields, [{name: value} for name, value in fields.items()]

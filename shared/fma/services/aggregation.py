@@ -23,6 +23,8 @@ from fma.services.deps import Deps, manifest_key, model_key, state_key, update_k
 
 #: what the round item keeps of the strategy's info (the item must stay far below 400 KB).
 ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected")
+#: the round info key recording whether the round saved optimizer state under state/.
+STATE_SAVED = "state_saved"
 
 
 def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = None) -> dict[str, Any]:
@@ -65,8 +67,11 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
     model_bytes = encode(result.model, {"fma.round": str(n), "fma.experiment": exp.id,
                                         "fma.strategy": exp.strategy_name})
     deps.store.put(model_key(exp.id, n), model_bytes)
+    state_object = None
     if result.state:
-        deps.store.put(state_key(exp.id, n), encode(result.state))
+        state_bytes = encode(result.state)
+        deps.store.put(state_key(exp.id, n), state_bytes)
+        state_object = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
     info = _json_safe(result.info)
     total = sum(u.num_examples or 0 for u in accepted)
     manifest = {
@@ -79,13 +84,14 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
                            "version_id": u.version_id, "size": u.size} for u in accepted],
         "output": {"key": model_key(exp.id, n), "sha256": hashlib.sha256(model_bytes).hexdigest(),
                    "size": len(model_bytes)},
-        "metrics": result.metrics, "info": info,
+        "state": state_object, "metrics": result.metrics, "info": info,
         "timings": {"load_seconds": t1 - t0, "aggregate_seconds": t2 - t1,
                     "write_seconds": time.perf_counter() - t2},
     }
     deps.store.put(manifest_key(exp.id, n), json.dumps(manifest, indent=1, sort_keys=True).encode(),
                    content_type="application/json")
     round_info = {k: info[k] for k in ROUND_INFO_KEYS if k in info}  # lists of clients stay in the manifest
+    round_info[STATE_SAVED] = state_object is not None  # the next round reads state only when this says so
     return model_bytes, round_info, dict(result.metrics)
 
 
@@ -106,8 +112,18 @@ def _input(deps: Deps, u: UpdateRecord) -> UpdateInput:
 
 
 def _load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
+    """The optimizer state round `n` saved, read only when its round item records one.
+
+    No HEAD probes the key: under a prefix-scoped grant S3 answers a missing key with 403, which
+    would fail every stateless experiment at round 2. A round published before the fact was
+    recorded (no `state_saved` in its info) is asked by a LIST, which answers absence plainly.
+    """
+    if n < 1:
+        return {}
+    rnd = deps.repo.get_round(experiment_id, n)
+    recorded = (rnd.info or {}).get(STATE_SAVED) if rnd is not None else None
     key = state_key(experiment_id, n)
-    if n < 1 or not deps.store.exists(key):
+    if recorded is False or (recorded is None and not deps.store.exists(key)):
         return {}
     tensors, _ = decode(deps.store.get(key))
     return {k: v.copy() for k, v in tensors.items()}

@@ -64,7 +64,7 @@ def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, bo
         raise InvalidInput("sha256 must be 64 lowercase hex characters", details={"field": "sha256"})
     deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds)
     key = update_key(experiment_id, n, caller.principal_id)
-    upload = deps.store.presigned_post(key, size, size, deps.limits.presign_seconds)
+    upload = deps.store.presigned_post(key, size, size, deps.limits.presign_seconds, sha256=sha)
     return {"update_id": f"{n}:{caller.principal_id}", "upload": upload}
 
 
