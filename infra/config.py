@@ -24,6 +24,17 @@ FEATURE_FLAGS = {
     "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
 }
 
+# Memory a function needs for one update of max_update_bytes (MEMORY_FIT): the Python runtime
+# and the layer (numpy, powertools, boto3) take about RUNTIME_MB; reading an object whole peaks
+# at twice its size (botocore joins the streamed chunks), and aggregation also holds the global
+# model and a float accumulator. {function: (memory setting, multiple of max_update_bytes)}.
+RUNTIME_MB = 256
+MEMORY_FIT = {
+    "ingest": ("ingest_memory_mb", 2),
+    "sweeper": ("sweeper_memory_mb", 2),
+    "aggregate": ("aggregate_memory_mb", 4),
+}
+
 # Lambda caps a synchronous invocation's request at 6 MB; API Gateway base64-encodes binary
 # bodies (x 4/3), so a raw body above ~4.4 MB can never reach the API function.
 LAMBDA_SAFE_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
@@ -44,15 +55,19 @@ class Config:
     api_timeout_s: int = 29
     authorizer_memory_mb: int = 256
     authorizer_timeout_s: int = 10
-    ingest_memory_mb: int = 1024
+    # ingest and the sweeper (which ingests lost uploads) read an update whole: see MEMORY_FIT.
+    ingest_memory_mb: int = 1536
     ingest_timeout_s: int = 120
     aggregate_memory_mb: int = 3008
     aggregate_timeout_s: int = 900
-    sweeper_memory_mb: int = 512
+    sweeper_memory_mb: int = 1536
     sweeper_timeout_s: int = 120
     # Ingestion and aggregation.
     ingest_batch_size: int = 10
     ingest_max_receive_count: int = 5
+    # unexpected failures of one update (retried within seconds) before it is FAILED; must stay
+    # below ingest_max_receive_count so the update is marked before SQS dead-letters its message.
+    max_ingest_attempts: int = 4
     aggregate_retry_attempts: int = 2
     max_aggregation_attempts: int = 3
     reconcile_grace_seconds: int = 300
@@ -60,9 +75,15 @@ class Config:
     presign_seconds: int = 900
     direct_upload_max_bytes: int = LAMBDA_SAFE_DIRECT_UPLOAD_BYTES
     max_update_bytes: int = 512 * 1024 * 1024
-    api_rate_limit: int = 100
-    api_burst_limit: int = 200
-    api_quota_per_day: int = 1_000_000
+    # Stage throttling sized for `expected_clients` (docs/deploy.md, "Throttling and quotas"):
+    # polls = clients / poll_retry_after_seconds = 10,000 / 10 = 1,000 rps, plus a round's
+    # model download, upload request and evaluation (3 per client per round, rounds >= 60 s
+    # apart: 500 rps) = 1,500 rps; the burst absorbs the download rush after a publish (2 x).
+    expected_clients: int = 10_000
+    poll_retry_after_seconds: int = 10
+    api_rate_limit: int = 1_500
+    api_burst_limit: int = 3_000
+    api_quota_per_day: int = 150_000_000
     authorizer_cache_seconds: int = 300
     # Storage lifecycle.
     update_retention_days: int = 30
@@ -164,3 +185,33 @@ def _validate(config: Config) -> None:
     check(config.max_update_bytes > 0, "max_update_bytes must be positive")
     check(0 <= config.aggregate_retry_attempts <= 2, "aggregate_retry_attempts must be 0..2")
     check(config.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level")
+    check(
+        1 <= config.max_ingest_attempts < config.ingest_max_receive_count,
+        "max_ingest_attempts must be at least 1 and below ingest_max_receive_count "
+        "(an update is marked FAILED before SQS dead-letters its message)",
+    )
+    check(1 <= config.poll_retry_after_seconds <= 3600, "poll_retry_after_seconds must be 1..3600")
+    check(config.expected_clients >= 1, "expected_clients must be positive")
+    check(config.api_burst_limit >= config.api_rate_limit >= 1, "api_burst_limit must be >= api_rate_limit >= 1")
+    misfits = memory_misfits(config)
+    check(not misfits, "; ".join(misfits))
+
+
+def required_memory_mb(config: Config, function: str) -> int:
+    """The memory `function` needs to hold one update of ``max_update_bytes`` (MEMORY_FIT)."""
+    _, multiple = MEMORY_FIT[function]
+    return RUNTIME_MB + -(-multiple * config.max_update_bytes // (1024 * 1024))
+
+
+def memory_misfits(config: Config) -> list[str]:
+    """One message per function whose memory cannot hold an update of ``max_update_bytes``."""
+    problems = []
+    for function, (setting, multiple) in MEMORY_FIT.items():
+        need, have = required_memory_mb(config, function), getattr(config, setting)
+        if have < need:
+            problems.append(
+                f"max_update_bytes={config.max_update_bytes} does not fit the {function} function's memory: "
+                f"{setting}={have} MB, it needs at least {need} MB ({RUNTIME_MB} MB runtime + {multiple} x the "
+                f"update); raise {setting} or lower max_update_bytes"
+            )
+    return problems

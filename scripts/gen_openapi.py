@@ -24,7 +24,7 @@ Schema = dict[str, Any]
 
 EXPERIMENT_STATUSES = ["PENDING_MODEL", "RUNNING", "PAUSED", "COMPLETED", "STOPPED", "FAILED"]
 ROUND_STATES = ["OPEN", "SEALED", "AGGREGATING", "PUBLISHED", "FAILED"]
-UPDATE_STATUSES = ["UPLOADING", "ACCEPTED", "REJECTED", "LATE", "APPLIED"]
+UPDATE_STATUSES = ["UPLOADING", "ACCEPTED", "REJECTED", "LATE", "APPLIED", "FAILED"]
 ERROR_TEXT = {
     400: "Invalid input: malformed JSON, unknown or missing field, value out of range.",
     401: "Missing, unknown, expired or revoked token.",

@@ -11,8 +11,8 @@ import functools
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from aggregate.settings import load_settings
 from fma.adapters.factory import build_deps
-from fma.adapters.settings import Settings
 from fma.services.aggregation import aggregate_round
 from fma.services.deps import Deps
 
@@ -22,7 +22,7 @@ metrics = Metrics()
 
 @functools.cache
 def deps() -> Deps:
-    return build_deps(Settings.from_env())
+    return build_deps(load_settings())
 
 
 @metrics.log_metrics

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 
+from api.settings import load_settings
 from fma.adapters.factory import build_deps
-from fma.adapters.settings import Settings
 from fma.services.deps import Deps
 
 
 @functools.cache
 def deps() -> Deps:
-    return build_deps(Settings.from_env())
+    return build_deps(load_settings())

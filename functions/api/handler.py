@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
-
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 from aws_lambda_powertools.logging import correlation_paths
 
 from api.errors import register_error_handlers
 from api.routes import experiments, openapi, rounds, tokens
+from api.settings import cors_origin
 
 logger = Logger()
-cors = CORSConfig(allow_origin=os.environ.get("FMA_CORS_ORIGIN", "http://127.0.0.1:8080"),
-                  allow_headers=["Authorization", "Content-Type", "If-None-Match"], expose_headers=["ETag"],
-                  max_age=600)
+cors = CORSConfig(allow_origin=cors_origin(),
+                  allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+                  expose_headers=["ETag", "Retry-After"], max_age=600)
 app = APIGatewayRestResolver(cors=cors, serializer=None)
 for router in (tokens.router, experiments.router, rounds.router, openapi.router):
     app.include_router(router, prefix="/v1")

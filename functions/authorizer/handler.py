@@ -10,8 +10,8 @@ import functools
 
 from aws_lambda_powertools import Logger
 
+from authorizer.settings import load_settings
 from fma.adapters.repository import DynamoRepository
-from fma.adapters.settings import Settings
 from fma.domain.auth import parse_bearer
 from fma.domain.errors import Forbidden, Unauthorized
 from fma.services.access import authenticate
@@ -22,7 +22,7 @@ logger = Logger()
 
 @functools.cache
 def deps() -> Deps:
-    settings = Settings.from_env(need_bucket=False)
+    settings = load_settings()
     return Deps(repo=DynamoRepository(settings.table_name, settings.region, settings.dynamodb_endpoint),
                 store=None)  # type: ignore[arg-type]
 

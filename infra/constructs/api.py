@@ -61,6 +61,7 @@ class Api(Construct):
             name="authorizer",
             memory_mb=config.authorizer_memory_mb,
             timeout_s=config.authorizer_timeout_s,
+            metrics=False,
         )
         # Resolving a token is one GetItem by its hash: nothing else.
         self.authorizer_function.grant(["dynamodb:GetItem"], [storage.table.table_arn])
@@ -144,11 +145,14 @@ class Api(Construct):
             name="api",
             memory_mb=config.api_memory_mb,
             timeout_s=config.api_timeout_s,
+            metrics=False,
             environment={
                 "FMA_BUCKET_NAME": storage.bucket.bucket_name,
                 "FMA_PRESIGN_SECONDS": str(config.presign_seconds),
                 "FMA_DIRECT_UPLOAD_MAX_BYTES": str(config.direct_upload_max_bytes),
                 "FMA_MAX_UPDATE_BYTES": str(config.max_update_bytes),
+                "FMA_RECONCILE_GRACE_SECONDS": str(config.reconcile_grace_seconds),
+                "FMA_POLL_RETRY_AFTER_SECONDS": str(config.poll_retry_after_seconds),
                 "FMA_CORS_ORIGIN": cors_origin,
                 **config.strategy_environment,
             },
@@ -188,7 +192,7 @@ class Api(Construct):
             "allow_origins": [cors_origin],
             "allow_headers": list(CORS_HEADERS),
             "allow_methods": list(CORS_METHODS),
-            "expose_headers": ["ETag"],
+            "expose_headers": ["ETag", "Retry-After"],
             "max_age": Duration.hours(1),
         }
         v1 = self.rest_api.root.add_resource("v1")

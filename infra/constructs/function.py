@@ -75,6 +75,7 @@ class FmaFunction(Construct):
         timeout_s: int,
         environment: Mapping[str, str] | None = None,
         description: str = "",
+        metrics: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -103,10 +104,11 @@ class FmaFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
+            # Exactly what functions/<name>/settings.py declares (tests/infra/test_settings.py).
             environment={
                 "FMA_TABLE_NAME": table_name,
                 "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                **({"POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE} if metrics else {}),
                 "POWERTOOLS_LOG_LEVEL": config.log_level,
                 **(environment or {}),
             },
@@ -187,7 +189,9 @@ class FunctionKit:
         memory_mb: int,
         timeout_s: int,
         environment: Mapping[str, str] | None = None,
+        metrics: bool = True,
     ) -> FmaFunction:
+        """``metrics=False`` for a function that emits no powertools metrics (no namespace)."""
         return FmaFunction(
             scope,
             construct_id,
@@ -199,4 +203,5 @@ class FunctionKit:
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             environment=environment,
+            metrics=metrics,
         )

@@ -94,6 +94,9 @@ class Ingestion(Construct):
             environment={
                 "FMA_BUCKET_NAME": storage.bucket.bucket_name,
                 "FMA_AGGREGATE_FUNCTION": aggregate.function.function_name,
+                "FMA_LEASE_SECONDS": str(config.lease_seconds),
+                "FMA_RECONCILE_GRACE_SECONDS": str(config.reconcile_grace_seconds),
+                "FMA_MAX_INGEST_ATTEMPTS": str(config.max_ingest_attempts),
             },
         )
         fn = self.function
@@ -108,6 +111,8 @@ class Ingestion(Construct):
         fn.grant(TABLE_READ_WRITE, [storage.table.table_arn])
         fn.grant(["s3:GetObject"], storage.objects(*NOTIFIED_PREFIXES))
         fn.grant(["lambda:InvokeFunction"], [aggregate.function.function_arn])
+        # A failed record comes back within seconds: ingest shortens its visibility (backoff).
+        fn.grant(["sqs:ChangeMessageVisibility"], [self.queue.queue_arn])
         acknowledge(
             fn.role,
             {

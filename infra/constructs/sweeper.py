@@ -39,8 +39,10 @@ class Sweeper(Construct):
             environment={
                 "FMA_BUCKET_NAME": storage.bucket.bucket_name,
                 "FMA_AGGREGATE_FUNCTION": aggregate.function.function_name,
+                "FMA_LEASE_SECONDS": str(config.lease_seconds),
                 "FMA_MAX_AGGREGATION_ATTEMPTS": str(config.max_aggregation_attempts),
                 "FMA_RECONCILE_GRACE_SECONDS": str(config.reconcile_grace_seconds),
+                "FMA_MAX_INGEST_ATTEMPTS": str(config.max_ingest_attempts),
             },
         )
         fn = self.function

@@ -137,3 +137,23 @@ def test_stateful_experiment_loads_the_state_it_recorded(stack):
     state = stack.get_object(f"state/{exp_id}/00000002.safetensors")
     assert manifest["state"] == {"key": f"state/{exp_id}/00000002.safetensors",
                                  "sha256": hashlib.sha256(state).hexdigest()}
+
+
+def test_polls_that_find_nothing_new_carry_a_retry_after_hint(stack, monkeypatch):
+    monkeypatch.setenv("FMA_POLL_RETRY_AFTER_SECONDS", "7")
+    dispatch.reset_handler_caches()
+    dev = stack.token(Role.DEVELOPER)
+    exp_id = stack.create_experiment(dev, {"w": np.ones(2, np.float32)}, rounds={"min_updates": 1, "total_rounds": 1})
+    [(client_id, token)] = stack.enroll(dev, exp_id, 1)
+    first = stack.api("GET", f"/v1/experiments/{exp_id}/model", token)
+    assert first.status == 200 and "Retry-After" not in first.headers  # something new: no hint
+    again = stack.api("GET", f"/v1/experiments/{exp_id}/model", token, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status == 304 and again.headers["Retry-After"] == "7"
+    open_round = stack.api("GET", f"/v1/experiments/{exp_id}/rounds/1", token)
+    assert open_round.status == 200 and open_round.headers["Retry-After"] == "7"
+    assert open_round.json()["state"] == "OPEN"
+    assert stack.submit(exp_id, 1, token, update_bytes({"w": np.ones(2, np.float32)}, 3, 1)).status == 202
+    stack.deliver(f"updates/{exp_id}/00000001/{client_id}.safetensors")
+    stack.run_aggregations()
+    published = stack.api("GET", f"/v1/experiments/{exp_id}/rounds/1", token)
+    assert published.json()["state"] == "PUBLISHED" and "Retry-After" not in published.headers

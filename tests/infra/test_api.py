@@ -74,8 +74,8 @@ def test_stage_throttles_logs_and_traces(synth):
     assert stage["TracingEnabled"] is True
     assert "DestinationArn" in stage["AccessLogSetting"]
     settings = stage["MethodSettings"][0]
-    assert settings["ThrottlingRateLimit"] == 100
-    assert settings["ThrottlingBurstLimit"] == 200
+    assert settings["ThrottlingRateLimit"] == 1_500
+    assert settings["ThrottlingBurstLimit"] == 3_000
     assert settings["LoggingLevel"] == "ERROR"
     assert settings["MetricsEnabled"] is True
 
@@ -89,8 +89,8 @@ def test_api_accepts_binary_update_bodies(synth):
 def test_usage_plan_limits_rate_and_daily_requests(synth):
     plan = next(iter(resources(synth.dev, "AWS::ApiGateway::UsagePlan").values()))
     props = plan["Properties"]
-    assert props["Throttle"] == {"RateLimit": 100, "BurstLimit": 200}
-    assert props["Quota"] == {"Limit": 1_000_000, "Period": "DAY"}
+    assert props["Throttle"] == {"RateLimit": 1_500, "BurstLimit": 3_000}
+    assert props["Quota"] == {"Limit": 150_000_000, "Period": "DAY"}
     assert len(props["ApiStages"]) == 1
 
 

@@ -49,3 +49,49 @@ def test_invalid_settings_fail_the_synth_with_their_name(values, message):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         Config().stage = "x"  # type: ignore[misc]
+
+
+def test_synth_fails_when_an_update_does_not_fit_a_functions_memory(tmp_path):
+    from aws_cdk import App as CdkApp
+
+    from infra.config import FEATURE_FLAGS
+
+    # Given 512 MiB updates and a sweeper that kept 512 MB (it reads lost uploads whole)
+    context = {**FEATURE_FLAGS, "max_update_bytes": str(512 * 1024 * 1024), "sweeper_memory_mb": "512"}
+    with pytest.raises(ValueError) as err:
+        Config.from_context(CdkApp(outdir=str(tmp_path), context=context).node)
+    message = str(err.value)
+    # Then synth stops naming the function, its memory, what it needs and what to change
+    assert "sweeper function's memory" in message and "sweeper_memory_mb=512 MB" in message
+    assert "needs at least 1280 MB" in message and "ingest" not in message.split(";")[0]
+    assert "aggregate" not in message
+
+
+def test_default_memory_fits_512_mib_updates_and_a_small_limit_fits_small_functions():
+    from infra.config import memory_misfits, required_memory_mb
+
+    config = Config()
+    assert config.max_update_bytes == 512 * 1024 * 1024 and memory_misfits(config) == []
+    assert required_memory_mb(config, "ingest") <= config.ingest_memory_mb
+    assert required_memory_mb(config, "aggregate") <= config.aggregate_memory_mb
+    small = Config.from_mapping({"max_update_bytes": 64 * 1024 * 1024, "ingest_memory_mb": 512,
+                                 "sweeper_memory_mb": 512})
+    assert memory_misfits(small) == []
+
+
+def test_throttling_defaults_are_sized_for_ten_thousand_polling_clients():
+    config = Config()
+    polls = config.expected_clients / config.poll_retry_after_seconds
+    round_traffic = 3 * config.expected_clients / 60  # download, upload request, evaluation per round
+    assert config.api_rate_limit >= polls + round_traffic
+    assert config.api_burst_limit >= 2 * config.api_rate_limit
+    assert config.api_quota_per_day >= config.api_rate_limit * 86_400
+    custom = Config.from_context(App(context={"api_rate_limit": "50", "api_burst_limit": "80"}).node)
+    assert (custom.api_rate_limit, custom.api_burst_limit) == (50, 80)
+    with pytest.raises(ValueError, match="api_burst_limit"):
+        Config.from_mapping({"api_rate_limit": 100, "api_burst_limit": 10})
+
+
+def test_ingest_attempts_must_end_before_the_dead_letter_queue():
+    with pytest.raises(ValueError, match="max_ingest_attempts"):
+        Config.from_mapping({"max_ingest_attempts": 5, "ingest_max_receive_count": 5})

@@ -8,23 +8,36 @@ import pytest
 from conftest import STRATEGY_MODULES, functions_by_handler, resources
 
 FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "sweeper")
-COMMON_ENV = {"FMA_TABLE_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+COMMON_ENV = {"FMA_TABLE_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
+METRICS_ENV = {"POWERTOOLS_METRICS_NAMESPACE"}
 EXPECTED_ENV = {
     "api": {
         "FMA_BUCKET_NAME",
         "FMA_PRESIGN_SECONDS",
         "FMA_DIRECT_UPLOAD_MAX_BYTES",
         "FMA_MAX_UPDATE_BYTES",
+        "FMA_RECONCILE_GRACE_SECONDS",
+        "FMA_POLL_RETRY_AFTER_SECONDS",
         "FMA_CORS_ORIGIN",
     },
     "authorizer": set(),
-    "ingest": {"FMA_BUCKET_NAME", "FMA_AGGREGATE_FUNCTION"},
-    "aggregate": {"FMA_BUCKET_NAME", "FMA_LEASE_SECONDS"},
+    "ingest": {
+        "FMA_BUCKET_NAME",
+        "FMA_AGGREGATE_FUNCTION",
+        "FMA_LEASE_SECONDS",
+        "FMA_RECONCILE_GRACE_SECONDS",
+        "FMA_MAX_INGEST_ATTEMPTS",
+        *METRICS_ENV,
+    },
+    "aggregate": {"FMA_BUCKET_NAME", "FMA_LEASE_SECONDS", *METRICS_ENV},
     "sweeper": {
         "FMA_BUCKET_NAME",
         "FMA_AGGREGATE_FUNCTION",
+        "FMA_LEASE_SECONDS",
         "FMA_MAX_AGGREGATION_ATTEMPTS",
         "FMA_RECONCILE_GRACE_SECONDS",
+        "FMA_MAX_INGEST_ATTEMPTS",
+        *METRICS_ENV,
     },
 }
 DATA_SERVICES = ("s3:", "dynamodb:")
@@ -71,7 +84,7 @@ def test_function_environment_names_exactly_the_contract_variables(dev):
     for name, fn in functions_by_handler(dev).items():
         env = fn["Properties"]["Environment"]["Variables"]
         assert set(env) == COMMON_ENV | EXPECTED_ENV[name], name
-        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "FMA"
+        assert env.get("POWERTOOLS_METRICS_NAMESPACE", "FMA") == "FMA"
         assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
 
 

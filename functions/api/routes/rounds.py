@@ -21,7 +21,8 @@ def model(experiment_id: str) -> Response:
     if_none_match = router.current_event.headers.get("If-None-Match") or router.current_event.headers.get(
         "if-none-match")
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
-        return Response(304, None, "", headers=headers)
+        # Nothing changed: tell the poller when to ask again (throttling is sized on it).
+        return Response(304, None, "", headers={**headers, **poll_hint()})
     return Response(200, "application/json", info, headers=headers)
 
 
@@ -52,8 +53,20 @@ def rounds(experiment_id: str) -> dict:
 
 
 @router.get("/experiments/<experiment_id>/rounds/<n>")
-def one_round(experiment_id: str, n: str) -> dict:
-    return rounds_view.get_round(deps(), principal(router), experiment_id, round_number(n))
+def one_round(experiment_id: str, n: str) -> Response:
+    body = rounds_view.get_round(deps(), principal(router), experiment_id, round_number(n))
+    # A round still in progress will not change for a while: the poller waits Retry-After seconds.
+    headers = poll_hint() if body.get("state") in WAITING_STATES else {}
+    return Response(200, "application/json", body, headers=headers)
+
+
+#: round states a poller is waiting on (the round has not published or failed yet).
+WAITING_STATES = ("OPEN", "SEALED", "AGGREGATING")
+
+
+def poll_hint() -> dict[str, str]:
+    """`Retry-After` in seconds (FMA_POLL_RETRY_AFTER_SECONDS) for a poll that found nothing new."""
+    return {"Retry-After": str(deps().limits.poll_retry_after_seconds)}
 
 
 @router.get("/experiments/<experiment_id>/models/<n>")

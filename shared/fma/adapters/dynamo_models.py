@@ -138,6 +138,9 @@ class RoundItem(_Base):
     info = JSONAttribute(null=True)
     model_sha256 = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
+    # sweeps of this round that raised (repo_failures): bounded, then the round FAILS.
+    sweep_errors = NumberAttribute(null=True)
+    last_sweep_error = UnicodeAttribute(null=True)
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
     due_index = DueRoundsIndex()
@@ -163,6 +166,8 @@ class UpdateItem(_Base):
     size = NumberAttribute(null=True)
     version_id = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
+    # unexpected ingest failures so far (repo_failures): bounded, then the update is FAILED.
+    attempts = NumberAttribute(null=True)
     updated_at = NumberAttribute()
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)

@@ -74,7 +74,8 @@ def _rnd(experiment_id: str, n: int) -> RoundItem:
     return RoundItem(exp_pk(experiment_id), round_sk(n))
 
 
-_REOPENABLE = (str(UpdateStatus.UPLOADING), str(UpdateStatus.REJECTED))
+# A FAILED update (a server-side fault) may be sent again, like a REJECTED one.
+_REOPENABLE = (str(UpdateStatus.UPLOADING), str(UpdateStatus.REJECTED), str(UpdateStatus.FAILED))
 
 
 class RoundRepository:

@@ -1,14 +1,56 @@
-"""Environment settings shared by every function, validated at cold start with a clear message.
+"""Environment settings of the functions, validated at cold start with a clear message.
 
-Each function's own `settings.py` names what it reads; this module turns them into adapters.
+Every variable is named once here. Each function declares exactly what it reads in its own
+`functions/<name>/settings.py` (a `FunctionSettings`); its CDK construct sets exactly that list,
+and tests/infra/test_settings.py holds the two together. A limit a function did not declare is
+not silently defaulted: reading it raises, so a code path that starts to need a setting fails
+the tests until the function (and its construct) names it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fma.services.deps import Limits
+
+TABLE_NAME = "FMA_TABLE_NAME"
+BUCKET_NAME = "FMA_BUCKET_NAME"
+AGGREGATE_FUNCTION = "FMA_AGGREGATE_FUNCTION"
+CORS_ORIGIN = "FMA_CORS_ORIGIN"
+STRATEGY_MODULES = "FMA_STRATEGY_MODULES"  # read by fma.domain.strategy_catalog (PLUGIN_ENV)
+PRESIGN_SECONDS = "FMA_PRESIGN_SECONDS"
+DIRECT_UPLOAD_MAX_BYTES = "FMA_DIRECT_UPLOAD_MAX_BYTES"
+MAX_UPDATE_BYTES = "FMA_MAX_UPDATE_BYTES"
+LEASE_SECONDS = "FMA_LEASE_SECONDS"
+MAX_AGGREGATION_ATTEMPTS = "FMA_MAX_AGGREGATION_ATTEMPTS"
+RECONCILE_GRACE_SECONDS = "FMA_RECONCILE_GRACE_SECONDS"
+MAX_INGEST_ATTEMPTS = "FMA_MAX_INGEST_ATTEMPTS"
+POLL_RETRY_AFTER_SECONDS = "FMA_POLL_RETRY_AFTER_SECONDS"
+# Read by powertools: Logger reads the service name and level, Metrics the service and namespace.
+POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
+POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+LOGGER = (POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL)
+LOGGER_AND_METRICS = (*LOGGER, POWERTOOLS_METRICS_NAMESPACE)
+
+#: the Limits field each limit variable sets.
+LIMITS = {
+    PRESIGN_SECONDS: "presign_seconds", DIRECT_UPLOAD_MAX_BYTES: "direct_upload_max_bytes",
+    MAX_UPDATE_BYTES: "max_update_bytes", LEASE_SECONDS: "lease_seconds",
+    MAX_AGGREGATION_ATTEMPTS: "max_aggregation_attempts", RECONCILE_GRACE_SECONDS: "reconcile_grace_seconds",
+    MAX_INGEST_ATTEMPTS: "max_ingest_attempts", POLL_RETRY_AFTER_SECONDS: "poll_retry_after_seconds",
+}
+#: set by a construct only when the deployment configures it (custom strategies).
+CONFIGURED_ONLY = frozenset({STRATEGY_MODULES})
+#: provided by the Lambda runtime itself; never set by a construct.
+RUNTIME = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME")
+#: local mode and tests point the adapters at moto with these; never set on AWS.
+LOCAL_ONLY = ("FMA_DYNAMODB_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB", "FMA_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
+              "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
 
 
 class SettingsError(RuntimeError):
@@ -24,42 +66,93 @@ class Settings:
     s3_endpoint: str | None
     aggregate_function: str | None
     limits: Limits
+    cors_origin: str | None = None
+    # SQS is reachable: on Lambda, or through an emulated endpoint (local mode on moto). Local
+    # mode's own events name no real queue, and nothing may reach real AWS from a laptop.
+    sqs_reachable: bool = False
 
     @classmethod
-    def from_env(cls, *, need_bucket: bool = True) -> Settings:
-        env = os.environ
-        table = env.get("FMA_TABLE_NAME")
-        bucket = env.get("FMA_BUCKET_NAME")
+    def from_env(cls, *, need_bucket: bool = True, names: Collection[str] | None = None,
+                 env: Mapping[str, str] | None = None, function: str = "this function") -> Settings:
+        """Read the named variables (all of them when `names` is None: tests and local tools)."""
+        env = os.environ if env is None else env
+        named = set(LIMITS) | {TABLE_NAME, BUCKET_NAME, AGGREGATE_FUNCTION, CORS_ORIGIN} if names is None \
+            else set(names)
+
+        def get(name: str) -> str | None:
+            return env.get(name) if name in named else None
+
+        table, bucket = get(TABLE_NAME), get(BUCKET_NAME)
         if not table:
-            raise SettingsError("FMA_TABLE_NAME is not set")
-        if need_bucket and not bucket:
-            raise SettingsError("FMA_BUCKET_NAME is not set")
-        defaults = Limits()
-        limits = Limits(
-            presign_seconds=_int(env, "FMA_PRESIGN_SECONDS", defaults.presign_seconds),
-            direct_upload_max_bytes=_int(env, "FMA_DIRECT_UPLOAD_MAX_BYTES", defaults.direct_upload_max_bytes),
-            max_update_bytes=_int(env, "FMA_MAX_UPDATE_BYTES", defaults.max_update_bytes),
-            lease_seconds=_int(env, "FMA_LEASE_SECONDS", int(defaults.lease_seconds)),
-            max_aggregation_attempts=_int(env, "FMA_MAX_AGGREGATION_ATTEMPTS", defaults.max_aggregation_attempts),
-            reconcile_grace_seconds=_int(env, "FMA_RECONCILE_GRACE_SECONDS", int(defaults.reconcile_grace_seconds)),
-        )
+            raise SettingsError(f"{TABLE_NAME} is not set")
+        if need_bucket and BUCKET_NAME in named and not bucket:
+            raise SettingsError(f"{BUCKET_NAME} is not set")
         return cls(
             table_name=table, bucket_name=bucket,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             dynamodb_endpoint=env.get("FMA_DYNAMODB_ENDPOINT") or env.get("AWS_ENDPOINT_URL_DYNAMODB"),
             s3_endpoint=env.get("FMA_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL_S3"),
-            aggregate_function=env.get("FMA_AGGREGATE_FUNCTION"), limits=limits,
+            aggregate_function=get(AGGREGATE_FUNCTION) or None, limits=_limits(env, named, function),
+            cors_origin=get(CORS_ORIGIN) or None,
+            sqs_reachable=bool(env.get("AWS_LAMBDA_FUNCTION_NAME") or env.get("AWS_ENDPOINT_URL_SQS")
+                               or env.get("AWS_ENDPOINT_URL")),
         )
 
 
-def _int(env: os._Environ | dict, name: str, default: int) -> int:
+@dataclass(frozen=True)
+class FunctionSettings:
+    """What one function reads from its environment (its construct sets exactly `reads`,
+    less the CONFIGURED_ONLY names a deployment does not configure)."""
+
+    function: str
+    reads: tuple[str, ...]
+
+    def load(self, env: Mapping[str, str] | None = None) -> Settings:
+        return Settings.from_env(need_bucket=BUCKET_NAME in self.reads, names=self.reads, env=env,
+                                 function=self.function)
+
+
+def read_one(name: str, declared: FunctionSettings) -> str | None:
+    """One variable on its own (read at import time); it must be among `declared.reads`."""
+    if name not in declared.reads:
+        raise SettingsError(f"the {declared.function} function does not declare {name}")
+    return os.environ.get(name) or None
+
+
+def _limits(env: Mapping[str, str], named: set[str], function: str) -> Limits:
+    defaults = Limits()
+    values = {field: _int(env, name, int(getattr(defaults, field))) for name, field in LIMITS.items() if name in named}
+    undeclared = {field: name for name, field in LIMITS.items() if name not in named}
+    return DeclaredLimits(**values, undeclared=undeclared, function=function) if undeclared else Limits(**values)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class DeclaredLimits(Limits):
+    """Limits whose undeclared fields raise when read, naming the variable to declare."""
+
+    undeclared: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    function: str = "this function"
+
+    def __getattribute__(self, name: str) -> Any:
+        undeclared = object.__getattribute__(self, "undeclared")
+        if name in undeclared:
+            function = object.__getattribute__(self, "function")
+            raise SettingsError(f"the {function} function reads {undeclared[name]} but its settings do not "
+                                f"declare it (functions/{function}/settings.py and its construct)")
+        return object.__getattribute__(self, name)
+
+    def __repr__(self) -> str:
+        return f"DeclaredLimits(function={self.function!r}, undeclared={sorted(self.undeclared.values())})"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingsError(f"{name} must be an integer, got {raw[:40]!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive")
     return value

@@ -29,6 +29,8 @@ class UpdateStatus(StrEnum):
     REJECTED = "REJECTED"
     LATE = "LATE"
     APPLIED = "APPLIED"
+    # ingest failed for a reason that is not the client's (a fault), after bounded retries.
+    FAILED = "FAILED"
 
 
 EXPERIMENT_TRANSITIONS: dict[ExperimentStatus, frozenset[ExperimentStatus]] = {

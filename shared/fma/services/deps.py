@@ -18,6 +18,10 @@ class Limits:
     lease_seconds: float = 900.0
     max_aggregation_attempts: int = 3
     reconcile_grace_seconds: float = 300.0
+    # unexpected (not client-caused) failures of one update before it is marked FAILED.
+    max_ingest_attempts: int = 4
+    # the polling hint (Retry-After, seconds) on GET model/round while nothing changed.
+    poll_retry_after_seconds: int = 5
 
 
 @dataclass

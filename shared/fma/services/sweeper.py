@@ -2,16 +2,22 @@
 uploads whose S3 event never arrived.
 
 Every action is a conditional write, so overlapping sweeps or a sweep racing ingest change
-nothing twice.
+nothing twice. Each item is swept on its own: one that raises has its next check pushed back
+(jittered backoff) and is FAILED after a bounded number of attempts, so it never stalls the
+items of any other experiment behind it in the due index.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from fma.domain.records import RoundRecord
 from fma.domain.states import ExperimentStatus, RoundState
 from fma.services.deps import Deps, update_key
+from fma.services.failures import describe, round_sweep_failed, upload_failed
+
+log = logging.getLogger(__name__)
 
 #: an UPLOADING record whose object never appeared is abandoned after this long.
 ABANDON_SECONDS = 86400.0
@@ -24,6 +30,9 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)
     reinvoked: list[str] = field(default_factory=list)
     reconciled: list[str] = field(default_factory=list)
+    # items that raised: "<tag>: <error>" (pushed back for a later sweep, or FAILED at the bound)
+    errors: list[str] = field(default_factory=list)
+    failed_updates: list[str] = field(default_factory=list)
 
 
 def sweep(deps: Deps, limit: int = 100) -> SweepReport:
@@ -31,12 +40,27 @@ def sweep(deps: Deps, limit: int = 100) -> SweepReport:
     now = deps.clock()
     for rnd in deps.repo.list_due(now, limit):
         tag = f"{rnd.experiment_id}/{rnd.round}"
-        if rnd.state == RoundState.OPEN:
-            _deadline(deps, rnd, now, report, tag)
-        elif rnd.state in (RoundState.SEALED, RoundState.AGGREGATING):
-            _stale(deps, rnd, now, report, tag)
+        try:
+            if rnd.state == RoundState.OPEN:
+                _deadline(deps, rnd, now, report, tag)
+            elif rnd.state in (RoundState.SEALED, RoundState.AGGREGATING):
+                _stale(deps, rnd, now, report, tag)
+        except Exception as exc:  # isolate it: the rest of the pass goes on
+            _isolate(report, tag, exc, lambda rnd=rnd, exc=exc: round_sweep_failed(deps, rnd, exc, now),
+                     report.failed)
     _reconcile(deps, now, limit, report)
     return report
+
+
+def _isolate(report: SweepReport, tag: str, exc: Exception, push_back, gave_up: list[str]) -> None:
+    """Record a failed item and push it back; a failure to push back is logged, never raised."""
+    log.warning("sweep of %s failed: %s", tag, describe(exc))
+    report.errors.append(f"{tag}: {describe(exc)}")
+    try:
+        if push_back().give_up:
+            gave_up.append(tag)
+    except Exception:
+        log.exception("could not push back %s", tag)
 
 
 def _deadline(deps: Deps, rnd: RoundRecord, now: float, report: SweepReport, tag: str) -> None:
@@ -78,14 +102,20 @@ def _reconcile(deps: Deps, now: float, limit: int, report: SweepReport) -> None:
     from fma.services.ingest import ingest_update
 
     for upd in deps.repo.list_due_uploads(now, limit):
+        tag = f"{upd.experiment_id}/{upd.round}/{upd.client_id}"
         key = update_key(upd.experiment_id, upd.round, upd.client_id)
-        if not deps.store.exists(key):
-            abandoned = now - upd.updated_at > ABANDON_SECONDS
-            deps.repo.push_upload_due(upd.experiment_id, upd.round, upd.client_id,
-                                      None if abandoned else now + deps.limits.reconcile_grace_seconds)
+        try:
+            if not deps.store.exists(key):  # a LIST: S3 may answer a HEAD of a missing key with 403
+                abandoned = now - upd.updated_at > ABANDON_SECONDS
+                deps.repo.push_upload_due(upd.experiment_id, upd.round, upd.client_id,
+                                          None if abandoned else now + deps.limits.reconcile_grace_seconds)
+                continue
+            outcome = ingest_update(deps, upd.experiment_id, upd.round, upd.client_id, key)
+        except Exception as exc:  # isolate it: the uploads behind it are still reconciled
+            _isolate(report, tag, exc, lambda upd=upd, exc=exc: upload_failed(deps, upd, exc, now),
+                     report.failed_updates)
             continue
-        outcome = ingest_update(deps, upd.experiment_id, upd.round, upd.client_id, key)
-        report.reconciled.append(f"{upd.experiment_id}/{upd.round}/{upd.client_id}:{outcome.status}")
+        report.reconciled.append(f"{tag}:{outcome.status}")
 
 
 def _invoke(deps: Deps, experiment_id: str, n: int) -> None:
