@@ -1,9 +1,8 @@
 """Ingest function: S3 ObjectCreated (directly or through SQS) -> validate, accept, count, seal.
 
-SQS batches report partial failures so only failed records are retried. A record that fails for
-a reason that is not the client's comes back within seconds (its visibility is shortened with
-jittered exponential backoff) and after `FMA_MAX_INGEST_ATTEMPTS` its update is FAILED and the
-message acknowledged; the other records of the batch are never held up by it.
+SQS batches report partial failures: a record failing for a reason that is not the client's
+comes back within seconds (visibility backoff, fma.services.failures), never holding up the
+others, and after FMA_MAX_INGEST_ATTEMPTS its update is FAILED and the message acknowledged.
 """
 
 from __future__ import annotations
@@ -43,10 +42,8 @@ def deps() -> Deps:
 
 def visibility() -> SqsVisibility:
     """The SQS adapter, built once per cold start next to the other adapters."""
-    deps()
-    if not _visibility:
-        settings = load_settings()
-        _visibility.append(SqsVisibility(region=settings.region, enabled=settings.sqs_reachable))
+    if deps() and not _visibility:
+        _visibility.append(SqsVisibility(region=load_settings().region, enabled=load_settings().sqs_reachable))
     return _visibility[0]
 
 
@@ -88,8 +85,7 @@ def retry_or_fail(record: SQSRecord, key: str, exc: Exception) -> None:
         logger.error("ingest gave up", extra={"key": key, "attempts": verdict.attempts, "error": describe(exc)})
         metrics.add_metric("UpdatesFailed", MetricUnit.Count, 1)
         return
-    logger.warning("ingest failed; retrying", extra={"key": key, "attempts": verdict.attempts,
-                                                      "retry_in": verdict.retry_in, "error": describe(exc)})
+    logger.warning("ingest failed; retrying", extra={"key": key, "retry_in": verdict.retry_in, "error": describe(exc)})
     visibility().delay(record.event_source_arn, record.receipt_handle, verdict.retry_in)
     raise exc
 
