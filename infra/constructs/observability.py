@@ -1,7 +1,8 @@
 """Observability: one CloudWatch dashboard and alarms that notify an SNS topic.
 
 Alarms: errors and throttles of every function, messages in either dead-letter queue, API
-5xx, ingestion falling behind, and aggregations running close to their timeout. The
+5xx, ingestion falling behind, updates FAILED by a fault, sweeper items that keep raising,
+and aggregations running close to their timeout. The
 dashboard adds API latency, updates accepted/rejected, round and aggregation seconds, model
 bytes and the aggregate function's peak memory (from its REPORT log lines). Custom metrics
 are the ones the functions emit with powertools in namespace ``FMA`` (DESIGN section 10),
@@ -88,6 +89,18 @@ class Observability(Construct):
             fma_metric("RoundsFailed"),
             1,
             "A round FAILED: its deadline policy said fail, or aggregation ran out of retries.",
+        )
+        self._alarm(
+            "updates-failed",
+            fma_metric("UpdatesFailed"),
+            1,
+            "An update FAILED: its ingest raised for a reason not the client's, max_ingest_attempts times.",
+        )
+        self._alarm(
+            "sweep-errors",
+            fma_metric("SweepErrors"),
+            5,
+            "Sweeper items keep raising (each is pushed back and FAILED at the bound).",
         )
         self._alarm("api-5xx", rest_api.metric_server_error(period=FIVE_MINUTES), 5, "The API answered 5xx responses.")
         aggregate = functions["aggregate"].function

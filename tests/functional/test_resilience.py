@@ -159,3 +159,46 @@ def test_poison_upload_first_in_the_due_index_does_not_stall_other_reconciliatio
     assert poisoned["status"] == "FAILED" and poisoned["reason"].startswith("INGEST_FAILED: 4 attempts")
     assert sweeper.deps().repo.list_due_uploads(2e10) == []
     assert stack.round(dev, exp_a, 1)["accepted"] == 1
+
+
+class PoisonRepo:
+    """Forwards to the real repository but raises on reading one experiment."""
+
+    def __init__(self, inner, poison_experiment: str):
+        self.inner, self.poison = inner, poison_experiment
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if name != "get_experiment":
+            return attr
+
+        def get_experiment(experiment_id):
+            if experiment_id == self.poison:
+                raise RuntimeError("simulated DynamoDB fault on this experiment")
+            return attr(experiment_id)
+
+        return get_experiment
+
+
+def test_failing_due_round_is_pushed_back_and_never_stalls_other_deadlines(stack):
+    dev = stack.token(Role.DEVELOPER)
+    rounds = {"min_updates": 2, "total_rounds": 1, "deadline_seconds": 60, "min_updates_at_deadline": 1}
+    exp_a = stack.create_experiment(dev, MODEL, rounds=rounds)
+    exp_b = stack.create_experiment(dev, MODEL, rounds=rounds)
+    for exp_id in (exp_a, exp_b):
+        [(cid, token)] = stack.enroll(dev, exp_id, 1)
+        assert stack.submit(exp_id, 1, token, update_bytes(MODEL, 4, 1)).status == 202
+        stack.deliver(f"updates/{exp_id}/00000001/{cid}.safetensors")
+    sweeper = dispatch.load_handler_module("sweeper")
+    real_repo = sweeper.deps().repo
+    sweeper.deps().repo = PoisonRepo(real_repo, exp_a)  # exp_a's round is first in the due index
+    report = stack.sweep(advance=61)
+    assert report["sealed"] == [f"{exp_b}/1"]
+    assert [e.split(":")[0] for e in report["errors"]] == [f"{exp_a}/1"]
+    assert stack.round(dev, exp_a, 1)["state"] == "OPEN"
+    # pushed back, then FAILED with a reason after the bounded attempts
+    reports = [stack.sweep(advance=61 + 7200 * k) for k in range(1, 4)]
+    assert reports[-1]["failed"] == [f"{exp_a}/1"]
+    sweeper.deps().repo = real_repo
+    rnd = stack.round(dev, exp_a, 1)
+    assert rnd["state"] == "FAILED" and rnd["reason"].startswith("SWEEP_FAILED: 4 sweeps failed; last error Runtime")

@@ -49,6 +49,8 @@ def test_alarms_cover_errors_throttles_dlqs_5xx_and_slow_aggregation(synth):
     assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 2
     assert ("AWS/ApiGateway", "5XXError") in metrics
     assert ("FMA", "RoundsFailed") in metrics  # the sweeper failed a round (deadline or retries)
+    assert ("FMA", "UpdatesFailed") in metrics  # ingest or the sweeper gave up on an update (a fault)
+    assert ("FMA", "SweepErrors") in metrics
     slow = [a["Properties"] for a in alarms.values() if a["Properties"].get("MetricName") == "Duration"]
     assert slow[0]["Threshold"] == 0.8 * 900 * 1000
     topic = next(iter(resources(synth.dev, "AWS::SNS::Topic")))

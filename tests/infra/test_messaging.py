@@ -88,3 +88,18 @@ def test_queue_policy_admits_s3_only_from_this_bucket_and_account(synth):
     bucket = s3_send["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::GetAtt"][0]
     assert bucket.startswith("StorageModels")
     assert len(allows) == 1  # no other principal may send to the queue
+
+
+def test_ingest_may_shorten_the_visibility_of_its_own_queue_only(synth):
+    from test_functions import policy_statements
+
+    ingest = functions_by_handler(synth.dev)["ingest"]
+    statements = [st for st in policy_statements(synth.dev, ingest) if "sqs:ChangeMessageVisibility" in
+                  (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
+    # the event source mapping's consume grant carries it, on exactly the object-created queue
+    assert {st["Resource"]["Fn::GetAtt"][0][: len("IngestionObjectCreated")] for st in statements} == {
+        "IngestionObjectCreated"}
+    assert all(not st["Resource"]["Fn::GetAtt"][0].startswith("IngestionDeadLetters") for st in statements)
+    for name, fn in functions_by_handler(synth.dev).items():
+        if name != "ingest":
+            assert "sqs:ChangeMessageVisibility" not in json.dumps(policy_statements(synth.dev, fn)), name
