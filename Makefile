@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := local,dev,infra,dp,flower
-# torch (pinned 2.13.0, a CPU build on the machines' disk) so the PyTorch examples and helpers run in CI.
-CLIENT_EXTRAS := torch
+# torch (pinned 2.13.0, a CPU build on the machines' disk) so the PyTorch examples and helpers run in CI;
+# bf16 (ml_dtypes) for bfloat16 models.
+CLIENT_EXTRAS := torch,bf16
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 

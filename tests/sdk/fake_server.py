@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 import responses
-from safetensors.numpy import load, save
+from safetensors.numpy import save
+
+from fma_client.tensors import decode as load  # BF16 too
 
 from .conftest import API, EXP, S3
 

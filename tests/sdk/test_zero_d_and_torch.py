@@ -47,8 +47,6 @@ def test_a_model_with_a_0d_integer_buffer_trains_under_fedavg(client: Client, ht
     assert final["bn.num_batches_tracked"].shape == () and int(final["bn.num_batches_tracked"]) == 2
 
 
-
-
 def _torch():
     import torch
 
@@ -102,12 +100,6 @@ class TestTorchHelpers:
         with pytest.raises(ValueError, match=r"missing \['0.bias'\]"):
             numpy_to_state_dict(weights, like=net.state_dict())
 
-    def test_bfloat16_is_refused_with_the_fix(self):
-        from fma_client.torch import state_dict_to_numpy
-
-        with pytest.raises(TypeError, match=r"state_dict\['w'\] is bfloat16.*\.float\(\)"):
-            state_dict_to_numpy({"w": _torch().zeros(2, dtype=_torch().bfloat16)})
-
     def test_a_batchnorm_model_trains_federated_with_the_helpers(self, client: Client, http):
         from fma_client.torch import numpy_to_state_dict, state_dict_to_numpy
 
@@ -139,3 +131,77 @@ def test_fma_client_imports_without_torch_and_the_helpers_say_how_to_install_it(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "fma_client.torch needs PyTorch. Install it with: pip install 'fma-client[torch]'"
+
+
+def test_a_flower_pytorch_client_with_batchnorm_runs_under_fedavg(client: Client, http):
+    flwr_client = pytest.importorskip("flwr.client")
+    pytest.importorskip("torch")
+    from collections import OrderedDict
+
+    import torch
+
+    from fma_client.flower import FlowerRunner
+    from fma_client.torch import state_dict_to_numpy
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+
+    class BatchNormClient(flwr_client.NumPyClient):  # Flower's quickstart get/set_weights
+        def get_parameters(self, config):
+            return [v.cpu().numpy() for v in net.state_dict().values()]
+
+        def fit(self, parameters, config):
+            net.load_state_dict(OrderedDict((k, torch.tensor(v)) for k, v in zip(net.state_dict(), parameters,
+                                                                                  strict=True)))  # fmt: skip
+            net.train()
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+            return self.get_parameters(config), len(x), {}
+
+    server = FakeServer(http, state_dict_to_numpy(net.state_dict()), total_rounds=2)
+    FlowerRunner(BatchNormClient(), client, names=list(net.state_dict()), evaluate=False).run()
+    tracked = [s["tensors"]["1.num_batches_tracked"] for s in server.submitted]
+    assert [(t.shape, t.dtype, int(t)) for t in tracked] == [((), np.int64, 1), ((), np.int64, 2)]
+
+
+def test_a_bfloat16_model_decodes_trains_and_is_uploaded_as_bfloat16(client: Client, http):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    server = FakeServer(http, {"w": np.ones((2, 2), bf16), "n": np.array(0, np.int64)}, total_rounds=1)
+
+    def train_fn(weights, config):
+        assert weights["w"].dtype == bf16
+        return {"w": weights["w"].astype(np.float32) * 1.5, "n": weights["n"] + 1}, 4, {}  # float32 back: cast
+
+    client.run(train_fn)
+    sent = server.submitted[0]["tensors"]
+    assert sent["w"].dtype == bf16 and float(sent["w"][0, 0]) == 1.5 and sent["n"].shape == ()
+
+
+def test_decoding_bfloat16_without_ml_dtypes_says_what_to_install():
+    pytest.importorskip("ml_dtypes")
+    import ml_dtypes
+
+    data = tensors.encode({"w": np.ones(2, ml_dtypes.bfloat16)})
+    code = (
+        "import sys; sys.modules['ml_dtypes'] = None\n"
+        "from fma_client import tensors\n"
+        f"try:\n    tensors.decode({data!r})\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == tensors.BF16_HINT
+
+
+def test_torch_bfloat16_round_trips_bit_for_bit():
+    pytest.importorskip("ml_dtypes")
+    torch = pytest.importorskip("torch")
+    from fma_client.torch import numpy_to_state_dict, state_dict_to_numpy
+
+    state = {"w": torch.randn(3, 2).to(torch.bfloat16), "n": torch.tensor(5)}
+    weights = state_dict_to_numpy(state)
+    assert weights["w"].dtype.name == "bfloat16" and weights["n"].shape == ()
+    back = numpy_to_state_dict(tensors.decode(tensors.encode(weights)), like=state)
+    assert back["w"].dtype == torch.bfloat16 and torch.equal(back["w"], state["w"]) and back["n"].shape == ()

@@ -52,7 +52,7 @@ def check_weights(weights: Any, shapes: Mapping[str, tuple[int, ...]] | None, wh
     out: dict[str, Any] = {}
     for name, value in weights.items():
         arr = _as_array(value)
-        if arr is None or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        if arr is None or not (arr.dtype.kind in "biuf" or arr.dtype.name == "bfloat16"):
             raise TrainResultError(f"{what}: weights[{name!r}] must be a numeric array, it is {_kind(value)}")
         out[name] = arr
     if shapes is not None:

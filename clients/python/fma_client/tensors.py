@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from safetensors import deserialize
+from safetensors.numpy import _TYPES as _NUMPY_TYPES
 from safetensors.numpy import load, save
 
 Weights = dict[str, np.ndarray]
@@ -49,8 +51,31 @@ def encode(
 
 
 def decode(data: bytes) -> Weights:
-    """Fresh, writable arrays: callers may train in place without touching any cached bytes."""
-    return dict(load(data))
+    """Fresh, writable arrays: callers may train in place without touching any cached bytes.
+
+    bfloat16 tensors (which numpy lacks) decode to ml_dtypes' `bfloat16`, the numpy extension
+    the server uses too; it is imported only when a model has one (`fma-client[bf16]`).
+    """
+    try:
+        return dict(load(data))
+    except KeyError:  # a dtype safetensors.numpy does not map (BF16)
+        return {name: _array(info) for name, info in deserialize(data)}
+
+
+BF16_HINT = "this model has bfloat16 tensors; decoding them needs ml_dtypes: pip install 'fma-client[bf16]'"
+
+
+def _array(info: Mapping[str, Any]) -> np.ndarray:
+    name = info["dtype"]
+    if name == "BF16":
+        try:
+            import ml_dtypes
+        except ImportError as exc:
+            raise ImportError(BF16_HINT) from exc
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = np.dtype(_NUMPY_TYPES[name]).newbyteorder("<")
+    return np.frombuffer(bytes(info["data"]), dtype=dtype).reshape(info["shape"]).copy()
 
 
 def update_metadata(num_examples: int, round: int, metrics: Mapping[str, Any] | None = None) -> dict[str, str]:

@@ -41,19 +41,29 @@ def state_dict_to_numpy(state_dict: Mapping[str, Any]) -> Weights:
     """`{name: np.ndarray}` from a `state_dict` (or any mapping of tensors), on the CPU.
 
     Each array is a copy: training on after the call cannot change what is uploaded. Shapes
-    and dtypes are kept exactly (a 0-d tensor stays 0-d). bfloat16 has no numpy dtype, so a
-    bfloat16 tensor raises TypeError naming it: convert the model (`net.float()`) or the
-    tensor first.
+    and dtypes are kept exactly (a 0-d tensor stays 0-d). bfloat16, which numpy lacks, becomes
+    ml_dtypes' `bfloat16` (`fma-client[bf16]`), the dtype FMA's server uses for BF16.
     """
     torch = _torch()
     out: Weights = {}
     for name, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"state_dict[{name!r}] is a {type(value).__name__}, not a torch.Tensor")
-        if value.dtype == torch.bfloat16:
-            raise TypeError(f"state_dict[{name!r}] is bfloat16, which numpy cannot hold; use .float() first")
-        out[name] = value.detach().cpu().numpy().copy()
+        tensor = value.detach().cpu()
+        if tensor.dtype == torch.bfloat16:  # same bits, viewed as ml_dtypes.bfloat16
+            out[name] = tensor.view(torch.int16).numpy().view(_bfloat16(name)).copy()
+        else:
+            out[name] = tensor.numpy().copy()
     return out
+
+
+def _bfloat16(name: str) -> Any:
+    try:
+        import ml_dtypes
+    except ImportError as exc:
+        raise TypeError(f"state_dict[{name!r}] is bfloat16; numpy holds it with ml_dtypes: "
+                        "pip install 'fma-client[bf16]' (or convert the model with .float())") from exc  # fmt: skip
+    return ml_dtypes.bfloat16
 
 
 def numpy_to_state_dict(
@@ -82,7 +92,10 @@ def numpy_to_state_dict(
 
 def _tensor(torch: Any, value: Any, dtype: Any, device: Any) -> Any:
     arr = np.array(value, copy=True)  # writable and owned: torch.from_numpy shares memory
-    tensor = torch.from_numpy(arr)
+    if arr.dtype.name == "bfloat16":  # ml_dtypes' bfloat16: same bits as torch.bfloat16
+        tensor = torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+    else:
+        tensor = torch.from_numpy(arr)
     if dtype is not None and tensor.dtype != dtype:
         tensor = tensor.to(dtype)
     return tensor if device is None else tensor.to(device)
