@@ -154,6 +154,8 @@ BINARY = {"required": True, "content": {"application/octet-stream": {
     "description": "A safetensors file (see docs/api-contract.md for the update metadata)."}
 AUTH = (401, 403, 429)
 ETAG = {"ETag": {"required": True, "schema": STRING, "description": 'the model\'s "<sha256>"'}}
+RETRY_AFTER = {"Retry-After": {"required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                               "description": "seconds to wait before polling again (nothing changed yet)"}}
 
 
 def paths() -> dict[str, Schema]:
@@ -205,7 +207,7 @@ def paths() -> dict[str, Schema]:
                        **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID], body=BINARY),
             "get": op("getModel", "The current global model and the round to train for (client, developer)",
                       {**ok(200, "The model", ref("ModelInfo"), ETAG),
-                       "304": {"description": "Unchanged since If-None-Match", "headers": ETAG},
+                       "304": {"description": "Unchanged since If-None-Match", "headers": {**ETAG, **RETRY_AFTER}},
                        **errors(*AUTH, 404, 409)}, tag="participation",
                       params=[EXP_ID, {"name": "If-None-Match", "in": "header", "required": False,
                                        "schema": STRING, "description": 'a previous ETag, "<sha256>"'}]),
@@ -233,7 +235,8 @@ def paths() -> dict[str, Schema]:
             tag="rounds", params=[EXP_ID, *LIST_PARAMS])},
         "/v1/experiments/{experiment_id}/rounds/{n}": {"get": op(
             "getRound", "One round (a client sees only its own updates)",
-            {**ok(200, "The round", ref("Round")), **errors(400, *AUTH, 404)}, tag="rounds",
+            {**ok(200, "The round (`Retry-After` while it is in progress)", ref("Round"), RETRY_AFTER),
+             **errors(400, *AUTH, 404)}, tag="rounds",
             params=[EXP_ID, ROUND_N])},
         "/v1/experiments/{experiment_id}/rounds/{n}/updates": {
             "post": op("requestUpload", "A presigned POST for a large update (client)",

@@ -107,6 +107,8 @@ def test_poison_record_retries_within_seconds_then_fails_without_delaying_any_ot
     rnd_a = stack.round(dev, exp_a, 1)
     assert (rnd_a["accepted"], rnd_a["rejected"], rnd_a["state"]) == (1, 0, "OPEN")
     assert stack.invoker.calls == [{"experiment_id": exp_b, "round": 1}]
+    assert [r["status"] for r in stack.run_aggregations()] == ["published"]  # B publishes meanwhile
+    assert stack.round(dev, exp_b, 1)["state"] == "PUBLISHED"
 
     # Each redelivery backs off further (2, 4, 8 s with jitter) until the bound is reached
     for attempt in (2, 3):
@@ -150,6 +152,7 @@ def test_poison_upload_first_in_the_due_index_does_not_stall_other_reconciliatio
                                     ":accepted"]
     assert [e.split(":")[0] for e in report["errors"]] == [f"{exp_a}/1/{clients_a[0][0]}"]
     assert stack.round(dev, exp_b, 1)["state"] == "SEALED"
+    assert [r["status"] for r in stack.run_aggregations(advance=301)] == ["published"]
     assert stack.sweep(advance=302)["errors"] == []  # its next look is backed off, not every pass
 
     # After the bounded attempts the poison upload is FAILED with a reason and leaves the index

@@ -37,7 +37,7 @@ class Verdict:
 
 def backoff_seconds(attempt: int, base: int, cap: int, rng: Callable[[], float] = random.random) -> int:
     """Exponential in `attempt` (1, 2, ...), capped, with jitter in [half, full] of the step."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    ceiling = min(cap, base * 2 ** min(max(0, attempt - 1), 32))
     return max(1, round(ceiling * (0.5 + 0.5 * rng())))
 
 
