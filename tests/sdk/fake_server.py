@@ -34,6 +34,7 @@ class FakeServer:
         self.paused_polls = 0  # the next N model requests see PAUSED
         self.close_next_put = False  # the next PUT finds the round sealed by another client
         self.reject_next: str | None = None  # the next update is REJECTED with this reason
+        self.fail_ingest = 0  # the next N updates end FAILED (a server-side ingest fault)
         self.fail_next: tuple[int, str] | None = None  # the next PUT answers (status, code)
         self.publish_after_polls = 0  # accepted updates wait this many round polls
         self.pause_while_open = False  # and the experiment reads PAUSED meanwhile
@@ -88,6 +89,9 @@ class FakeServer:
         self.submitted.append({"round": n, "meta": meta, "tensors": load(request.body)})
         if self.reject_next:
             entry.update(status="REJECTED", reason=self.reject_next)
+        elif self.fail_ingest:
+            self.fail_ingest -= 1
+            entry.update(status="FAILED", reason="ingest fault")
         self.rounds[n]["updates"].append(entry)
         if entry["status"] == "ACCEPTED" and self.publish_after_polls:
             self._pending = (n, request.body, entry["num_examples"])

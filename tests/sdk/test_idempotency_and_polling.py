@@ -148,3 +148,22 @@ def test_the_base_url_may_end_in_v1_or_not(http, suffix, fake_time):
     assert client.http.base_url == API
     assert [c.request.url for c in http.calls][:2] == [CLIENTS, f"{API}/v1/experiments/{EXP}/model"]
     assert Developer(API + suffix, "d").http.api_url("experiments") == f"{API}/v1/experiments"
+
+
+def test_waiting_for_the_own_update_polls_on_its_own_short_backoff(http, fake_time):
+    client = Client(API, EXP, token="t", client_id="c1", sleep=fake_time.sleep, clock=fake_time.clock)
+    http.get(ROUND, json={"round": 1, "state": "OPEN", "updates": [{"client_id": "c1", "status": "UPLOADING"}]},
+             headers={"Retry-After": "10"})  # fmt: skip
+    http.get(ROUND, json={"round": 1, "state": "OPEN", "updates": [{"client_id": "c1", "status": "ACCEPTED"}]},
+             headers={"Retry-After": "10"})  # fmt: skip
+
+    assert client.wait_for_update(1)["status"] == "ACCEPTED"
+    assert len(fake_time.sleeps) == 1 and fake_time.sleeps[0] <= 0.5  # the round's hint is not about the update
+
+
+def test_an_update_the_server_failed_to_ingest_is_sent_again(client: Client, http):
+    server = FakeServer(http, {"w": np.zeros(2, np.float32)}, total_rounds=1)
+    server.fail_ingest = 2
+
+    history = client.run(lambda w, c: ({"w": w["w"] + 1}, 3, {}))
+    assert [h["status"] for h in history] == ["APPLIED"] and len(server.submitted) == 3

@@ -25,6 +25,7 @@ log = logging.getLogger("fma_client")
 Json = dict[str, Any]
 ENDED = ("STOPPED", "FAILED", "COMPLETED")
 SKIP_CODES = ("ROUND_CLOSED", "ALREADY_SUBMITTED")
+FAILED_RESENDS = 2
 TrainFn = Callable[["Weights", dict[str, Any]], tuple[Any, int, Any]]
 
 
@@ -97,7 +98,7 @@ def _submit(
     """Submit and wait for validation; None when the experiment moved and we must re-fetch."""
     entry: Json = {"round": n, "num_examples": num_examples, "metrics": dict(metrics or {})}
     try:
-        result = client.submit(weights, num_examples, metrics, round=n, timeout=timeout)
+        result = _send(client, n, weights, num_examples, metrics, timeout)
     except UpdateRejected as exc:
         if exc.status != "LATE":
             raise
@@ -115,6 +116,21 @@ def _submit(
             raise
         return None
     return {**entry, "status": result["status"], "update_id": result.get("update_id")}
+
+
+def _send(
+    client: Client, n: int, weights: Any, num_examples: int, metrics: Mapping[str, Any] | None, timeout: float
+) -> Json:
+    """`client.submit`, sending again (at most FAILED_RESENDS times) an update the server FAILED
+    to ingest: a fault on its side after its own retries, which the contract lets us resend."""
+    for attempt in range(FAILED_RESENDS + 1):
+        try:
+            return client.submit(weights, num_examples, metrics, round=n, timeout=timeout)
+        except UpdateRejected as exc:
+            if exc.status != "FAILED" or attempt == FAILED_RESENDS:
+                raise
+            log.warning("round %d: the server failed to ingest the update (%s); sending it again", n, exc.reason)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _await_round(client: Client, n: int, timeout: float) -> Json:

@@ -36,9 +36,9 @@ class Waiter:
     max_hint: float = 60.0
     rng: random.Random = field(default_factory=random.Random)
 
-    def pause(self, delay: float, limit: float | None = None) -> None:
+    def pause(self, delay: float, limit: float | None = None, obey_hint: bool = True) -> None:
         """Sleep before the next poll: the server's hint if it gave one, else `delay` jittered."""
-        hinted = self.hint()
+        hinted = self.hint() if obey_hint else None
         if hinted is not None:
             wait = min(max(hinted, 0.0), self.max_hint) * self.rng.uniform(1.0, 1.1)
         else:
@@ -49,10 +49,11 @@ class Waiter:
         """The next backoff step after `delay`."""
         return min(delay * 1.5, ceiling if ceiling is not None else self.max_interval)
 
-    def until(self, check: Callable[[], T | None], timeout: float, what: str) -> T:
+    def until(self, check: Callable[[], T | None], timeout: float, what: str, obey_hint: bool = True) -> T:
         """Call `check` until it returns a value (returned) or `timeout` seconds pass (Timeout).
 
-        `check` raises to stop early (a FAILED round, a rejected update).
+        `check` raises to stop early (a FAILED round, a rejected update). `obey_hint=False`
+        polls on the waiter's own backoff: for a wait the server's hint does not describe.
         """
         deadline = self.clock() + timeout
         delay = self.interval
@@ -63,5 +64,5 @@ class Waiter:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 raise Timeout(f"timed out after {timeout:g}s waiting for {what}")
-            self.pause(delay, remaining)
+            self.pause(delay, remaining, obey_hint)
             delay = self.grow(delay)

@@ -164,7 +164,8 @@ class Client(Enrollment):
 
         Small files go through the API (PUT), large ones straight to S3 with a presigned POST
         bound to their size and sha256. With `wait`, returns once the server ACCEPTED the
-        update and raises UpdateRejected (REJECTED with the reason, or LATE) otherwise.
+        update and raises UpdateRejected (REJECTED with the reason, LATE, or FAILED when the
+        server could not ingest it for a fault of its own: the update may be sent again).
         """
         self._ensure_token()
         n = round if round is not None else (self.model.round if self.model else None)
@@ -196,16 +197,20 @@ class Client(Enrollment):
         return reply
 
     def wait_for_update(self, round: int, timeout: float = 600.0) -> Json:
-        """Poll the round until this client's update is validated; return its entry."""
+        """Poll the round until this client's update is validated; return its entry.
+
+        Polls on the SDK's own short backoff: the round's Retry-After says when the *round*
+        may change, while validating one update takes about a second.
+        """
 
         def check() -> Json | None:
             entry = self._own_update(self.round(round))
             status = entry.get("status") if entry else None
-            if entry is not None and status in ("REJECTED", "LATE"):
+            if entry is not None and status in ("REJECTED", "LATE", "FAILED"):
                 raise UpdateRejected(round, str(status), entry.get("reason"), entry)
             return entry if status in ("ACCEPTED", "APPLIED") else None
 
-        return self.waiter.until(check, timeout, f"the update for round {round} to be validated")
+        return self.waiter.until(check, timeout, f"the update for round {round} to be validated", obey_hint=False)
 
     def _own_update(self, round_body: Json) -> Json | None:
         updates = round_body.get("updates") or []

@@ -127,7 +127,8 @@ class IntegrityError(FmaError):
 
 
 class UpdateRejected(FmaError):
-    """The server refused an update: `status` is REJECTED (invalid) or LATE (after the seal)."""
+    """The server refused an update: `status` is REJECTED (invalid), LATE (after the seal) or
+    FAILED (the server could not ingest it, a fault on its side; it may be sent again)."""
 
     def __init__(self, round: int, status: str, reason: str | None, update: dict[str, Any]):
         self.round = round
