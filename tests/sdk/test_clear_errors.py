@@ -133,3 +133,11 @@ def test_a_non_string_error_code_from_a_proxy_does_not_break_the_mapping(http):
     with pytest.raises(Forbidden) as err:
         Client(API, EXP, token="t").get_model()
     assert err.value.code is None
+
+
+def test_a_client_token_used_with_another_experiment_id_says_check_the_id(http):
+    http.get(f"{API}/v1/experiments/nope/model", status=403,
+             json=error_body("WRONG_EXPERIMENT", "this token belongs to another experiment"))  # fmt: skip
+
+    with pytest.raises(Forbidden, match=r"another experiment \(check the experiment id: this token was issued for"):
+        Client(API, "nope", token="t").get_model()

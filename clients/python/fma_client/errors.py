@@ -177,6 +177,7 @@ HINTS: dict[str, str] = {
     "ENROLLMENT_EXHAUSTED": "max_uses reached: this enrollment token has registered all the clients it allows; "
     "ask the experiment's developer for a new one (Developer.enrollment_token)",
     "EXPERIMENT_NOT_FOUND": "check the experiment id: no experiment with this id is visible to this token",
+    "WRONG_EXPERIMENT": "check the experiment id: this token was issued for another experiment",
 }
 
 _XML_CODE = re.compile(r"<Code>([^<]*)</Code>")
