@@ -6,6 +6,7 @@ params with defaults filled in so that the stored experiment is self-describing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,19 +16,25 @@ from fma.domain.errors import InvalidInput
 
 @dataclass(frozen=True)
 class Param:
-    """One numeric strategy parameter: default (None = required), type and bounds."""
+    """One strategy parameter: default (None = required), type and bounds (or `choices` for a
+    string). Integers without a `maximum` are held to MAX_INT, so no count can overflow numpy."""
 
-    default: float | int | None
+    default: float | int | str | None
     kind: type = float
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
     optional: bool = False  # None (the default) means "not set" instead of "required"
+    choices: tuple[str, ...] = ()
 
 
+#: largest integer parameter accepted (a count of clients; far below int64 and float64's 2^53).
+MAX_INT = 1_000_000
 _POSITIVE = {"minimum": 0.0, "exclusive_minimum": True}
 _UNIT = {"minimum": 0.0, "maximum": 1.0, "exclusive_maximum": True}
+#: `variant`: "flower" computes as Flower 1.42 does, "paper" as the strategy's paper (docs/strategies.md).
+VARIANT = Param("flower", str, choices=("flower", "paper"))
 
 
 def _fedopt(eta: float, eta_l: float, beta_1: float, beta_2: float | None, tau: float) -> dict[str, Param]:
@@ -40,6 +47,7 @@ def _fedopt(eta: float, eta_l: float, beta_1: float, beta_2: float | None, tau: 
     }
     if beta_2 is not None:
         spec["beta_2"] = Param(beta_2, float, **_UNIT)
+    spec["variant"] = VARIANT
     return spec
 
 
@@ -56,7 +64,7 @@ CATALOG: dict[str, dict[str, Param]] = {
     "fedmedian": {},
     "fedtrimmedavg": {"beta": Param(0.2, float, 0.0, 0.5, exclusive_maximum=True)},
     "krum": {"num_malicious": Param(0, int, 0)},
-    "multikrum": {"num_malicious": Param(0, int, 0), "num_to_select": Param(None, int, 1)},
+    "multikrum": {"num_malicious": Param(0, int, 0), "num_to_select": Param(None, int, 1), "variant": VARIANT},
     "bulyan": {"num_malicious": Param(0, int, 0)},
 }
 
@@ -161,17 +169,33 @@ def _check(strategy: str, field_path: str, p: Param, value: object) -> Any:
     if value is None and p.optional:
         return None
     if value is None:
-        raise InvalidInput(f"{strategy}: parameter {key} is required", code="INVALID_STRATEGY_PARAMS", details=where)
+        raise InvalidInput(f"{strategy}: parameter {key} is required", code=bad, details=where)
+    if p.kind is str:
+        if not isinstance(value, str) or (p.choices and value not in p.choices) or len(value) > 256:
+            allowed = f"one of {list(p.choices)}" if p.choices else "a string of at most 256 characters"
+            raise InvalidInput(f"{strategy}: {key} must be {allowed}", code=bad, details=where)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or (p.kind is int and not isinstance(value, int)):
         raise InvalidInput(f"{strategy}: {key} must be a {p.kind.__name__}", code=bad, details=where)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidInput(f"{strategy}: {key} must be finite", code="INVALID_STRATEGY_PARAMS", details=where)
-    low_bad = p.minimum is not None and (value <= p.minimum if p.exclusive_minimum else value < p.minimum)
-    high_bad = p.maximum is not None and (value >= p.maximum if p.exclusive_maximum else value > p.maximum)
+    number = _finite(value) if p.kind is float else value
+    if number is None:
+        raise InvalidInput(f"{strategy}: {key} must be a finite number", code=bad, details=where)
+    maximum = p.maximum if p.maximum is not None or p.kind is not int else MAX_INT
+    low_bad = p.minimum is not None and (number <= p.minimum if p.exclusive_minimum else number < p.minimum)
+    high_bad = maximum is not None and (number >= maximum if p.exclusive_maximum else number > maximum)
     if low_bad or high_bad:
         lo, hi = "(" if p.exclusive_minimum else "[", ")" if p.exclusive_maximum else "]"
+        shown = f"{number:g}" if isinstance(number, float) else str(number) if abs(number) < 10**30 else "huge"
         raise InvalidInput(
-            f"{strategy}: {key}={value} is outside {lo}{p.minimum}, {p.maximum}{hi}",
-            code="INVALID_STRATEGY_PARAMS", details=where,
+            f"{strategy}: {key}={shown} is outside {lo}{p.minimum}, {maximum}{hi}", code=bad, details=where,
         )
-    return p.kind(value)
+    return p.kind(number)
+
+
+def _finite(value: int | float) -> float | None:
+    """`value` as a finite float, or None (NaN, infinity, or an integer beyond float range)."""
+    try:
+        number = float(value)
+    except OverflowError:  # 10**400 is a valid JSON integer
+        return None
+    return number if math.isfinite(number) else None

@@ -22,7 +22,7 @@ def test_every_runnable_strategy_is_in_the_catalog_and_back():
 
 def test_defaults_are_filled_in_with_flowers_values():
     assert validate_strategy("fedadam", None) == {
-        "eta": 0.1, "eta_l": 0.1, "beta_1": 0.9, "beta_2": 0.99, "tau": 1e-9}
+        "eta": 0.1, "eta_l": 0.1, "beta_1": 0.9, "beta_2": 0.99, "tau": 1e-9, "variant": "flower"}
     assert validate_strategy("fedyogi", {"eta": 0.5})["tau"] == 1e-3
     assert validate_strategy("fedtrimmedavg", {}) == {"beta": 0.2}
     assert validate_strategy("fedavgm", {}) == {"server_learning_rate": 1.0, "server_momentum": 0.0}
@@ -42,6 +42,11 @@ def test_defaults_are_filled_in_with_flowers_values():
     ("fedavg", {"lr": 1}, "strategy.params", "unknown parameter"),
     ("fedavg", {"dp": {"clipping_norm": float("nan"), "noise_multiplier": 1}},
      "strategy.params.dp.clipping_norm", "finite"),
+    ("fedavgm", {"server_learning_rate": 10**400}, "strategy.params.server_learning_rate", "finite"),
+    ("krum", {"num_malicious": 10**60}, "strategy.params.num_malicious", "num_malicious=huge is outside"),
+    ("multikrum", {"num_malicious": 1, "num_to_select": 10**7}, "strategy.params.num_to_select", "outside"),
+    ("fedadam", {"variant": "flwr"}, "strategy.params.variant", "one of ['flower', 'paper']"),
+    ("multikrum", {"num_to_select": 2, "variant": 1}, "strategy.params.variant", "one of"),
 ])
 def test_bad_params_name_the_field(name, params, field, text):
     with pytest.raises(InvalidInput) as err:
