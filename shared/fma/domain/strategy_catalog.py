@@ -87,6 +87,19 @@ DP_PARAMS: dict[str, Param] = {
     "target_quantile": Param(None, float, 0.0, 1.0, optional=True),
     "clip_norm_lr": Param(0.2, float, **_POSITIVE),
     "clipped_count_stddev": Param(None, float, 0.0, optional=True),
+    # The denominator m of the privatized mean (the noise is z C / m); unset: the round's updates.
+    "expected_clients": Param(None, int, 1, optional=True),
+}
+
+#: strategies that central DP supports: a clipped uniform mean, then a server step on the
+#: noised mean (post-processing). Their sensitivity is C / m, which the accountant assumes.
+DP_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi")
+_DP_REFUSED = {
+    "fedmedian": "a coordinate-wise median moves with one client by an amount FMA has not derived",
+    "fedtrimmedavg": "a trimmed mean's sensitivity to one client is not the clipped mean's C/m",
+    "krum": "Krum publishes one client's model: one client can change it by up to 2C, not C/m",
+    "multikrum": "Multi-Krum's selection lets one client change which models are averaged",
+    "bulyan": "Bulyan's selection lets one client change which models are averaged",
 }
 
 #: environment variable naming modules (comma-separated) whose import registers strategies.
@@ -140,11 +153,24 @@ def validate_strategy(name: object, params: object) -> dict[str, Any]:
     spec = CATALOG[name]
     out = _check_all(name, spec, {k: v for k, v in params.items() if k != "dp"}, "strategy.params")
     if params.get("dp") is not None:
+        _check_dp_allowed(name)
         if not isinstance(params["dp"], Mapping):
             raise InvalidInput("strategy.params.dp must be an object", code="INVALID_STRATEGY_PARAMS",
                                details={"field": "strategy.params.dp"})
         out["dp"] = _check_all(name, DP_PARAMS, params["dp"], "strategy.params.dp")
     return out
+
+
+def _check_dp_allowed(name: str) -> None:
+    """Refuse DP around a strategy whose sensitivity the accountant's C/m does not bound."""
+    if name in DP_STRATEGIES:
+        return
+    why = _DP_REFUSED.get(name, "FMA cannot derive the sensitivity of a custom strategy")
+    raise InvalidInput(
+        f"central DP (params.dp) is not available with {name}: {why}, so the epsilon reported "
+        f"would not hold. Use one of {list(DP_STRATEGIES)} (server optimizers run on the privatized mean)",
+        code="DP_NOT_SUPPORTED", details={"field": "strategy.params.dp", "allowed": list(DP_STRATEGIES)},
+    )
 
 
 def _check_all(name: str, spec: Mapping[str, Param], params: Mapping[str, Any], where: str) -> dict[str, Any]:

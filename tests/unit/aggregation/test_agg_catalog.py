@@ -56,9 +56,10 @@ def test_bad_params_name_the_field(name, params, field, text):
 
 
 def test_dp_params_get_their_defaults():
-    out = validate_strategy("fedmedian", {"dp": {"clipping_norm": 2, "noise_multiplier": 0.8}})
+    out = validate_strategy("fedadam", {"dp": {"clipping_norm": 2, "noise_multiplier": 0.8}})
     assert out["dp"] == {"clipping_norm": 2.0, "noise_multiplier": 0.8, "target_delta": 1e-5, "sampling_rate": 1.0,
-                         "target_quantile": None, "clip_norm_lr": 0.2, "clipped_count_stddev": None}
+                         "target_quantile": None, "clip_norm_lr": 0.2, "clipped_count_stddev": None,
+                         "expected_clients": None}
     dp = {"clipping_norm": 0.1, "noise_multiplier": 1, "target_quantile": 0.5}
     adaptive = validate_strategy("fedavg", {"dp": dp})
     assert adaptive["dp"]["target_quantile"] == 0.5
@@ -76,3 +77,13 @@ def test_validating_a_builtin_strategy_does_not_import_numpy():
             "print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["fedmedian", "fedtrimmedavg", "krum", "multikrum", "bulyan"])
+def test_dp_around_a_robust_selection_is_refused_saying_why(name):
+    params = {"krum": {"num_malicious": 1}, "multikrum": {"num_malicious": 1, "num_to_select": 2}}.get(name, {})
+    with pytest.raises(InvalidInput) as err:
+        validate_strategy(name, {**params, "dp": {"clipping_norm": 1, "noise_multiplier": 1}})
+    assert err.value.code == "DP_NOT_SUPPORTED" and err.value.details["field"] == "strategy.params.dp"
+    assert f"not available with {name}" in err.value.message and "epsilon reported would not hold" in err.value.message
+    assert "fedadam" in err.value.message

@@ -125,6 +125,15 @@ SERVER_STEPS: dict[str, Step] = {
 }
 
 
+def keep_integers_at_mean(engine: Engine, flat: np.ndarray, mean: np.ndarray) -> None:
+    """Integer and bool tensors (BatchNorm's `num_batches_tracked`) take the clients' mean
+    (rounded when the model is written), never a server optimizer's step: momentum or Adam
+    on a counter has no meaning (docs/strategies.md, "Integer tensors")."""
+    mask = engine.layout.integer_mask()
+    if mask is not None:
+        flat[mask] = mean[mask]
+
+
 def _mean_then(name: str):
     step = SERVER_STEPS[name]
 
@@ -137,7 +146,9 @@ def _mean_then(name: str):
         engine: Engine,
     ) -> AggregationResult:
         avg, weights = weighted_average(engine, updates, uniform=params.get("variant") == "paper")
-        flat, new_state = step(engine, avg, state, params)
+        flat, new_state = step(engine, avg.copy() if engine.layout.integer_mask() is not None else avg,
+                               state, params)
+        keep_integers_at_mean(engine, flat, avg)
         return AggregationResult(model=engine.model(flat), state=new_state, info={"weights": weights})
 
     strategy.__name__ = name
