@@ -1,6 +1,7 @@
 """Strategy names and parameter validation, without numpy (the API handler imports this).
 
-Each entry lists its parameters with defaults and bounds; `validate_strategy` returns the
+Each entry lists its parameters with defaults and bounds (docs/strategies.md says, per strategy,
+where FMA follows Flower rather than the paper); `validate_strategy` returns the
 params with defaults filled in so that the stored experiment is self-describing.
 """
 
