@@ -70,3 +70,18 @@ def test_server_optimizers_leave_integer_buffers_at_the_clients_mean(stack, stra
 def test_fedmedian_takes_the_median_of_integer_buffers(stack):
     model, _ = run_round(stack, {"name": "fedmedian"})
     assert int(model["bn/num_batches_tracked"]) == 107 and float(model["bn/scale"]) == 2.0
+
+
+@pytest.mark.parametrize(("name", "bad"), [("conv/w", np.nan), ("head/b", np.inf)])
+def test_a_non_finite_bf16_or_f16_value_is_rejected(stack, name, bad):
+    dev = stack.token(Role.DEVELOPER)
+    exp_id = stack.create_experiment(dev, initial_model(), rounds={"min_updates": 2, "total_rounds": 2})
+    [(client_id, token)] = stack.enroll(dev, exp_id, 1)
+    tensors = client_model(np.random.default_rng(0), 0)
+    flat = tensors[name].astype(np.float32).reshape(-1)
+    flat[1] = bad
+    tensors[name] = flat.reshape(tensors[name].shape).astype(initial_model()[name].dtype)
+    assert stack.submit(exp_id, 1, token, update_bytes(tensors, 3, 1)).status == 202
+    stack.deliver(f"updates/{exp_id}/00000001/{client_id}.safetensors")
+    [update] = stack.round(dev, exp_id, 1)["updates"]
+    assert update["status"] == "REJECTED" and update["reason"].startswith("NON_FINITE"), update
