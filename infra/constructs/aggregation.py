@@ -3,13 +3,16 @@
 Payload ``{"experiment_id", "round"}``. Lambda retries a failed invocation
 ``aggregate_retry_attempts`` times, then sends the event to an SQS dead-letter queue (the
 on-failure destination) where the alarm and the operator find it; the sweeper reclaims the
-round's lease meanwhile. Exposes ``function`` (an :class:`FmaFunction`) and ``dlq``.
+round's lease meanwhile. Exposes ``function`` (an :class:`FmaFunction`), ``dlq`` and
+``noise_key``: the Secrets Manager secret that seeds DP noise (services/dp_noise.py), readable
+by this function only.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -43,6 +46,16 @@ class Aggregation(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.dlq = dead_letter_queue(self, "FailedInvocations", "the aggregate function")
+        self.noise_key = secretsmanager.Secret(
+            self,
+            "DpNoiseKey",
+            description="FMA: the key DP noise is derived from; never leaves the aggregate function",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+            removal_policy=RemovalPolicy.RETAIN,  # deleting it makes published rounds impossible to re-run
+        )
+        acknowledge(self.noise_key, {"AwsSolutions-SMG4": (
+            "Not a credential: it seeds DP noise. A rotation would only make a new version (manifests name the "
+            "version they used); automatic rotation adds nothing.")})
         self.function: FmaFunction = kit.create(
             self,
             "AggregateFunction",
@@ -52,6 +65,7 @@ class Aggregation(Construct):
             environment={
                 "FMA_BUCKET_NAME": storage.bucket.bucket_name,
                 "FMA_LEASE_SECONDS": str(config.lease_seconds),
+                "FMA_DP_SECRET_ARN": self.noise_key.secret_arn,
                 **config.strategy_environment,
             },
         )
@@ -61,6 +75,7 @@ class Aggregation(Construct):
             on_failure=destinations.SqsDestination(self.dlq),
         )
         fn = self.function
+        self.noise_key.grant_read(fn.role)
         fn.grant(TABLE_READ_WRITE, [storage.table.table_arn])
         fn.grant(["s3:GetObject"], storage.objects("updates/", "models/", "state/"))
         # Updates are read at the exact version ingest validated (an overwrite cannot sneak in).

@@ -29,7 +29,7 @@ EXPECTED_ENV = {
         "FMA_MAX_INGEST_ATTEMPTS",
         *METRICS_ENV,
     },
-    "aggregate": {"FMA_BUCKET_NAME", "FMA_LEASE_SECONDS", *METRICS_ENV},
+    "aggregate": {"FMA_BUCKET_NAME", "FMA_LEASE_SECONDS", "FMA_DP_SECRET_ARN", *METRICS_ENV},
     "sweeper": {
         "FMA_BUCKET_NAME",
         "FMA_AGGREGATE_FUNCTION",
@@ -159,6 +159,16 @@ def test_aggregate_writes_only_models_and_state(dev):
     assert actions_on(statements, "/state/*") == {"s3:GetObject", "s3:PutObject"}
     listing = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["state/*"]}}
+
+
+def test_only_aggregate_reads_the_dp_noise_key(dev):
+    [secret] = resources(dev, "AWS::SecretsManager::Secret")
+    for name, fn in functions_by_handler(dev).items():
+        granted = actions_on(policy_statements(dev, fn), secret)
+        assert ("secretsmanager:GetSecretValue" in granted) == (name == "aggregate"), name
+    env = functions_by_handler(dev)["aggregate"]["Properties"]["Environment"]["Variables"]
+    assert env["FMA_DP_SECRET_ARN"] == {"Ref": secret}
+    assert dev["Resources"][secret]["DeletionPolicy"] == "Retain"
 
 
 def test_sweeper_lists_only_the_updates_prefix(dev):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from fma.adapters.invoker import LambdaInvoker
 from fma.adapters.repository import DynamoRepository
 from fma.adapters.s3_store import S3ObjectStore
+from fma.adapters.secret_stores import FileSecretStore, SecretsManagerStore
 from fma.adapters.settings import Settings
 from fma.services.deps import Deps
-from fma.services.ports import Invoker
+from fma.services.ports import Invoker, SecretStore
 
 _invoker_override: Invoker | None = None
 
@@ -27,4 +28,13 @@ def build_deps(settings: Settings) -> Deps:
     invoker: Invoker | None = _invoker_override
     if invoker is None and settings.aggregate_function:
         invoker = LambdaInvoker(settings.aggregate_function)
-    return Deps(repo=repo, store=store, invoker=invoker, limits=settings.limits)
+    return Deps(repo=repo, store=store, invoker=invoker, limits=settings.limits, secrets=secret_store(settings))
+
+
+def secret_store(settings: Settings) -> SecretStore | None:
+    """The DP noise key's store: Secrets Manager when its ARN is set, else the key file, else none."""
+    if settings.dp_secret_arn:
+        return SecretsManagerStore(settings.dp_secret_arn)
+    if settings.dp_secret_file:
+        return FileSecretStore(settings.dp_secret_file)
+    return None

@@ -30,6 +30,10 @@ MAX_AGGREGATION_ATTEMPTS = "FMA_MAX_AGGREGATION_ATTEMPTS"
 RECONCILE_GRACE_SECONDS = "FMA_RECONCILE_GRACE_SECONDS"
 MAX_INGEST_ATTEMPTS = "FMA_MAX_INGEST_ATTEMPTS"
 POLL_RETRY_AFTER_SECONDS = "FMA_POLL_RETRY_AFTER_SECONDS"
+#: the DP noise key (services/dp_noise.py): a Secrets Manager secret on AWS (aggregate only),
+#: a 0600 key file in local mode.
+DP_SECRET_ARN = "FMA_DP_SECRET_ARN"
+DP_SECRET_FILE = "FMA_DP_SECRET_FILE"
 # Read by powertools: Logger reads the service name and level, Metrics the service and namespace.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
@@ -50,7 +54,7 @@ CONFIGURED_ONLY = frozenset({STRATEGY_MODULES})
 RUNTIME = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME")
 #: local mode and tests point the adapters at moto with these; never set on AWS.
 LOCAL_ONLY = ("FMA_DYNAMODB_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB", "FMA_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
-              "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
+              "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL", DP_SECRET_FILE)
 
 
 class SettingsError(RuntimeError):
@@ -70,14 +74,16 @@ class Settings:
     # SQS is reachable: on Lambda, or through an emulated endpoint (local mode on moto). Local
     # mode's own events name no real queue, and nothing may reach real AWS from a laptop.
     sqs_reachable: bool = False
+    dp_secret_arn: str | None = None
+    dp_secret_file: str | None = None
 
     @classmethod
     def from_env(cls, *, need_bucket: bool = True, names: Collection[str] | None = None,
                  env: Mapping[str, str] | None = None, function: str = "this function") -> Settings:
         """Read the named variables (all of them when `names` is None: tests and local tools)."""
         env = os.environ if env is None else env
-        named = set(LIMITS) | {TABLE_NAME, BUCKET_NAME, AGGREGATE_FUNCTION, CORS_ORIGIN} if names is None \
-            else set(names)
+        named = set(LIMITS) | {TABLE_NAME, BUCKET_NAME, AGGREGATE_FUNCTION, CORS_ORIGIN, DP_SECRET_ARN} \
+            if names is None else set(names)
 
         def get(name: str) -> str | None:
             return env.get(name) if name in named else None
@@ -96,6 +102,7 @@ class Settings:
             cors_origin=get(CORS_ORIGIN) or None,
             sqs_reachable=bool(env.get("AWS_LAMBDA_FUNCTION_NAME") or env.get("AWS_ENDPOINT_URL_SQS")
                                or env.get("AWS_ENDPOINT_URL")),
+            dp_secret_arn=get(DP_SECRET_ARN) or None, dp_secret_file=env.get(DP_SECRET_FILE) or None,
         )
 
 

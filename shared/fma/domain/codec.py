@@ -2,6 +2,9 @@
 
 Encoding writes a canonical layout (sorted names and metadata) so re-runs give equal bytes;
 decoding views the caller's buffer with `np.frombuffer` so a 1 GB update costs no second GB.
+Every dtype the header parser accepts has a numpy dtype here: BF16 is ml_dtypes' bfloat16
+(the numpy extension JAX and TensorFlow use), so a BF16 tensor decodes, validates, aggregates
+(in float32, see aggregation/layout.py) and is written back as BF16. A 0-d tensor stays 0-d.
 """
 
 from __future__ import annotations
@@ -10,16 +13,24 @@ import json
 import struct
 from collections.abc import Mapping
 
+import ml_dtypes
 import numpy as np
 
 from fma.domain.safetensors_header import HeaderLimits, SafetensorsHeader, TensorInfo, parse_header
 
 NUMPY_DTYPES: dict[str, np.dtype] = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype(ml_dtypes.bfloat16),
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
     "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
     "BOOL": np.dtype("?"),
 }
+#: dtypes computed with as floats (the safetensors names of FLOAT_DTYPES).
+FLOAT_NUMPY = frozenset(NUMPY_DTYPES[n] for n in ("F64", "F32", "F16", "BF16"))
+
+
+def is_float(dtype: np.dtype) -> bool:
+    """True for the float dtypes, bfloat16 included (its numpy kind is "V", not "f")."""
+    return np.dtype(dtype) in FLOAT_NUMPY or np.dtype(dtype).kind == "f"
 
 
 def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
@@ -37,7 +48,9 @@ def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None
     arrays = []
     offset = 0
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = np.asarray(tensors[name])
+        if not arr.flags.c_contiguous:  # np.ascontiguousarray would turn a 0-d array into shape (1,)
+            arr = arr.copy(order="C")
         dtype = inverse.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)
         if dtype is None:
             raise ValueError(f"tensor {name!r} has unsupported dtype {arr.dtype}")

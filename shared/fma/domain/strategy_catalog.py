@@ -1,11 +1,13 @@
 """Strategy names and parameter validation, without numpy (the API handler imports this).
 
-Each entry lists its parameters with defaults and bounds; `validate_strategy` returns the
+Each entry lists its parameters with defaults and bounds (docs/strategies.md says, per strategy,
+where FMA follows Flower rather than the paper); `validate_strategy` returns the
 params with defaults filled in so that the stored experiment is self-describing.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,19 +17,25 @@ from fma.domain.errors import InvalidInput
 
 @dataclass(frozen=True)
 class Param:
-    """One numeric strategy parameter: default (None = required), type and bounds."""
+    """One strategy parameter: default (None = required), type and bounds (or `choices` for a
+    string). Integers without a `maximum` are held to MAX_INT, so no count can overflow numpy."""
 
-    default: float | int | None
+    default: float | int | str | None
     kind: type = float
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False
     exclusive_maximum: bool = False
     optional: bool = False  # None (the default) means "not set" instead of "required"
+    choices: tuple[str, ...] = ()
 
 
+#: largest integer parameter accepted (a count of clients; far below int64 and float64's 2^53).
+MAX_INT = 1_000_000
 _POSITIVE = {"minimum": 0.0, "exclusive_minimum": True}
 _UNIT = {"minimum": 0.0, "maximum": 1.0, "exclusive_maximum": True}
+#: `variant`: "flower" computes as Flower 1.42 does, "paper" as the strategy's paper (docs/strategies.md).
+VARIANT = Param("flower", str, choices=("flower", "paper"))
 
 
 def _fedopt(eta: float, eta_l: float, beta_1: float, beta_2: float | None, tau: float) -> dict[str, Param]:
@@ -40,6 +48,7 @@ def _fedopt(eta: float, eta_l: float, beta_1: float, beta_2: float | None, tau: 
     }
     if beta_2 is not None:
         spec["beta_2"] = Param(beta_2, float, **_UNIT)
+    spec["variant"] = VARIANT
     return spec
 
 
@@ -56,7 +65,7 @@ CATALOG: dict[str, dict[str, Param]] = {
     "fedmedian": {},
     "fedtrimmedavg": {"beta": Param(0.2, float, 0.0, 0.5, exclusive_maximum=True)},
     "krum": {"num_malicious": Param(0, int, 0)},
-    "multikrum": {"num_malicious": Param(0, int, 0), "num_to_select": Param(None, int, 1)},
+    "multikrum": {"num_malicious": Param(0, int, 0), "num_to_select": Param(None, int, 1), "variant": VARIANT},
     "bulyan": {"num_malicious": Param(0, int, 0)},
 }
 
@@ -79,6 +88,19 @@ DP_PARAMS: dict[str, Param] = {
     "target_quantile": Param(None, float, 0.0, 1.0, optional=True),
     "clip_norm_lr": Param(0.2, float, **_POSITIVE),
     "clipped_count_stddev": Param(None, float, 0.0, optional=True),
+    # The denominator m of the privatized mean (the noise is z C / m); unset: the round's updates.
+    "expected_clients": Param(None, int, 1, optional=True),
+}
+
+#: strategies that central DP supports: a clipped uniform mean, then a server step on the
+#: noised mean (post-processing). Their sensitivity is C / m, which the accountant assumes.
+DP_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadagrad", "fedadam", "fedyogi")
+_DP_REFUSED = {
+    "fedmedian": "a coordinate-wise median moves with one client by an amount FMA has not derived",
+    "fedtrimmedavg": "a trimmed mean's sensitivity to one client is not the clipped mean's C/m",
+    "krum": "Krum publishes one client's model: one client can change it by up to 2C, not C/m",
+    "multikrum": "Multi-Krum's selection lets one client change which models are averaged",
+    "bulyan": "Bulyan's selection lets one client change which models are averaged",
 }
 
 #: environment variable naming modules (comma-separated) whose import registers strategies.
@@ -132,11 +154,24 @@ def validate_strategy(name: object, params: object) -> dict[str, Any]:
     spec = CATALOG[name]
     out = _check_all(name, spec, {k: v for k, v in params.items() if k != "dp"}, "strategy.params")
     if params.get("dp") is not None:
+        _check_dp_allowed(name)
         if not isinstance(params["dp"], Mapping):
             raise InvalidInput("strategy.params.dp must be an object", code="INVALID_STRATEGY_PARAMS",
                                details={"field": "strategy.params.dp"})
         out["dp"] = _check_all(name, DP_PARAMS, params["dp"], "strategy.params.dp")
     return out
+
+
+def _check_dp_allowed(name: str) -> None:
+    """Refuse DP around a strategy whose sensitivity the accountant's C/m does not bound."""
+    if name in DP_STRATEGIES:
+        return
+    why = _DP_REFUSED.get(name, "FMA cannot derive the sensitivity of a custom strategy")
+    raise InvalidInput(
+        f"central DP (params.dp) is not available with {name}: {why}, so the epsilon reported "
+        f"would not hold. Use one of {list(DP_STRATEGIES)} (server optimizers run on the privatized mean)",
+        code="DP_NOT_SUPPORTED", details={"field": "strategy.params.dp", "allowed": list(DP_STRATEGIES)},
+    )
 
 
 def _check_all(name: str, spec: Mapping[str, Param], params: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -161,17 +196,33 @@ def _check(strategy: str, field_path: str, p: Param, value: object) -> Any:
     if value is None and p.optional:
         return None
     if value is None:
-        raise InvalidInput(f"{strategy}: parameter {key} is required", code="INVALID_STRATEGY_PARAMS", details=where)
+        raise InvalidInput(f"{strategy}: parameter {key} is required", code=bad, details=where)
+    if p.kind is str:
+        if not isinstance(value, str) or (p.choices and value not in p.choices) or len(value) > 256:
+            allowed = f"one of {list(p.choices)}" if p.choices else "a string of at most 256 characters"
+            raise InvalidInput(f"{strategy}: {key} must be {allowed}", code=bad, details=where)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or (p.kind is int and not isinstance(value, int)):
         raise InvalidInput(f"{strategy}: {key} must be a {p.kind.__name__}", code=bad, details=where)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidInput(f"{strategy}: {key} must be finite", code="INVALID_STRATEGY_PARAMS", details=where)
-    low_bad = p.minimum is not None and (value <= p.minimum if p.exclusive_minimum else value < p.minimum)
-    high_bad = p.maximum is not None and (value >= p.maximum if p.exclusive_maximum else value > p.maximum)
+    number = _finite(value) if p.kind is float else value
+    if number is None:
+        raise InvalidInput(f"{strategy}: {key} must be a finite number", code=bad, details=where)
+    maximum = p.maximum if p.maximum is not None or p.kind is not int else MAX_INT
+    low_bad = p.minimum is not None and (number <= p.minimum if p.exclusive_minimum else number < p.minimum)
+    high_bad = maximum is not None and (number >= maximum if p.exclusive_maximum else number > maximum)
     if low_bad or high_bad:
         lo, hi = "(" if p.exclusive_minimum else "[", ")" if p.exclusive_maximum else "]"
+        shown = f"{number:g}" if isinstance(number, float) else str(number) if abs(number) < 10**30 else "huge"
         raise InvalidInput(
-            f"{strategy}: {key}={value} is outside {lo}{p.minimum}, {p.maximum}{hi}",
-            code="INVALID_STRATEGY_PARAMS", details=where,
+            f"{strategy}: {key}={shown} is outside {lo}{p.minimum}, {maximum}{hi}", code=bad, details=where,
         )
-    return p.kind(value)
+    return p.kind(number)
+
+
+def _finite(value: int | float) -> float | None:
+    """`value` as a finite float, or None (NaN, infinity, or an integer beyond float range)."""
+    try:
+        number = float(value)
+    except OverflowError:  # 10**400 is a valid JSON integer
+        return None
+    return number if math.isfinite(number) else None

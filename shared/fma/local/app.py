@@ -33,6 +33,8 @@ class LocalStack:
             raise ValueError("local mode binds to loopback addresses only")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.emulation: Emulation = start_emulation(self.host, None if self.ephemeral else self.state_dir)
+        # The DP noise key: a 0600 file that only this process reads (services/dp_noise.py).
+        os.environ.setdefault("FMA_DP_SECRET_FILE", str(self.state_dir.resolve() / "dp-noise.key"))
         self.invoker = ThreadInvoker()
         set_invoker_override(self.invoker)
         dispatch.reset_handler_caches()

@@ -2,7 +2,8 @@
 its state and manifest, then publish round n and open n+1 in one transaction.
 
 Safe to run twice or concurrently: the lease admits one runner, the publish transaction admits
-one winner, and the same inputs give the same bytes (client-id order, seeded noise).
+one winner, and the same inputs give the same bytes (client-id order; DP noise seeded from a
+server-side secret, services/dp_noise.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fma.domain.experiment import Experiment, new_round
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
 from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
+from fma.services.dp_noise import noise_seed
 
 #: what the round item keeps of the strategy's info (the item must stay far below 400 KB).
 ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected")
@@ -56,16 +58,19 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
     t0 = time.perf_counter()
     global_bytes = deps.store.get(model_key(exp.id, n - 1))
     global_model, _ = decode(global_bytes)
-    prev_state = _load_state(deps, exp.id, n - 1)
+    prev_state = load_state(deps, exp.id, n - 1)
     accepted = [u for u in deps.repo.list_updates(exp.id, n)
                 if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
     inputs = [_input(deps, u) for u in accepted]
     t1 = time.perf_counter()
+    seed, noise = (noise_seed(getattr(deps, "secrets", None), exp.id, n)
+                   if (exp.strategy_params or {}).get("dp") else (None, None))
     result = aggregate(exp.strategy_name, exp.strategy_params, global_model, inputs, prev_state,
-                       round_number=n, seed=_seed(exp.id, n))
+                       round_number=n, seed=engine_seed(exp.id, n), noise_seed=seed)
+    if noise is not None:  # which key and label seeded the noise: never the key itself
+        result.info["privacy"]["noise"] = noise
     t2 = time.perf_counter()
-    model_bytes = encode(result.model, {"fma.round": str(n), "fma.experiment": exp.id,
-                                        "fma.strategy": exp.strategy_name})
+    model_bytes = encode(result.model, model_metadata(exp.id, n, exp.strategy_name))
     deps.store.put(model_key(exp.id, n), model_bytes)
     state_object = None
     if result.state:
@@ -95,6 +100,10 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
     return model_bytes, round_info, dict(result.metrics)
 
 
+def model_metadata(experiment_id: str, n: int, strategy: str) -> dict[str, str]:
+    return {"fma.round": str(n), "fma.experiment": experiment_id, "fma.strategy": strategy}
+
+
 def _input(deps: Deps, u: UpdateRecord) -> UpdateInput:
     key = update_key(u.experiment_id, u.round, u.client_id)
 
@@ -111,7 +120,7 @@ def _input(deps: Deps, u: UpdateRecord) -> UpdateInput:
                        size=int(u.size or 0), fetch=fetch, fetch_range=fetch_range, metrics=u.metrics or {})
 
 
-def _load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
+def load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
     """The optimizer state round `n` saved, read only when its round item records one.
 
     No HEAD probes the key: under a prefix-scoped grant S3 answers a missing key with 403, which
@@ -135,7 +144,8 @@ def _mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
             deps.repo.mark_applied(experiment_id, n, u.client_id, deps.clock())
 
 
-def _seed(experiment_id: str, n: int) -> int:
+def engine_seed(experiment_id: str, n: int) -> int:
+    """The engine's public seed (for custom strategies' own randomness); never DP noise."""
     return int.from_bytes(hashlib.sha256(f"{experiment_id}:{n}".encode()).digest()[:8], "little")
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fma.domain.clock import now as wall_clock
-from fma.services.ports import Invoker, ObjectStore
+from fma.services.ports import Invoker, ObjectStore, SecretStore
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Deps:
     invoker: Invoker | None = None
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], float] = wall_clock
+    #: the DP noise key (services/dp_noise.py); None: noise from the OS CSPRNG, not reproducible.
+    secrets: SecretStore | None = None
 
 
 def model_key(experiment_id: str, n: int) -> str:

@@ -136,9 +136,10 @@ def register_client(deps: Deps, caller: Principal, experiment_id: str, body: obj
 
 
 def _check_robust_quorum(name: str, params: dict[str, Any], policy: RoundPolicy) -> None:
-    """Bulyan refuses rounds of fewer than 4f+3 updates: refuse a policy that could never meet it."""
+    """Bulyan refuses rounds of fewer than 4f+3 updates, Krum of at most 2f+2: refuse a policy
+    that could never meet it."""
     f = int(params.get("num_malicious", 0) or 0)
-    need = {"bulyan": 4 * f + 3}.get(name)
+    need = {"bulyan": 4 * f + 3, "krum": 2 * f + 3, "multikrum": 2 * f + 3}.get(name)
     if need is None or f == 0 or policy.min_updates == "all":
         return
     if int(policy.min_updates) < need:

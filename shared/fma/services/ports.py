@@ -21,3 +21,15 @@ class ObjectStore(Protocol):
 
 class Invoker(Protocol):
     def invoke_async(self, payload: Mapping[str, Any]) -> None: ...
+
+
+class SecretStore(Protocol):
+    """The server-side key that seeds DP noise; its bytes never leave the aggregate function.
+
+    `current()` returns (key id, key bytes) of the key to use now; `key(key_id)` returns the
+    bytes of an earlier key (an authorized re-run), or raises KeyError when it is not held.
+    A key id names a key without revealing it (an ARN and version, or a fingerprint).
+    """
+
+    def current(self) -> tuple[str, bytes]: ...
+    def key(self, key_id: str) -> bytes: ...

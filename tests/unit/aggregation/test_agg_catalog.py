@@ -22,7 +22,7 @@ def test_every_runnable_strategy_is_in_the_catalog_and_back():
 
 def test_defaults_are_filled_in_with_flowers_values():
     assert validate_strategy("fedadam", None) == {
-        "eta": 0.1, "eta_l": 0.1, "beta_1": 0.9, "beta_2": 0.99, "tau": 1e-9}
+        "eta": 0.1, "eta_l": 0.1, "beta_1": 0.9, "beta_2": 0.99, "tau": 1e-9, "variant": "flower"}
     assert validate_strategy("fedyogi", {"eta": 0.5})["tau"] == 1e-3
     assert validate_strategy("fedtrimmedavg", {}) == {"beta": 0.2}
     assert validate_strategy("fedavgm", {}) == {"server_learning_rate": 1.0, "server_momentum": 0.0}
@@ -42,6 +42,11 @@ def test_defaults_are_filled_in_with_flowers_values():
     ("fedavg", {"lr": 1}, "strategy.params", "unknown parameter"),
     ("fedavg", {"dp": {"clipping_norm": float("nan"), "noise_multiplier": 1}},
      "strategy.params.dp.clipping_norm", "finite"),
+    ("fedavgm", {"server_learning_rate": 10**400}, "strategy.params.server_learning_rate", "finite"),
+    ("krum", {"num_malicious": 10**60}, "strategy.params.num_malicious", "num_malicious=huge is outside"),
+    ("multikrum", {"num_malicious": 1, "num_to_select": 10**7}, "strategy.params.num_to_select", "outside"),
+    ("fedadam", {"variant": "flwr"}, "strategy.params.variant", "one of ['flower', 'paper']"),
+    ("multikrum", {"num_to_select": 2, "variant": 1}, "strategy.params.variant", "one of"),
 ])
 def test_bad_params_name_the_field(name, params, field, text):
     with pytest.raises(InvalidInput) as err:
@@ -51,9 +56,10 @@ def test_bad_params_name_the_field(name, params, field, text):
 
 
 def test_dp_params_get_their_defaults():
-    out = validate_strategy("fedmedian", {"dp": {"clipping_norm": 2, "noise_multiplier": 0.8}})
+    out = validate_strategy("fedadam", {"dp": {"clipping_norm": 2, "noise_multiplier": 0.8}})
     assert out["dp"] == {"clipping_norm": 2.0, "noise_multiplier": 0.8, "target_delta": 1e-5, "sampling_rate": 1.0,
-                         "target_quantile": None, "clip_norm_lr": 0.2, "clipped_count_stddev": None}
+                         "target_quantile": None, "clip_norm_lr": 0.2, "clipped_count_stddev": None,
+                         "expected_clients": None}
     dp = {"clipping_norm": 0.1, "noise_multiplier": 1, "target_quantile": 0.5}
     adaptive = validate_strategy("fedavg", {"dp": dp})
     assert adaptive["dp"]["target_quantile"] == 0.5
@@ -71,3 +77,13 @@ def test_validating_a_builtin_strategy_does_not_import_numpy():
             "print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["fedmedian", "fedtrimmedavg", "krum", "multikrum", "bulyan"])
+def test_dp_around_a_robust_selection_is_refused_saying_why(name):
+    params = {"krum": {"num_malicious": 1}, "multikrum": {"num_malicious": 1, "num_to_select": 2}}.get(name, {})
+    with pytest.raises(InvalidInput) as err:
+        validate_strategy(name, {**params, "dp": {"clipping_norm": 1, "noise_multiplier": 1}})
+    assert err.value.code == "DP_NOT_SUPPORTED" and err.value.details["field"] == "strategy.params.dp"
+    assert f"not available with {name}" in err.value.message and "epsilon reported would not hold" in err.value.message
+    assert "fedadam" in err.value.message

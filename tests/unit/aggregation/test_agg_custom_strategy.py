@@ -61,13 +61,13 @@ def test_custom_strategy_params_are_checked_with_clear_errors(clean_registry, mo
         strategy_catalog.validate_strategy("norm_bounded", {"alpha": 1})
 
 
-def test_custom_strategy_runs_inside_the_dp_wrapper(clean_registry, monkeypatch):
+def test_custom_strategy_is_refused_with_dp_since_its_sensitivity_is_unknown(clean_registry, monkeypatch):
     monkeypatch.setenv("FMA_STRATEGY_MODULES", "fma_norm_bounded")
     g, clients = random_round(1, 5, spread=2.0)
     dp = {"clipping_norm": 0.1, "noise_multiplier": 0.0}
-    out = aggregate("norm_bounded", {"dp": dp}, g, as_updates(clients), {}, round_number=1)
-    moved = np.sqrt(sum(np.sum((np.float64(out.model[n]) - g[n]) ** 2) for n in g))
-    assert moved <= 0.1 * (1 + 1e-5)
+    with pytest.raises(InvalidInput, match="cannot derive the sensitivity of a custom strategy") as err:
+        aggregate("norm_bounded", {"dp": dp}, g, as_updates(clients), {}, round_number=1)
+    assert err.value.code == "DP_NOT_SUPPORTED"
 
 
 def test_strategy_from_an_entry_point_is_found_by_name(clean_registry, tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from agg_helpers import as_updates, make_update, rel_err
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -39,6 +39,7 @@ def run(name, params, g, updates):
        st.sampled_from(["fedavg", "fedmedian", "fedtrimmedavg", "krum"]))
 def test_order_of_updates_does_not_change_the_bytes(r, rnd, name):
     g, clients = r
+    assume(name != "krum" or len(clients) > 2)  # Krum's n > 2f + 2
     updates = as_updates(clients)
     shuffled = list(updates)
     rnd.shuffle(shuffled)

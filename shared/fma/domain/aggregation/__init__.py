@@ -52,17 +52,19 @@ def aggregate(
     *,
     round_number: int,
     seed: int = 0,
+    noise_seed: object = None,
     options: EngineOptions | None = None,
 ) -> AggregationResult:
     """Run `strategy` over `updates` (any order in, client-id order inside).
 
-    `params` are validated again (defaults filled in); `params["dp"]` wraps the strategy in
-    central DP. The result's model has the global model's names, shapes and dtypes. The same
-    inputs and options give the same bytes on the same machine type (BLAS runs on one thread,
-    so the core count cannot move a rounding); `EngineOptions(portable=True)` makes them the
-    same on any machine. `info` carries weights, timings, bytes read, selected
-    clients (Krum, Bulyan), privacy spent (DP) and the manifest's `inputs` (client, sha256,
-    num_examples, weight), all JSON-safe.
+    `params` are validated again (defaults filled in); `params["dp"]` runs the strategy under
+    central DP (dp.py), its noise seeded by `noise_seed` (an int or a sequence of ints: the
+    service derives it from a server-side secret; `seed` when None). The result's model has
+    the global model's names, shapes and dtypes. The same inputs and options give the same
+    bytes on the same machine type (BLAS runs on one thread, so the core count cannot move a
+    rounding); `EngineOptions(portable=True)` makes them the same on any machine. `info`
+    carries weights, timings, bytes read, selected clients (Krum, Bulyan), privacy spent (DP)
+    and the manifest's `inputs` (client, sha256, num_examples, weight), all JSON-safe.
     """
     if not updates:
         raise InvalidInput("cannot aggregate a round with no accepted updates", code="NO_UPDATES")
@@ -75,7 +77,8 @@ def aggregate(
     start = time.perf_counter()
     with single_threaded_blas(), Engine(global_model, options, round_number=round_number, seed=seed) as engine:
         if dp is not None:
-            raw = with_dp(fn, dp, global_model, ordered, state, full, engine=engine)
+            raw = with_dp(strategy, dp, global_model, ordered, state, full, engine=engine,
+                          noise_seed=seed if noise_seed is None else noise_seed)
         else:
             raw = fn(global_model, ordered, state, full, engine=engine)
         result = _normalise(raw, global_model)

@@ -1,29 +1,38 @@
-"""Central differential privacy around any strategy: fixed clipping and Gaussian noise.
+"""Central differential privacy: DP-FedAvg (McMahan et al. 2018) with fixed or adaptive
+clipping (Andrew et al. 2021), and server optimizers on the privatized mean (DP-FedAdam).
 
-As Flower's `DifferentialPrivacyServerSideFixedClipping` (after Andrew et al. and McMahan et
-al. 2018): each client's delta from the global model is scaled to L2 norm at most
-`clipping_norm`, the wrapped strategy aggregates the clipped models, and Gaussian noise of
-standard deviation `noise_multiplier * clipping_norm / n` (n = clients in the round) is added
-to the aggregate. The noise comes from a generator seeded by the round's seed, so a re-run
-writes the same bytes. The privacy spent so far (epsilon at `target_delta`, over every DP
-round of the experiment) comes from dp-accounting's RDP accountant; the round count is kept
-in the strategy state under `dp/rounds`.
+The mechanism, per round, with m the denominator (`expected_clients`, or the round's number
+of updates when unset) and C the clipping norm:
+  1. each client's delta from the global model (float tensors only) is scaled to L2 norm <= C;
+  2. the mean delta is their sum divided by m: uniform weights, `num_examples` plays no part,
+     so one client moves it by at most C / m (add or remove one client; replacing one is two
+     such steps);
+  3. Gaussian noise of standard deviation z_model * C / m is added to that mean;
+  4. the strategy's server step (FedAvg: none; FedAvgM, FedAdagrad, FedAdam, FedYogi: their
+     optimizer) runs on the noised mean: post-processing, which costs no privacy.
+Integer and bool tensors are not released: they keep the global model's values. Strategies
+whose output is not a function of that mean (Krum, medians, custom code) are refused at
+creation (strategy_catalog.DP_STRATEGIES), since the accountant's bound would not hold.
 
-With `target_quantile` set, the clipping norm adapts each round (Andrew et al. 2021): it moves
-geometrically toward the `target_quantile` of the clients' update norms, from a noised count
-of the clients that were not clipped, and is kept in the state under `dp/clipping_norm`; the
-noise multiplier is split between the model and that count so the round costs what
-`noise_multiplier` alone would.
+Adaptive clipping (`target_quantile` set) follows Andrew et al. 2021, Alg. 1, as TF-Privacy's
+QuantileEstimatorQuery: the query is sum_i (b_i - 1/2) with b_i = 1 if client i was not
+clipped, plus N(0, sigma_b^2), divided by m, plus 1/2. Its sensitivity is 1/2, so its noise
+multiplier is 2 sigma_b; the model's is z_model = (z^-2 - (2 sigma_b)^-2)^(-1/2) (Thm. 1), so
+that the pair costs what z alone does. The accountant composes both Gaussian events exactly.
+
+The noise generator is seeded by `noise_seed`, which the aggregate service derives from a
+server-side secret (services/dp_noise.py): nothing a client or analyst reads reproduces it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from fma.domain.aggregation.engine import Engine
+from fma.domain.aggregation.fedopt import SERVER_STEPS
 from fma.domain.aggregation.math import clip_scale
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 from fma.domain.errors import Unprocessable
@@ -31,45 +40,52 @@ from fma.domain.errors import Unprocessable
 NOISE_CHUNK = 1 << 20
 STATE_KEY = "dp/rounds"
 NORM_KEY = "dp/clipping_norm"
+NEIGHBOURING = "add or remove one client's update (fixed denominator m)"
 
 
 def delta_norms(engine: Engine, updates: Sequence[UpdateInput]) -> np.ndarray:
-    """||x_k - g|| for each client, from one shard pass of ranged reads."""
+    """||x_k - g|| over the float tensors for each client, from one shard pass of ranged reads."""
     sq = np.zeros(len(updates))
+    mask = engine.layout.integer_mask()
 
     def visit(s: int, e: int, rows: np.ndarray) -> None:
         d = rows - engine.layout.gather(engine.global_model, s, e)
+        if mask is not None:
+            d[:, mask[s:e]] = 0.0
         sq[:] += np.einsum("ij,ij->i", d, d, dtype=np.float64)
 
     engine.shard_pass(updates, visit, transform=False)
     return np.sqrt(sq)
 
 
-def add_noise(model: dict[str, np.ndarray], std: float, seed: int) -> None:
-    """Add N(0, std^2) to every float tensor in name order, in place, from one seeded stream."""
+def add_noise(flat: np.ndarray, std: float, seed: Any, mask: np.ndarray | None = None) -> None:
+    """Add N(0, std^2) to `flat` in place from one seeded float32 stream (chunked, so memory
+    stays O(chunk)); positions where `mask` is True get none."""
+    if std == 0.0:
+        return
     rng = np.random.default_rng(seed)
-    for name in sorted(model):
-        arr = model[name]
-        if arr.dtype.kind != "f" or std == 0.0:
-            continue
-        if not arr.flags.writeable or not arr.flags.c_contiguous:
-            arr = model[name] = np.array(arr, order="C")
-        flat = arr.reshape(-1)
-        for s in range(0, flat.size, NOISE_CHUNK):
-            part = flat[s : s + NOISE_CHUNK]
-            noise = rng.standard_normal(part.size, dtype=np.float32)
-            noise *= np.float32(std)
-            part += noise.astype(part.dtype, copy=False)
+    for s in range(0, flat.size, NOISE_CHUNK):
+        part = flat[s : s + NOISE_CHUNK]
+        noise = rng.standard_normal(part.size, dtype=np.float32)
+        noise *= np.float32(std)
+        if mask is not None:
+            noise[mask[s : s + NOISE_CHUNK]] = 0.0
+        part += noise.astype(part.dtype, copy=False)
 
 
-def epsilon(noise_multiplier: float, rounds: int, delta: float, sampling_rate: float = 1.0) -> float:
-    """Epsilon at `delta` after `rounds` Gaussian releases (Poisson-sampled when rate < 1)."""
-    if noise_multiplier <= 0.0:
+def epsilon(noise_multiplier: float, rounds: int, delta: float, sampling_rate: float = 1.0,
+            count_multiplier: float | None = None) -> float:
+    """Epsilon at `delta` after `rounds` rounds, each one Gaussian release of multiplier
+    `noise_multiplier` (and, with adaptive clipping, one of `count_multiplier`), Poisson-sampled
+    when the rate is below 1: dp-accounting's RDP accountant over the exact composition."""
+    if noise_multiplier <= 0.0 or (count_multiplier is not None and count_multiplier <= 0.0):
         return float("inf")
     import dp_accounting  # deferred: only DP rounds pay for the import
     from dp_accounting import rdp
 
     event: Any = dp_accounting.GaussianDpEvent(noise_multiplier)
+    if count_multiplier is not None:
+        event = dp_accounting.ComposedDpEvent([event, dp_accounting.GaussianDpEvent(count_multiplier)])
     if sampling_rate < 1.0:
         event = dp_accounting.PoissonSampledDpEvent(sampling_rate, event)
     accountant = rdp.RdpAccountant()
@@ -91,24 +107,26 @@ def adaptive_noise_multiplier(noise_multiplier: float, count_stddev: float) -> f
     return (noise_multiplier**-2 - (2 * count_stddev) ** -2) ** -0.5
 
 
-def next_clipping_norm(
-    norm: float, unclipped: int, n: int, dp: Mapping[str, Any], rng: np.random.Generator
-) -> float:
-    """Geometric update toward the target quantile of the update norms (Andrew et al. 2021):
-    C <- C exp(-lr (b - gamma)), b the (noised) fraction of clients *not* clipped.
-
-    Flower 1.42 counts the clipped clients instead, which moves C the wrong way; this follows
-    the paper (tests/unit/aggregation/test_agg_dp.py checks both)."""
-    noisy = unclipped + (rng.normal(0.0, _count_stddev(dp, n)) if dp["noise_multiplier"] > 0 else 0.0)
-    return norm * float(np.exp(-float(dp["clip_norm_lr"]) * (noisy / n - float(dp["target_quantile"]))))
+def unclipped_fraction(unclipped: int, n: int, m: int, count_stddev: float, rng: np.random.Generator,
+                       noised: bool) -> float:
+    """The paper's query: (sum_i (b_i - 1/2) + N(0, sigma_b^2)) / m + 1/2; sensitivity 1/2."""
+    centred = unclipped - n / 2 + (rng.normal(0.0, count_stddev) if noised else 0.0)
+    return centred / m + 0.5
 
 
-def _count_stddev(dp: Mapping[str, Any], n: int) -> float:
-    return float(dp["clipped_count_stddev"]) if dp.get("clipped_count_stddev") is not None else n / 20
+def next_clipping_norm(norm: float, fraction: float, dp: Mapping[str, Any]) -> float:
+    """Geometric update toward the target quantile (Andrew et al. 2021): C <- C exp(-lr (b - gamma)),
+    b the (noised) fraction of clients *not* clipped. Flower 1.42 counts the clipped clients
+    instead, which moves C the wrong way (tests/unit/aggregation/test_agg_dp.py shows both)."""
+    return norm * float(np.exp(-float(dp["clip_norm_lr"]) * (fraction - float(dp["target_quantile"]))))
+
+
+def count_stddev(dp: Mapping[str, Any], m: int) -> float:
+    return float(dp["clipped_count_stddev"]) if dp.get("clipped_count_stddev") is not None else m / 20
 
 
 def with_dp(
-    inner: Callable[..., AggregationResult],
+    name: str,
     dp: Mapping[str, Any],
     global_model: Mapping[str, np.ndarray],
     updates: Sequence[UpdateInput],
@@ -116,40 +134,68 @@ def with_dp(
     params: Mapping[str, object],
     *,
     engine: Engine,
+    noise_seed: Any,
 ) -> AggregationResult:
-    """Run `inner` on clipped updates, noise its model, account for the round."""
+    """Clip, average uniformly over m, noise, then run `name`'s server step on the noised mean."""
+    if name not in SERVER_STEPS:
+        raise Unprocessable(f"central DP is not available with {name}", code="DP_NOT_SUPPORTED")
     adaptive = dp.get("target_quantile") is not None
     z, n = float(dp["noise_multiplier"]), len(updates)
+    m = int(dp.get("expected_clients") or n)
     clip = float(state[NORM_KEY]) if adaptive and NORM_KEY in state else float(dp["clipping_norm"])
-    z_model = adaptive_noise_multiplier(z, _count_stddev(dp, n)) if adaptive else z
+    z_model = adaptive_noise_multiplier(z, count_stddev(dp, m)) if adaptive else z
     norms = delta_norms(engine, updates)
-    engine.scales = {u.client_id: clip_scale(x, clip) for u, x in zip(updates, norms, strict=True)}
+    mean, std = _privatized_mean(engine, updates, norms, clip, m, z_model, noise_seed)
     inner_state = {k: v for k, v in state.items() if not k.startswith("dp/")}
-    try:
-        result = inner(global_model, updates, inner_state, params, engine=engine)
+    flat, new_state = SERVER_STEPS[name](engine, mean, inner_state, params)
+    rounds = int(np.asarray(state.get(STATE_KEY, 0)).reshape(-1)[0]) + 1
+    new_state = {**new_state, STATE_KEY: np.array(rounds, dtype=np.int64)}
+    info: dict[str, Any] = {"weights": {u.client_id: 1.0 / m for u in updates}}
+    count_z = None
+    if adaptive:
+        count_z = 2 * count_stddev(dp, m)
+        rng = np.random.default_rng([*np.atleast_1d(noise_seed).tolist(), 1])
+        fraction = unclipped_fraction(int(np.sum(norms <= clip)), n, m, count_stddev(dp, m), rng, z > 0)
+        new_state[NORM_KEY] = np.array(next_clipping_norm(clip, fraction, dp), dtype=np.float64)
+    info["privacy"] = _privacy_info(dp, z, z_model, count_z, clip, std, rounds, int(np.sum(norms > clip)), m)
+    if adaptive:
+        info["privacy"]["next_clipping_norm"] = float(new_state[NORM_KEY])
+    return AggregationResult(model=engine.model(flat), state=new_state, info=info)
+
+
+def _privatized_mean(engine: Engine, updates: Sequence[UpdateInput], norms: np.ndarray, clip: float,
+                     m: int, z_model: float, noise_seed: Any) -> tuple[np.ndarray, float]:
+    """g + (sum_k clip_k(x_k - g)) / m + N(0, (z C / m)^2) on float positions; integers stay g."""
+    engine.scales = {u.client_id: clip_scale(x, clip) for u, x in zip(updates, norms, strict=True)}
+    try:  # sum_k (g + c_k (x_k - g)) / m: the mean delta rides on g, as float32 models are stored
+        mean = engine.weighted_sum(updates, [1.0 / m] * len(updates))
     finally:
         engine.scales = None
-    std = z_model * clip / n  # calibrated to the norm this round clipped with
-    add_noise(result.model, std, engine.seed)
-    rounds = int(np.asarray(state.get(STATE_KEY, 0)).reshape(-1)[0]) + 1
-    result.state = {**result.state, STATE_KEY: np.array(rounds, dtype=np.int64)}
-    if adaptive:
-        unclipped = int(np.sum(norms <= clip))
-        new_norm = next_clipping_norm(clip, unclipped, n, dp, np.random.default_rng([engine.seed, 1]))
-        result.state[NORM_KEY] = np.array(new_norm, dtype=np.float64)
-    result.info["privacy"] = _privacy_info(dp, z, clip, std, rounds, int(np.sum(norms > clip)))
-    if adaptive:
-        result.info["privacy"]["next_clipping_norm"] = new_norm
-    return result
+    g = engine.layout.flatten(engine.global_model)
+    if len(updates) != m:  # add the (1 - n/m) g that makes it g + (sum of clipped deltas) / m
+        mean += mean.dtype.type(1.0 - len(updates) / m) * g
+    std = z_model * clip / m
+    mask = engine.layout.integer_mask()
+    add_noise(mean, std, noise_seed, mask)
+    if mask is not None:
+        mean[mask] = g[mask]
+    return mean, std
 
 
-def _privacy_info(dp: Mapping[str, Any], z: float, clip: float, std: float, rounds: int, clipped: int) -> dict:
-    eps = epsilon(z, rounds, float(dp["target_delta"]), float(dp.get("sampling_rate") or 1.0))
+def _privacy_info(dp: Mapping[str, Any], z: float, z_model: float, count_z: float | None, clip: float,
+                  std: float, rounds: int, clipped: int, m: int) -> dict:
+    eps = epsilon(z_model if count_z else z, rounds, float(dp["target_delta"]),
+                  float(dp.get("sampling_rate") or 1.0), count_z)
     return {
         "epsilon": eps if np.isfinite(eps) else None,
         "delta": float(dp["target_delta"]),
         "noise_multiplier": z,
+        "model_noise_multiplier": z_model,
+        "count_noise_multiplier": count_z,
         "clipping_norm": clip,
+        "expected_clients": m,
+        "sensitivity": clip / m,
+        "neighbouring": NEIGHBOURING,
         "rounds": rounds,
         "noise_stddev": std,
         "clipped_clients": clipped,

@@ -11,9 +11,11 @@ from fma.domain.aggregation.math import example_weights
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 
 
-def weighted_average(engine: Engine, updates: Sequence[UpdateInput]) -> tuple[np.ndarray, dict]:
-    """sum_k n_k x_k / sum_k n_k as a flat vector, and the weights for the manifest."""
-    weights = example_weights([u.num_examples for u in updates])
+def weighted_average(engine: Engine, updates: Sequence[UpdateInput], *, uniform: bool = False
+                     ) -> tuple[np.ndarray, dict]:
+    """sum_k n_k x_k / sum_k n_k (or the plain mean with `uniform`) as a flat vector, and the
+    weights for the manifest."""
+    weights = example_weights([1 if uniform else u.num_examples for u in updates])
     flat = engine.weighted_sum(updates, weights)
     return flat, {u.client_id: float(w) for u, w in zip(updates, weights, strict=True)}
 

@@ -64,16 +64,31 @@ class FlatLayout:
             i += 1
 
     def split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """The model dict from a flat vector: views where the dtype already matches."""
+        """The model dict from a flat vector: views where the dtype already matches.
+
+        Integer and bool tensors (BatchNorm's `num_batches_tracked`, masks) were computed as
+        floats by the strategy's rule; they are rounded to the nearest integer (ties to even)
+        and clipped to the dtype's range, so a bool is the rounded mean (a majority vote).
+        Float16 and bfloat16 are rounded from the float32 result (round to nearest even).
+        """
         out = {}
         for name, shape, dtype, off, size in zip(
             self.names, self.shapes, self.dtypes, self.offsets, self.sizes, strict=True
         ):
             part = flat[off : off + size]
             if dtype.kind in "iub":
-                part = np.rint(part)
+                part = _to_integer_range(np.rint(part), dtype)
             out[name] = part.astype(dtype, copy=False).reshape(shape)
         return out
+
+    def integer_mask(self) -> np.ndarray | None:
+        """True at the flat positions of integer and bool tensors, or None if there are none."""
+        if not any(d.kind in "iub" for d in self.dtypes):
+            return None
+        mask = np.zeros(self.total, dtype=bool)
+        for dtype, off, size in zip(self.dtypes, self.offsets, self.sizes, strict=True):
+            mask[off : off + size] = dtype.kind in "iub"
+        return mask
 
     def gather(self, model: Mapping[str, np.ndarray], s: int, e: int) -> np.ndarray:
         """Copy of model[s:e] as a flat vector in the accumulation dtype."""
@@ -85,6 +100,17 @@ class FlatLayout:
 
     def flatten(self, model: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.gather(model, 0, self.total)
+
+
+def _to_integer_range(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Clip rounded floats into `dtype`'s range (a cast out of range is undefined in numpy)."""
+    if dtype.kind == "b":
+        return np.clip(values, 0, 1)
+    info = np.iinfo(dtype)
+    high = float(info.max)
+    if high > 2.0**53:  # float(2**63 - 1) rounds up to 2**63, which int64 cannot hold
+        high = float(np.nextafter(high, 0.0))
+    return np.clip(values, float(info.min), high)
 
 
 @dataclass(frozen=True)

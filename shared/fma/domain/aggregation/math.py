@@ -8,7 +8,9 @@ tests/unit/aggregation.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -96,39 +98,87 @@ def median_rows(rows: np.ndarray) -> np.ndarray:
     return srt[:, lo].copy() if lo == hi else (srt[:, lo] + srt[:, hi]) / rows.dtype.type(2)
 
 
+def trim_count(beta: float, n: int) -> int:
+    """floor(beta * n) in exact arithmetic on the decimal the user wrote.
+
+    `int(0.29 * 100)` is 28 (the float product is 28.999...); the user asked for 29. `repr`
+    gives the shortest decimal that reads back as `beta`, i.e. the JSON number as written.
+    """
+    return math.floor(Fraction(repr(float(beta))) * n)
+
+
 def trimmed_mean_rows(rows: np.ndarray, beta: float) -> np.ndarray:
-    """Mean of the values left after cutting int(beta * n) from each end (scipy's trim_mean)."""
+    """Mean of the values left after cutting floor(beta * n) from each end (scipy's trim_mean)."""
     if not 0.0 <= beta < 0.5:
         raise ValueError("beta must be in [0, 0.5)")
     n = rows.shape[0]
-    cut = int(beta * n)
+    cut = trim_count(beta, n)
     if not cut:
         return np.mean(rows, axis=0, dtype=np.float64).astype(rows.dtype)
     kept = sorted_columns(rows)[:, cut : n - cut]
     return np.mean(kept, axis=1, dtype=np.float64).astype(rows.dtype)
 
 
-def add_sq_distances(rows: np.ndarray, out: np.ndarray) -> None:
+#: up to this many rows the centre is found with a min/max network over whole rows.
+NETWORK_ROWS = 7
+
+
+def robust_centre(rows: np.ndarray, num_malicious: int) -> np.ndarray:
+    """Per coordinate, the median of the first m = max(3, 2f + 1) rows (all rows if fewer).
+
+    Any 2f + 1 rows hold at most f Byzantine ones, so their median lies inside the honest
+    clients' range of every coordinate: no f clients can move it outside. m small keeps this
+    cheap: an odd-even transposition network of np.minimum / np.maximum over whole rows, or a
+    selection over the transposed block for large f.
+    """
+    m = min(rows.shape[0], max(3, 2 * num_malicious + 1))
+    m -= 1 - m % 2  # odd, so the median is one of the values
+    if m <= NETWORK_ROWS:
+        r = [rows[i].copy() for i in range(m)]
+        for p in range(m):
+            for i in range(p % 2, m - 1, 2):
+                low = np.minimum(r[i], r[i + 1])
+                np.maximum(r[i], r[i + 1], out=r[i + 1])
+                r[i] = low
+        return r[m // 2]
+    cols = np.empty((rows.shape[1], m), dtype=rows.dtype)
+    for j in range(0, rows.shape[1], TRANSPOSE_BLOCK):
+        cols[j : j + TRANSPOSE_BLOCK] = rows[:m, j : j + TRANSPOSE_BLOCK].T
+    return np.partition(cols, m // 2, axis=1)[:, m // 2]
+
+
+def add_sq_distances(rows: np.ndarray, out: np.ndarray, num_malicious: int = 0) -> None:
     """out[i, j] += ||rows_i - rows_j||^2 through a Gram matrix; `rows` is overwritten.
 
-    Rows are first centred on row 0 (distances are translation-invariant), which keeps the
-    Gram trick's cancellation small; the Gram matrix is summed over column blocks in float64,
-    so its error stays at float32 rounding of each block (as Flower's float32 differences).
+    Distances are translation-invariant, so rows are centred first, on `robust_centre`: a
+    point inside the honest clients' range that no f clients can move. Centring on one client
+    (the lowest id, say) let that client choose the centre: 1e4 away, float32 cancellation then
+    hid a colluder 0.4 away (issue 19). Centred this way an honest pair's distance is computed
+    from values of the honest spread's magnitude, so its error stays at float32 rounding of
+    that spread whatever one outlier does; the Gram matrix is summed over column blocks in
+    float64. A row so far away that its squares overflow float32 gets an infinite distance.
     """
-    rows[1:] -= rows[0]
-    rows[0] = 0
+    rows -= robust_centre(rows, num_malicious)
     gram = np.zeros(out.shape)
-    for j in range(0, rows.shape[1], GRAM_BLOCK):
-        block = rows[:, j : j + GRAM_BLOCK]
-        gram += block @ block.T
-    sq = np.diag(gram).copy()
-    out += np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for j in range(0, rows.shape[1], GRAM_BLOCK):
+            block = rows[:, j : j + GRAM_BLOCK]
+            gram += block @ block.T
+        sq = np.diag(gram).copy()
+        dist = np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+    out += np.where(np.isfinite(dist), dist, np.inf)
+
+
+def check_krum_precondition(n: int, num_malicious: int) -> None:
+    """Blanchard et al. 2017 prove Krum only for n > 2f + 2; below it a score sums no neighbour."""
+    if n <= 2 * num_malicious + 2:
+        raise ValueError(f"Krum needs n > 2f + 2 clients; got n={n}, f={num_malicious}")
 
 
 def krum_scores(dist: np.ndarray, num_malicious: int) -> np.ndarray:
     """Score of each client: sum of its squared distances to its n - f - 2 nearest others."""
     n = dist.shape[0]
-    closest = max(1, n - num_malicious - 2)
+    closest = max(1, n - num_malicious - 2)  # Bulyan's later pools go below 2f + 3 (as Flower)
     scores = np.empty(n)
     for i in range(n):
         others = np.delete(dist[i], i)
@@ -138,6 +188,7 @@ def krum_scores(dist: np.ndarray, num_malicious: int) -> np.ndarray:
 
 def krum_select(dist: np.ndarray, num_malicious: int, num_to_select: int) -> list[int]:
     """Indices Krum keeps: the lowest score (Krum) or the `num_to_select` lowest (MultiKrum)."""
+    check_krum_precondition(dist.shape[0], num_malicious)
     scores = krum_scores(dist, num_malicious)
     order = np.argsort(scores, kind="stable")
     return sorted(int(i) for i in order[: max(1, num_to_select)])

@@ -40,29 +40,36 @@ def fedmedian(g: Model, updates: Sequence[UpdateInput], state: State, params: Pa
 
 def fedtrimmedavg(g: Model, updates: Sequence[UpdateInput], state: State, params: Params, *,
                   engine: Engine) -> AggregationResult:
-    """Coordinate-wise mean after cutting int(beta * n) values at each end (unweighted)."""
+    """Coordinate-wise mean after cutting floor(beta * n) values at each end (unweighted)."""
     beta = float(params["beta"])
     flat = engine.map_shards(updates, lambda rows: trimmed_mean_rows(rows, beta))
     return AggregationResult(model=engine.model(flat), info={"weights": _uniform(updates)})
 
 
-def sq_distances(engine: Engine, updates: Sequence[UpdateInput]) -> np.ndarray:
+def sq_distances(engine: Engine, updates: Sequence[UpdateInput], num_malicious: int) -> np.ndarray:
     """Matrix of squared L2 distances between the clients' flat vectors, shard by shard."""
     dist = np.zeros((len(updates), len(updates)))
-    engine.shard_pass(updates, lambda s, e, rows: add_sq_distances(rows, dist))
+    engine.shard_pass(updates, lambda s, e, rows: add_sq_distances(rows, dist, num_malicious))
     return dist
 
 
 def _krum(g: Model, updates: Sequence[UpdateInput], params: Params, engine: Engine,
           keep: int) -> AggregationResult:
     f = int(params["num_malicious"])
-    chosen = krum_select(sq_distances(engine, updates), f, keep)
+    if len(updates) <= 2 * f + 2:
+        raise Unprocessable(
+            f"krum needs more than 2 * num_malicious + 2 = {2 * f + 2} updates (Blanchard et al. 2017), "
+            f"got {len(updates)}",
+            code="TOO_FEW_UPDATES",
+        )
+    chosen = krum_select(sq_distances(engine, updates, f), f, keep)
     picked = [updates[i] for i in chosen]
     if keep <= 0:
         flat = engine.client_vector(picked[0])
         weights = {u.client_id: float(u is picked[0]) for u in updates}
     else:
-        w = example_weights([u.num_examples for u in picked])
+        uniform = params.get("variant") == "paper"  # Blanchard et al.: the plain mean of the m picked
+        w = example_weights([1 if uniform else u.num_examples for u in picked])
         flat = engine.weighted_sum(picked, w)
         weights = {u.client_id: 0.0 for u in updates}
         weights.update({u.client_id: float(x) for u, x in zip(picked, w, strict=True)})
@@ -78,7 +85,8 @@ def krum(g: Model, updates: Sequence[UpdateInput], state: State, params: Params,
 
 def multikrum(g: Model, updates: Sequence[UpdateInput], state: State, params: Params, *,
               engine: Engine) -> AggregationResult:
-    """FedAvg over the `num_to_select` best Krum scores (0 selects one, as Krum)."""
+    """Mean of the `num_to_select` best Krum scores: example-weighted as Flower (`variant`
+    "flower", the default) or uniform as the paper (`variant` "paper")."""
     return _krum(g, updates, params, engine, int(params["num_to_select"]))
 
 
@@ -91,7 +99,7 @@ def bulyan(g: Model, updates: Sequence[UpdateInput], state: State, params: Param
             f"bulyan needs at least 4 * num_malicious + 3 = {4 * f + 3} updates, got {len(updates)}",
             code="TOO_FEW_UPDATES",
         )
-    chosen = bulyan_select(sq_distances(engine, updates), f)
+    chosen = bulyan_select(sq_distances(engine, updates, f), f)
     picked = [updates[i] for i in sorted(chosen)]
     flat = engine.map_shards(picked, lambda rows: bulyan_rows(rows, f))
     weights = {u.client_id: 0.0 for u in updates}
