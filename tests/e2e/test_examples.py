@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,3 +64,12 @@ def test_pytorch_example_trains_a_flower_torch_client(fma):
     assert result.returncode == 0, result.stdout
     assert "torch is not installed" not in result.stdout
     assert "round 2: federated evaluation accuracy" in result.stdout
+
+
+def test_flower_pytorch_batchnorm_example_keeps_the_0d_buffer_under_fedavg(fma):
+    url, admin = fma
+    result = run_example("flower_pytorch_batchnorm/run.py", "--url", url, "--admin-token", admin)
+    assert result.returncode == 0, result.stdout
+    assert "round 2: federated evaluation accuracy" in result.stdout
+    assert re.search(r"final model: bn1.num_batches_tracked = \d+ \(shape \[\], int64\)", result.stdout), result.stdout
+    assert "final model loaded with numpy_to_state_dict: accuracy on all digits" in result.stdout
