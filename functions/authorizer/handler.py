@@ -11,20 +11,18 @@ import functools
 from aws_lambda_powertools import Logger
 
 from authorizer.settings import load_settings
-from fma.adapters.repository import DynamoRepository
+from fma.adapters.factory import build_token_deps
 from fma.domain.auth import parse_bearer
 from fma.domain.errors import Forbidden, Unauthorized
 from fma.services.access import authenticate
-from fma.services.deps import Deps
+from fma.services.deps import TokenDeps
 
 logger = Logger()
 
 
 @functools.cache
-def deps() -> Deps:
-    settings = load_settings()
-    return Deps(repo=DynamoRepository(settings.table_name, settings.region, settings.dynamodb_endpoint),
-                store=None)  # type: ignore[arg-type]
+def deps() -> TokenDeps:
+    return build_token_deps(load_settings())
 
 
 def api_wildcard(method_arn: str) -> str:

@@ -62,10 +62,10 @@ def _token_create(args: argparse.Namespace) -> int:
     from fma.adapters.repository import DynamoRepository
     from fma.domain.auth import Role
     from fma.services.access import mint_token
-    from fma.services.deps import Deps
+    from fma.services.deps import TokenDeps
 
     region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    deps = Deps(repo=DynamoRepository(args.table, region, args.endpoint_url), store=None)  # type: ignore[arg-type]
+    deps = TokenDeps(repo=DynamoRepository(args.table, region, args.endpoint_url))
     token, rec = mint_token(deps, Role(args.role), name=args.name)
     print(token)
     print(f"role={rec.role} principal_id={rec.principal_id} (store it now: it is not shown again)", file=sys.stderr)

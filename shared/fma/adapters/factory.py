@@ -1,20 +1,27 @@
 """Builds the service dependencies from settings; handlers cache the result per cold start.
 
-Local mode and tests replace the invoker through `set_invoker_override` (the aggregate function
-runs in a worker thread there instead of through Lambda).
+Lambda runs the `aws` connector. Local mode and tests replace the connector through
+`set_connector_override` (local mode's default is `sqlite_fs`) and the invoker through
+`set_invoker_override` (the aggregate function runs in a local worker instead of through Lambda).
+Nothing here reads the environment: `Settings` does, once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from fma.adapters import aws
 from fma.adapters.invoker import LambdaInvoker
-from fma.adapters.repository import DynamoRepository
-from fma.adapters.s3_store import S3ObjectStore
 from fma.adapters.secret_stores import FileSecretStore, SecretsManagerStore
 from fma.adapters.settings import Settings
-from fma.services.deps import Deps
-from fma.services.ports import Invoker, SecretStore
+from fma.services.deps import Deps, TokenDeps
+from fma.services.ports import Invoker, MetadataStore, ModelStore, SecretStore
+
+#: builds a connector's two stores from the settings.
+Connector = Callable[[Settings], tuple[MetadataStore, ModelStore]]
 
 _invoker_override: Invoker | None = None
+_connector_override: Connector | None = None
 
 
 def set_invoker_override(invoker: Invoker | None) -> None:
@@ -22,9 +29,13 @@ def set_invoker_override(invoker: Invoker | None) -> None:
     _invoker_override = invoker
 
 
+def set_connector_override(connector: Connector | None) -> None:
+    global _connector_override
+    _connector_override = connector
+
+
 def build_deps(settings: Settings) -> Deps:
-    repo = DynamoRepository(settings.table_name, settings.region, settings.dynamodb_endpoint)
-    store = S3ObjectStore(settings.bucket_name or "", endpoint_url=settings.s3_endpoint, region=settings.region)
+    repo, store = (_connector_override or aws.aws_stores)(settings)
     invoker: Invoker | None = _invoker_override
     if invoker is None and settings.aggregate_function:
         invoker = LambdaInvoker(settings.aggregate_function)
@@ -38,3 +49,10 @@ def secret_store(settings: Settings) -> SecretStore | None:
     if settings.dp_secret_file:
         return FileSecretStore(settings.dp_secret_file)
     return None
+
+
+def build_token_deps(settings: Settings) -> TokenDeps:
+    """The authorizer's dependencies: the token store only (it needs no bucket)."""
+    if _connector_override is not None:
+        return TokenDeps(repo=_connector_override(settings)[0])
+    return TokenDeps(repo=aws.metadata_store(settings))

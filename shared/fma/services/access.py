@@ -10,10 +10,10 @@ from fma.domain.clock import iso
 from fma.domain.errors import Forbidden, InvalidInput, Unauthorized
 from fma.domain.records import TokenRecord
 from fma.services.bodies import optional_int, require_object
-from fma.services.deps import Deps
+from fma.services.deps import Deps, TokenDeps
 
 
-def mint_token(deps: Deps, role: Role, principal_id: str | None = None, *, name: str | None = None,
+def mint_token(deps: Deps | TokenDeps, role: Role, principal_id: str | None = None, *, name: str | None = None,
                experiment_id: str | None = None, expires_in: int | None = None,
                max_uses: int | None = None) -> tuple[str, TokenRecord]:
     token = new_token()
@@ -43,7 +43,7 @@ def create_token(deps: Deps, caller: Principal, body: object) -> dict[str, Any]:
             "expires_at": iso(rec.expires_at) if rec.expires_at else None}
 
 
-def authenticate(deps: Deps, token: str) -> Principal:
+def authenticate(deps: Deps | TokenDeps, token: str) -> Principal:
     """Resolve a presented token; only its sha256 is looked up (no timing oracle on the secret)."""
     digest = hash_token(token)
     rec = deps.repo.get_token(digest)

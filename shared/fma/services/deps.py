@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from fma.domain.clock import now as wall_clock
-from fma.services.ports import Invoker, ObjectStore, SecretStore
+from fma.services.ports import Invoker, MetadataStore, ModelStore, SecretStore, TokenStore
 
 
 @dataclass(frozen=True)
@@ -26,13 +25,23 @@ class Limits:
 
 @dataclass
 class Deps:
-    repo: Any
-    store: ObjectStore
+    """A connector's two stores, the aggregate invoker, the limits and the clock (tests move it)."""
+
+    repo: MetadataStore
+    store: ModelStore
     invoker: Invoker | None = None
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], float] = wall_clock
     #: the DP noise key (services/dp_noise.py); None: noise from the OS CSPRNG, not reproducible.
     secrets: SecretStore | None = None
+
+
+@dataclass
+class TokenDeps:
+    """What resolving and minting tokens needs (the authorizer and `fma token create`): no objects."""
+
+    repo: TokenStore
+    clock: Callable[[], float] = wall_clock
 
 
 def model_key(experiment_id: str, n: int) -> str:

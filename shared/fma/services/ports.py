@@ -1,22 +1,184 @@
-"""What the services need from the outside world; adapters implement these Protocols."""
+"""What the services need from the outside world: typed ports that every connector implements.
+
+Two stores make a connector: the metadata store (tokens, experiments, clients, rounds, updates,
+evaluations, due items) and the model-data store (objects: models, updates, state, manifests).
+`fma.adapters.aws` (DynamoDB + S3), `fma.adapters.sqlite_fs` (SQLite + files) and
+`fma.adapters.memory` (dictionaries) implement them; `tests/contract/` is what proves that a
+connector keeps the semantics the services rely on (conditional writes, exactly-once counts,
+one seal winner, leases, versioned reads). See docs/connectors.md.
+
+Every method that changes state is one atomic conditional write: it either happens completely
+and returns True / a result, or changes nothing. Counting methods (accept, reject, late) count
+exactly once however often and however concurrently they are called.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from fma.domain.experiment import Experiment
+from fma.domain.records import EvaluationRecord, Page, RoundRecord, TokenRecord, UpdateRecord
+from fma.domain.states import ExperimentStatus, RoundState
 
 
-class ObjectStore(Protocol):
+@runtime_checkable
+class TokenStore(Protocol):
+    """Tokens by the sha256 of their secret (the secret itself is never stored)."""
+
+    def put_token(self, rec: TokenRecord) -> None:
+        """Create; a second token with the same hash is refused (the store raises)."""
+
+    def get_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def revoke_token(self, token_hash: str) -> None: ...
+
+
+@runtime_checkable
+class ExperimentStore(Protocol):
+    """Experiments, their clients and the experiment-level transitions."""
+
+    def create_experiment(self, exp: Experiment) -> None:
+        """Create; an existing id is refused."""
+
+    def get_experiment(self, experiment_id: str) -> Experiment | None: ...
+
+    def list_experiments(self, owner: str | None, limit: int, cursor: str | None) -> Page:
+        """Newest first; `next_cursor` is opaque, and a tampered one raises InvalidInput."""
+
+    def set_status(self, experiment_id: str, allowed_from: set[ExperimentStatus],
+                   target: ExperimentStatus) -> Experiment:
+        """Move to `target` if the status is in `allowed_from`, else raise Conflict."""
+
+    def set_model_error(self, experiment_id: str, reason: str) -> None: ...
+
+    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord) -> bool:
+        """PENDING_MODEL -> RUNNING and round 1 OPEN together; False if already done."""
+
+    def register_client(self, experiment_id: str, client_id: str, name: str | None,
+                        enrollment_hash: str, client_token: TokenRecord, now: float) -> None:
+        """Consume one enrollment use, add the client, its token and the count, all or nothing."""
+
+    def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool: ...
+
+
+@runtime_checkable
+class RoundStore(Protocol):
+    """Rounds, updates and evaluations: the exactly-once counting of DESIGN section 5."""
+
+    def get_round(self, experiment_id: str, n: int) -> RoundRecord | None: ...
+
+    def list_rounds(self, experiment_id: str, limit: int, cursor: str | None) -> Page:
+        """Oldest first, paginated by an opaque cursor."""
+
+    def list_updates(self, experiment_id: str, n: int) -> list[UpdateRecord]:
+        """Every update of a round in client-id order (aggregation depends on the order)."""
+
+    def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None: ...
+
+    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0) -> None:
+        """Record UPLOADING (due for reconciliation after `grace`); Conflict once accepted."""
+
+    def accept_update(self, u: UpdateRecord) -> str:
+        """"accepted" | "duplicate" | "closed" | "inactive": one transaction, counted once."""
+
+    def reject_update(self, u: UpdateRecord) -> bool: ...
+
+    def mark_late(self, u: UpdateRecord) -> bool: ...
+
+    def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool: ...
+
+    def put_evaluation(self, experiment_id: str, rec: EvaluationRecord, now: float) -> None:
+        """One per client and round; a second raises Conflict."""
+
+    def list_evaluations(self, experiment_id: str, n: int) -> list[EvaluationRecord]: ...
+
+
+@runtime_checkable
+class LifecycleStore(Protocol):
+    """Seal (one winner), lease (reclaimable after expiry), publish (one transaction), fail."""
+
+    def seal_round(self, experiment_id: str, n: int, quota: int, now: float, lease_seconds: float) -> bool: ...
+
+    def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
+                      lease_seconds: float) -> RoundRecord | None: ...
+
+    def publish_round(self, experiment_id: str, n: int, owner: str, *, sha256: str, metrics: dict,
+                      info: dict, seconds: float, now: float, next_round: RoundRecord | None) -> bool: ...
+
+    def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool: ...
+
+    def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool: ...
+
+    def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool: ...
+
+    def fail_round(self, experiment_id: str, n: int, reason: str) -> bool: ...
+
+
+@runtime_checkable
+class DueStore(Protocol):
+    """What the sweeper visits: rounds past their deadline or lease, overdue uploads."""
+
+    def list_due(self, now: float, limit: int = 100) -> list[RoundRecord]: ...
+
+    def list_due_uploads(self, now: float, limit: int = 100) -> list[UpdateRecord]: ...
+
+    def push_upload_due(self, experiment_id: str, n: int, client_id: str, when: float | None) -> None: ...
+
+
+@runtime_checkable
+class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, Protocol):
+    """Everything the services keep about experiments: one connector object implements it all."""
+
+
+@runtime_checkable
+class ModelStore(Protocol):
+    """Objects by key (models/, updates/, state/): versioned, ranged reads, signed grants.
+
+    `presigned_post` and `presigned_get` are grants for exactly one object: a client holding one
+    can reach nothing else (for an upload: nothing but that key and the granted size range).
+    """
+
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
     def get(self, key: str, version_id: str | None = None) -> bytes: ...
-    def get_versioned(self, key: str, version_id: str | None = None) -> tuple[bytes, str | None]: ...
-    def get_range(self, key: str, start: int, end: int, version_id: str | None = None) -> bytes: ...
-    def size(self, key: str) -> int | None: ...
+
+    def get_versioned(self, key: str, version_id: str | None = None) -> tuple[bytes, str | None]:
+        """The bytes and the version they belong to (pinned reads return that version's bytes)."""
+
+    def get_range(self, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        """Bytes [start, end); a short read raises ValueError."""
+
+    def size(self, key: str) -> int | None:
+        """The newest version's size, None if the key does not exist."""
+
     def exists(self, key: str) -> bool: ...
-    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]: ...
+
     def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
-                      sha256: str | None = None) -> dict[str, Any]: ...
-    def presigned_get(self, key: str, expires: int) -> str: ...
+                       sha256: str | None = None) -> dict[str, Any]:
+        """`{"url", "fields"}`: a multipart POST of one object of an allowed size (and, given
+        `sha256`, exactly those bytes) to `key`."""
+
+    def presigned_get(self, key: str, expires: int) -> str:
+        """A URL that downloads `key` (and nothing else) until it expires."""
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    """One object-created event: `event_id` acknowledges it, `key` names the object."""
+
+    event_id: str
+    key: str
+
+
+@runtime_checkable
+class ObjectEvents(Protocol):
+    """Object-created events, delivered at least once until acknowledged (S3 -> SQS, an outbox)."""
+
+    def receive(self, limit: int = 10, wait_seconds: float = 0.0) -> list[ObjectCreated]: ...
+
+    def acknowledge(self, event_ids: list[str]) -> None: ...
 
 
 class Invoker(Protocol):
