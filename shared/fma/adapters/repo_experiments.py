@@ -21,6 +21,8 @@ from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord, TokenRecord
 from fma.domain.states import ExperimentStatus
 
+REGISTERING = (ExperimentStatus.PENDING_MODEL, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+
 
 def to_experiment(item: ExperimentItem) -> Experiment:
     return Experiment(
@@ -110,14 +112,17 @@ class ExperimentRepository:
                               name=name, created_at=iso(now)), condition=ClientItem.pk.does_not_exist())
             t.save(token_item(client_token), condition=TokenItem.pk.does_not_exist())
             t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(1)],
-                     condition=ExperimentItem.status.is_in(
-                         *(str(s) for s in (ExperimentStatus.PENDING_MODEL, ExperimentStatus.RUNNING,
-                                            ExperimentStatus.PAUSED))))
+                     condition=ExperimentItem.status.is_in(*(str(s) for s in REGISTERING)))
         codes = transact(build)
-        if failed(codes, 0):
+        if not codes:
+            return
+        # Classify by reading back: DynamoDB implementations (moto among them) differ in which
+        # item of a cancelled transaction they report as failed.
+        enrollment = self.get_token(enrollment_hash)  # type: ignore[attr-defined]
+        if failed(codes, 0) or enrollment is None or not enrollment.usable(now):
             raise Forbidden("enrollment token is expired, revoked or used up", code="ENROLLMENT_EXHAUSTED")
-        if failed(codes, 3):
+        exp = self.get_experiment(experiment_id)
+        if failed(codes, 3) or exp is None or exp.status not in REGISTERING:
             raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
-        if codes:
-            raise Conflict("registration conflicted, retry", code="REGISTRATION_CONFLICT")
+        raise Conflict("registration conflicted, retry", code="REGISTRATION_CONFLICT")
 

@@ -1,0 +1,98 @@
+"""Model data in dictionaries: every put is a new version; created events wait to be received."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from fma.services.ports import ObjectCreated
+
+
+class ObjectNotFound(LookupError):
+    """No such key (or no such version of it)."""
+
+
+class MemoryEvents:
+    """Object-created events, at least once: a received event comes back unless acknowledged
+    within `visibility_seconds` (the way an SQS message does)."""
+
+    def __init__(self, visibility_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.lock = threading.Condition()
+        self.pending: dict[str, tuple[str, float]] = {}
+        self.visibility, self.clock = visibility_seconds, clock
+
+    def publish(self, key: str) -> None:
+        with self.lock:
+            self.pending[uuid.uuid4().hex] = (key, 0.0)
+            self.lock.notify_all()
+
+    def receive(self, limit: int = 10, wait_seconds: float = 0.0) -> list[ObjectCreated]:
+        with self.lock:
+            self.lock.wait_for(lambda: self._visible(), timeout=wait_seconds)
+            now = self.clock()
+            out = [ObjectCreated(i, key) for i, (key, at) in self.pending.items() if at <= now][:limit]
+            for event in out:
+                self.pending[event.event_id] = (event.key, now + self.visibility)
+            return out
+
+    def _visible(self) -> bool:
+        now = self.clock()
+        return any(at <= now for _, at in self.pending.values())
+
+    def acknowledge(self, event_ids: list[str]) -> None:
+        with self.lock:
+            for event_id in event_ids:
+                self.pending.pop(event_id, None)
+
+
+class MemoryModelStore:
+    """Versions kept per key; grants are opaque `memory://` URLs (nothing serves them)."""
+
+    def __init__(self, events: MemoryEvents | None = None):
+        self.lock = threading.Lock()
+        self.objects: dict[str, list[tuple[str, bytes]]] = {}
+        self.events = events
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        with self.lock:
+            self.objects.setdefault(key, []).append((uuid.uuid4().hex, bytes(data)))
+        if self.events is not None:
+            self.events.publish(key)
+
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        return self.get_versioned(key, version_id)[0]
+
+    def get_versioned(self, key: str, version_id: str | None = None) -> tuple[bytes, str | None]:
+        with self.lock:
+            versions = self.objects.get(key, [])
+            for vid, data in reversed(versions):
+                if version_id is None or vid == version_id:
+                    return data, vid
+        raise ObjectNotFound(f"{key} (version {version_id})")
+
+    def get_range(self, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        if end <= start:
+            return b""
+        data = self.get(key, version_id)[start:end]
+        if len(data) != end - start:
+            raise ValueError(f"short read of {key}: {len(data)} of {end - start} bytes")
+        return data
+
+    def size(self, key: str) -> int | None:
+        with self.lock:
+            versions = self.objects.get(key)
+            return len(versions[-1][1]) if versions else None
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
+        return {"url": "memory://upload", "fields": {"key": key, "min_size": str(min_size),
+                                                    "max_size": str(max_size), "expires": str(expires)}}
+
+    def presigned_get(self, key: str, expires: int) -> str:
+        return f"memory://{quote(key)}?expires={expires}"

@@ -1,0 +1,113 @@
+"""Records as JSON rows, keyed like the aws connector's items: the shared vocabulary of the
+embedded connectors (memory, sqlite_fs), which keep the same rows in dictionaries or in SQLite."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from typing import Any
+
+from fma.domain.auth import Role
+from fma.domain.errors import InvalidInput
+from fma.domain.experiment import Experiment, RoundPolicy
+from fma.domain.records import EvaluationRecord, RoundRecord, TokenRecord, UpdateRecord
+from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+
+Row = dict[str, Any]
+Key = tuple[str | int, ...]
+
+#: table -> the row fields that form its primary key, in sort order.
+TABLES: dict[str, tuple[str, ...]] = {
+    "tokens": ("token_hash",),
+    "experiments": ("id",),
+    "clients": ("experiment_id", "client_id"),
+    "rounds": ("experiment_id", "round"),
+    "updates": ("experiment_id", "round", "client_id"),
+    "evaluations": ("experiment_id", "round", "client_id"),
+}
+#: tables with a sparse `due` column (the sweeper's index) and the experiments' listing column.
+DUE_TABLES = ("rounds", "updates")
+
+
+def key_of(table: str, row: Row) -> Key:
+    return tuple(row[f] for f in TABLES[table])
+
+
+def due_key(when: float, experiment_id: str, n: int) -> str:
+    """Same format as the aws connector's due index: sorts by time, then experiment and round."""
+    return f"{when:017.3f}#{experiment_id}#{n:08d}"
+
+
+def upload_due_key(when: float, experiment_id: str, n: int, client_id: str) -> str:
+    return f"{due_key(when, experiment_id, n)}#{client_id}"
+
+
+def due_until(now: float) -> str:
+    return f"{now:017.3f}~"
+
+
+def token_row(rec: TokenRecord) -> Row:
+    return dataclasses.asdict(rec) | {"role": str(rec.role)}
+
+
+def to_token(row: Row) -> TokenRecord:
+    return TokenRecord(**(row | {"role": Role(row["role"])}))
+
+
+def experiment_row(exp: Experiment) -> Row:
+    row = dataclasses.asdict(exp)
+    row.update(policy=exp.policy.to_json(), status=str(exp.status), list_key=f"{exp.created_at}#{exp.id}")
+    return row
+
+
+def to_experiment(row: Row) -> Experiment:
+    fields = {f.name for f in dataclasses.fields(Experiment)}
+    data = {k: v for k, v in row.items() if k in fields}
+    data.update(policy=RoundPolicy(**row["policy"]), status=ExperimentStatus(row["status"]))
+    return Experiment(**data)
+
+
+def round_row(rec: RoundRecord, due: str | None) -> Row:
+    return dataclasses.asdict(rec) | {"state": str(rec.state), "due": due}
+
+
+def to_round(row: Row) -> RoundRecord:
+    data = {k: v for k, v in row.items() if k != "due"}
+    return RoundRecord(**(data | {"state": RoundState(row["state"])}))
+
+
+def update_row(rec: UpdateRecord, due: str | None = None) -> Row:
+    return dataclasses.asdict(rec) | {"status": str(rec.status), "due": due}
+
+
+def to_update(row: Row) -> UpdateRecord:
+    data = {k: v for k, v in row.items() if k != "due"}
+    return UpdateRecord(**(data | {"status": UpdateStatus(row["status"])}))
+
+
+def evaluation_row(experiment_id: str, rec: EvaluationRecord, now: float) -> Row:
+    return dataclasses.asdict(rec) | {"experiment_id": experiment_id, "created_at": now}
+
+
+def to_evaluation(row: Row) -> EvaluationRecord:
+    return EvaluationRecord(row["round"], row["client_id"], int(row["num_examples"]), row["metrics"] or {})
+
+
+def encode_cursor(value: str | int | None) -> str | None:
+    if value is None:
+        return None
+    return base64.urlsafe_b64encode(json.dumps([value]).encode()).decode()
+
+
+def decode_cursor(cursor: str | None, kind: type) -> Any:
+    """The last key of the previous page; a tampered cursor is a 400 (InvalidInput), never a 500."""
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError):
+        value = None
+    if not (isinstance(value, list) and len(value) == 1 and type(value[0]) is kind):
+        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR")
+    return value[0]

@@ -1,0 +1,65 @@
+"""Contract: the model-data store (versions, ranges, sizes, grants) and object-created events."""
+
+from __future__ import annotations
+
+import pytest
+
+from .contract_records import missing_object
+
+
+def test_versions_are_kept_and_pinned_reads_return_them(connector):
+    store = connector.store
+    store.put("updates/e/00000001/c-1.safetensors", b"first version")
+    _, v1 = store.get_versioned("updates/e/00000001/c-1.safetensors")
+    store.put("updates/e/00000001/c-1.safetensors", b"second")
+    data, v2 = store.get_versioned("updates/e/00000001/c-1.safetensors")
+    assert data == b"second" and v1 and v2 and v1 != v2
+    assert store.get("updates/e/00000001/c-1.safetensors", v1) == b"first version"
+    assert store.get_versioned("updates/e/00000001/c-1.safetensors", v1) == (b"first version", v1)
+    assert store.get_range("updates/e/00000001/c-1.safetensors", 6, 13, v1) == b"version"
+    assert store.get_range("updates/e/00000001/c-1.safetensors", 1, 4) == b"eco"
+    assert store.size("updates/e/00000001/c-1.safetensors") == 6
+
+
+def test_ranges_are_exact_and_short_reads_raise(connector):
+    store = connector.store
+    store.put("models/e/00000000.safetensors", bytes(range(200)))
+    assert store.get_range("models/e/00000000.safetensors", 0, 8) == bytes(range(8))
+    assert store.get_range("models/e/00000000.safetensors", 5, 5) == b""
+    with pytest.raises(ValueError):
+        store.get_range("models/e/00000000.safetensors", 190, 210)
+
+
+def test_missing_objects(connector):
+    store = connector.store
+    assert store.size("models/none/00000000.safetensors") is None
+    assert store.exists("models/none/00000000.safetensors") is False
+    with pytest.raises(missing_object()):
+        store.get("models/none/00000000.safetensors")
+    store.put("state/e/00000001.safetensors", b"x")
+    assert store.exists("state/e/00000001.safetensors") is True
+
+
+def test_grants_name_exactly_one_object(connector):
+    store = connector.store
+    post = store.presigned_post("updates/e/00000001/c-1.safetensors", 10, 10, 60)
+    assert set(post) == {"url", "fields"} and isinstance(post["fields"], dict)
+    assert "updates/e/00000001/c-1.safetensors" in post["fields"].values()
+    url = store.presigned_get("models/e/00000001.safetensors", 60)
+    assert "models/e/00000001.safetensors" in url.replace("%2F", "/")
+
+
+def test_created_objects_are_announced_until_acknowledged(connector):
+    if connector.events is None:
+        pytest.skip("connector has no object-created events")
+    events, store = connector.events, connector.store
+    store.put("updates/e/00000001/c-1.safetensors", b"x")
+    store.put("models/e/00000000.safetensors", b"y")
+    got = []
+    for _ in range(5):
+        got += events.receive(10, wait_seconds=1)
+        if len(got) >= 2:
+            break
+    assert sorted(e.key for e in got) == ["models/e/00000000.safetensors", "updates/e/00000001/c-1.safetensors"]
+    events.acknowledge([e.event_id for e in got])
+    assert events.receive(10, wait_seconds=0) == []
