@@ -1,0 +1,118 @@
+"""Model data as files under the state directory, one file per version.
+
+A put writes a temporary file, fsyncs it, renames it to its version id and fsyncs the folder;
+only then does one transaction record the version and its object-created event (the outbox).
+A crash before that commit leaves at most an unreferenced file, never a half object, and a
+version once recorded is never overwritten, so pinned reads (aggregation reads the version it
+accepted) always find their bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fma.adapters.memory.objects import ObjectNotFound
+from fma.adapters.sqlite_fs.db import Database
+from fma.adapters.sqlite_fs.grants import DOWNLOAD, UPLOAD, GrantSigner
+
+UPLOAD_PATH = "/objects"
+
+
+class FileModelStore:
+    """`public_url` is where clients reach local mode's gateway (it serves the grants)."""
+
+    def __init__(self, db: Database, root: Path, signer: GrantSigner, public_url: str,
+                 created: threading.Condition | None = None):
+        self.db, self.signer, self.public_url = db, signer, public_url.rstrip("/")
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.created = created or threading.Condition()
+
+    def _path(self, version_id: str) -> Path:
+        return self.root / version_id[:2] / version_id
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        version_id = uuid.uuid4().hex
+        final = self._path(version_id)
+        final.parent.mkdir(exist_ok=True)
+        temp = self.tmp / f"{version_id}.part"
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(temp, final)
+        _fsync_dir(final.parent)
+        with self.db.write() as tx:
+            tx.conn.execute("INSERT INTO objects (key, version_id, size, content_type, created) VALUES (?, ?, ?, ?, ?)",
+                            (key, version_id, len(data), content_type, time.time()))
+            tx.conn.execute("INSERT INTO outbox (key) VALUES (?)", (key,))
+        with self.created:
+            self.created.notify_all()
+
+    def _version(self, key: str, version_id: str | None) -> tuple[str, int]:
+        with self.db.read() as tx:
+            if version_id is None:
+                found = tx.conn.execute("SELECT version_id, size FROM objects WHERE key = ? ORDER BY seq DESC LIMIT 1",
+                                        (key,)).fetchone()
+            else:
+                found = tx.conn.execute("SELECT version_id, size FROM objects WHERE key = ? AND version_id = ?",
+                                        (key, version_id)).fetchone()
+        if found is None:
+            raise ObjectNotFound(f"{key} (version {version_id})")
+        return found[0], int(found[1])
+
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        return self.get_versioned(key, version_id)[0]
+
+    def get_versioned(self, key: str, version_id: str | None = None) -> tuple[bytes, str | None]:
+        vid, _ = self._version(key, version_id)
+        return self._path(vid).read_bytes(), vid
+
+    def get_range(self, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        if end <= start:
+            return b""
+        vid, _ = self._version(key, version_id)
+        with open(self._path(vid), "rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
+        if len(data) != end - start:
+            raise ValueError(f"short read of {key}: {len(data)} of {end - start} bytes")
+        return data
+
+    def open_version(self, key: str, version_id: str | None = None) -> tuple[Path, int]:
+        """The file of a version and its size (the gateway streams downloads from it)."""
+        vid, size = self._version(key, version_id)
+        return self._path(vid), size
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._version(key, None)[1]
+        except ObjectNotFound:
+            return None
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
+        """A multipart POST to the gateway for exactly `key` and a size in [min_size, max_size]."""
+        grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size)
+        return {"url": f"{self.public_url}{UPLOAD_PATH}", "fields": {"key": key, "grant": grant}}
+
+    def presigned_get(self, key: str, expires: int) -> str:
+        grant = self.signer.sign(DOWNLOAD, key, expires)
+        return f"{self.public_url}{UPLOAD_PATH}/{quote(key)}?grant={grant}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
