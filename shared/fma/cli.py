@@ -39,12 +39,11 @@ def _local_up(args: argparse.Namespace) -> int:
     if busy := port_busy_message(args.host, args.port, "fma local up"):
         print(busy, file=sys.stderr)
         return 1
-    stack = LocalStack(host=args.host, port=args.port, state_dir=Path(args.state_dir), ephemeral=args.ephemeral).start()
+    stack = LocalStack(host=args.host, port=args.port, state_dir=Path(args.state_dir), ephemeral=args.ephemeral,
+                       backend=args.backend).start()
     print(f"FMA local mode is up\n  API:       {stack.url}/v1\n  Dashboard: {stack.url}/\n"
-          f"  S3/DynamoDB/SQS (moto): {stack.emulation.endpoint}\n  Admin token: {stack.admin_token}\n"
-          f"  (also written to {Path(args.state_dir) / 'admin-token'})\n"
-          f"  State: {'not kept (--ephemeral)' if args.ephemeral else args.state_dir}"
-          f" ({stack.emulation.replayed} recorded writes replayed)\nPress Ctrl-C to stop.", flush=True)
+          f"  Admin token: {stack.admin_token}\n  (also written to {Path(args.state_dir) / 'admin-token'})\n"
+          f"  Backend: {stack.description}\nPress Ctrl-C to stop.", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
@@ -85,11 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fma", description="Serverless federated model aggregation")
     sub = parser.add_subparsers(dest="command", required=True)
     local = sub.add_parser("local", help="run FMA on this machine").add_subparsers(dest="local_command", required=True)
-    up = local.add_parser("up", help="start moto, the gateway, the ingest pump, the aggregate worker and the sweeper")
+    up = local.add_parser("up", help="start the gateway, the ingest pump, the aggregate worker and the sweeper")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--state-dir", default=".fma", help="where the admin token and the recorded state live")
-    up.add_argument("--ephemeral", action="store_true", help="do not keep or replay state")
+    up.add_argument("--ephemeral", action="store_true", help="do not keep state")
+    up.add_argument("--backend", default="sqlite_fs", choices=["sqlite_fs", "aws-emulation"],
+                    help="sqlite_fs (default: SQLite + files in the state dir) or aws-emulation (moto)")
     up.set_defaults(fn=_local_up)
     token = sub.add_parser("token", help="admin tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="mint a token into a deployed table")
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the stack running at the end")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--state-dir", default=".fma")
+    demo.add_argument("--backend", default="sqlite_fs", choices=["sqlite_fs", "aws-emulation"])
     demo.set_defaults(fn=_demo)
     return parser
 

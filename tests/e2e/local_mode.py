@@ -11,8 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def local_mode(state_dir: Path, timeout: float = 60.0, kill: bool = False):
+def local_mode(state_dir: Path, timeout: float = 60.0, kill: bool = False, stop_signal: int | None = None,
+               extra_args: tuple[str, ...] = ()):
     """Yields (api_base_url, admin_token); the process is always stopped (SIGKILL with `kill`,
-    to simulate a crash)."""
-    with local_mode_process(state_dir, cwd=ROOT, timeout=timeout, kill=kill) as started:
+    to simulate a crash, or `stop_signal`)."""
+    with local_mode_process(state_dir, cwd=ROOT, timeout=timeout, kill=kill, stop_signal=stop_signal,
+                            extra_args=extra_args) as started:
         yield started

@@ -1,21 +1,33 @@
-"""`fma local up`: the whole stack in one process on loopback, with the Lambda handlers."""
+"""`fma local up`: the whole stack on loopback, running the Lambda handlers.
+
+Backends: `sqlite_fs` (the default: SQLite + files under the state directory, durable across
+crashes) and `aws-emulation` (moto's server, for AWS-fidelity runs). Either way clients reach
+only the gateway: the API, and model data through signed single-object grants.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fma.adapters.factory import build_deps, set_invoker_override
+from fma.adapters.factory import build_deps, set_connector_override, set_invoker_override
 from fma.adapters.settings import Settings
 from fma.domain.auth import Role, hash_token, new_token
 from fma.domain.records import TokenRecord
+from fma.domain.states import RoundState
 from fma.local import dispatch
-from fma.local.emulation import Emulation, start_emulation
+from fma.local.emulation import BUCKET, Emulation, local_environment, start_emulation
 from fma.local.gateway import Gateway
+from fma.local.objects import GrantingStore, ObjectRoutes
 from fma.local.workers import IngestPump, ThreadInvoker, Timer
+from fma.services.ports import ObjectEvents
+
+BACKENDS = ("sqlite_fs", "aws-emulation")
 
 
 @dataclass
@@ -25,27 +37,68 @@ class LocalStack:
     state_dir: Path = Path(".fma")
     sweep_seconds: float = 5.0
     ephemeral: bool = False
+    backend: str = "sqlite_fs"
     admin_token: str = ""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> LocalStack:
         if not self.host.startswith("127.") and self.host not in ("localhost", "::1"):
             raise ValueError("local mode binds to loopback addresses only")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.emulation: Emulation = start_emulation(self.host, None if self.ephemeral else self.state_dir)
         # The DP noise key: a 0600 file that only this process reads (services/dp_noise.py).
         os.environ.setdefault("FMA_DP_SECRET_FILE", str(self.state_dir.resolve() / "dp-noise.key"))
+        self.gateway = Gateway(self.host, self.port)
+        events, routes = self._sqlite_fs() if self.backend == "sqlite_fs" else self._aws_emulation()
         self.invoker = ThreadInvoker()
         set_invoker_override(self.invoker)
+        for name in dispatch.FUNCTION_NAMES:  # import once, here: threads importing at once can race
+            dispatch.load_handler_module(name)
         dispatch.reset_handler_caches()
         self.admin_token = self._ensure_admin_token()
-        self.pump = IngestPump(self.emulation.endpoint, self.emulation.queue_url, self.stop_event)
+        self._resume_sealed_rounds()
+        self.pump = IngestPump(events, BUCKET, self.stop_event)
         self.pump.start()
         self.sweeper = Timer(self.sweep_seconds, self._sweep, self.stop_event, "fma-sweeper")
         self.sweeper.start()
-        self.gateway = Gateway(self.host, self.port)
-        self.gateway.start()
+        self.gateway.start(routes)
         return self
+
+    def _sqlite_fs(self) -> tuple[ObjectEvents, ObjectRoutes]:
+        from fma.adapters.sqlite_fs import open_connector
+
+        local_environment()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="fma-local-")) if self.ephemeral else self.state_dir
+        self.connector = open_connector(self.data_dir, self.gateway.url)
+        self.connector.events.release_all()  # events a crashed pump had received are due again now
+        stores = (self.connector.repo, self.connector.store)
+        set_connector_override(lambda _settings: stores)
+        self.emulation: Emulation | None = None
+        self.description = f"sqlite_fs in {'a temporary folder (--ephemeral)' if self.ephemeral else self.state_dir}"
+        return self.connector.events, ObjectRoutes(self.connector.store, self.connector.signer)
+
+    def _aws_emulation(self) -> tuple[ObjectEvents, ObjectRoutes]:
+        import secrets
+
+        from fma.adapters import aws
+        from fma.adapters.sqlite_fs.grants import GrantSigner
+        from fma.local.sqs_events import SqsObjectEvents
+
+        self.connector = None
+        self.emulation = start_emulation(self.host, None if self.ephemeral else self.state_dir)
+        signer = GrantSigner(secrets.token_bytes(32))
+        gateway_url = self.gateway.url
+
+        def stores(settings: Settings):
+            repo, s3 = aws.aws_stores(settings)
+            return repo, GrantingStore(s3, signer, gateway_url)
+
+        set_connector_override(stores)
+        self.description = (f"aws-emulation (moto at {self.emulation.endpoint}, never given to clients; "
+                            f"{self.emulation.replayed} recorded writes replayed)")
+        store = stores(Settings.from_env())[1]
+        return SqsObjectEvents(self.emulation.queue_url, self.emulation.endpoint), ObjectRoutes(store, signer)
 
     @property
     def url(self) -> str:
@@ -63,6 +116,14 @@ class LocalStack:
         path.chmod(0o600)
         return token
 
+    def _resume_sealed_rounds(self) -> None:
+        """A round sealed before a crash lost its in-process invocation: invoke it again now."""
+        deps = build_deps(Settings.from_env())
+        horizon = deps.clock() + 10 * deps.limits.lease_seconds
+        for rnd in deps.repo.list_due(horizon, limit=1000):
+            if rnd.state == RoundState.SEALED:
+                self.invoker.invoke_async({"experiment_id": rnd.experiment_id, "round": rnd.round})
+
     def _sweep(self) -> None:
         module = dispatch.load_handler_module("sweeper")
         if hasattr(module, "handler"):
@@ -75,4 +136,11 @@ class LocalStack:
         self.sweeper.join(timeout=5)
         self.invoker.shutdown()
         set_invoker_override(None)
-        self.emulation.stop()
+        set_connector_override(None)
+        dispatch.reset_handler_caches()
+        if self.emulation is not None:
+            self.emulation.stop()
+        if self.connector is not None:
+            self.connector.close()
+            if self.ephemeral:
+                shutil.rmtree(self.data_dir, ignore_errors=True)

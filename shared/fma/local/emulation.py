@@ -1,5 +1,8 @@
-"""The emulated AWS account: moto's server on loopback with the bucket, table and queue created
-from the same definitions the handlers use, and S3 notifications routed to SQS."""
+"""The aws-emulation backend: moto's server on loopback with the bucket, table and queue created
+from the same definitions the handlers use, and S3 notifications routed to SQS.
+
+Clients are never given moto's endpoint: their transfers go through the gateway's grants
+(fma.local.objects.GrantingStore)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 import boto3
 
 from fma.adapters.dynamo_models import configure_table, create_table
+from fma.local.sqs_events import route_created_events
 
 REGION = "us-east-1"
 BUCKET = "fma-local-models"
@@ -31,18 +35,24 @@ class Emulation:
         self.server.stop()
 
 
-def _environment(endpoint: str) -> None:
-    """Every boto3/pynamodb client in this process talks to moto; no real AWS is reachable."""
+def local_environment(extra: dict[str, str] | None = None) -> None:
+    """The handlers' settings in local mode; AWS credentials are fakes, so no real AWS is reachable."""
     os.environ.update({
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION, "AWS_ENDPOINT_URL": endpoint, "FMA_S3_ENDPOINT": endpoint,
-        "FMA_DYNAMODB_ENDPOINT": endpoint, "FMA_TABLE_NAME": TABLE, "FMA_BUCKET_NAME": BUCKET,
+        "AWS_REGION": REGION, "FMA_TABLE_NAME": TABLE, "FMA_BUCKET_NAME": BUCKET,
+        "FMA_LEASE_SECONDS": os.environ.get("FMA_LEASE_SECONDS", "60"),
         "POWERTOOLS_SERVICE_NAME": "fma-local", "POWERTOOLS_METRICS_NAMESPACE": "FMA",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        **(extra or {}),
     })
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ.pop("AWS_PROFILE", None)
+
+
+def _environment(endpoint: str) -> None:
+    """Every boto3/pynamodb client in this process talks to moto."""
+    local_environment({"AWS_ENDPOINT_URL": endpoint, "FMA_S3_ENDPOINT": endpoint, "FMA_DYNAMODB_ENDPOINT": endpoint})
 
 
 def start_emulation(host: str = "127.0.0.1", state_dir: Path | None = None) -> Emulation:
@@ -80,16 +90,6 @@ def provision(endpoint: str) -> str:
     if BUCKET not in existing:
         s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [{
-        "AllowedMethods": ["GET", "POST", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}]})
     configure_table(TABLE, REGION, endpoint)
     create_table()
-    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
-    queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    rules = [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
-              "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix},
-                                                 {"Name": "suffix", "Value": ".safetensors"}]}}}
-             for prefix in ("updates/", "models/")]
-    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"QueueConfigurations": rules})
-    return queue_url
+    return route_created_events(endpoint, BUCKET, QUEUE)

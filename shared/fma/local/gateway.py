@@ -1,5 +1,6 @@
 """An HTTP gateway on loopback: /v1/* becomes an API Gateway proxy event for the authorizer and
-API handlers; everything else is the dashboard from web/ (plus a generated config.json)."""
+API handlers; /objects serves uploads and downloads through signed single-object grants
+(fma.local.objects); everything else is the dashboard from web/ (plus a generated config.json)."""
 
 from __future__ import annotations
 
@@ -61,9 +62,27 @@ class GatewayHandler(BaseHTTPRequestHandler):
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         self._send(200, {"Content-Type": ctype, "Cache-Control": "no-cache"}, target.read_bytes())
 
+    def _objects(self) -> None:
+        routes = self.server.objects  # type: ignore[attr-defined]
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query))
+        if routes is None:
+            return self._send(404, {"Content-Type": "text/plain"}, b"not found")
+        if self.command == "POST" and url.path == "/objects":
+            status, headers, body = routes.upload(query, self.headers, self.rfile.read)
+            if status >= 400:  # the body may not have been read: do not reuse the connection
+                self.close_connection = True
+            return self._send(status, headers, body)
+        if self.command in ("GET", "HEAD") and url.path.startswith("/objects/"):
+            return self._send(*routes.download(url.path, query))
+        self._send(405, {"Content-Type": "text/plain"}, b"method not allowed")
+
     def _route(self) -> None:
         try:
-            if urlsplit(self.path).path.startswith("/v1/"):
+            path = urlsplit(self.path).path
+            if path == "/objects" or path.startswith("/objects/"):
+                self._objects()
+            elif path.startswith("/v1/"):
                 self._api()
             elif self.command in ("GET", "HEAD"):
                 self._static()
@@ -82,8 +101,11 @@ class _Server(ThreadingHTTPServer):
 
 
 class Gateway:
+    """Binds on construction (so its URL is known before the stores that sign grants for it)."""
+
     def __init__(self, host: str, port: int):
         self.httpd = _Server((host, port), GatewayHandler)
+        self.httpd.objects = None  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fma-gateway", daemon=True)
 
     @property
@@ -91,7 +113,8 @@ class Gateway:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> None:
+    def start(self, objects: object | None = None) -> None:
+        self.httpd.objects = objects  # type: ignore[attr-defined]
         self.thread.start()
 
     def stop(self) -> None:

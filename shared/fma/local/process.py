@@ -28,8 +28,11 @@ def fma_command() -> list[str]:
 @contextmanager
 def local_mode_process(state_dir: Path | str, *, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                        cwd: Path | str | None = None, timeout: float = 60.0,
-                       kill: bool = False) -> Iterator[tuple[str, str]]:
-    """Yields `(base_url, admin_token)`; the caller's AWS_*/FMA_* variables are not passed on."""
+                       kill: bool = False, stop_signal: int | None = None) -> Iterator[tuple[str, str]]:
+    """Yields `(base_url, admin_token)`; the caller's AWS_*/FMA_* variables are not passed on.
+
+    It is stopped with `stop_signal` if given, else SIGKILL with `kill` (a crash), else SIGTERM.
+    """
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FMA_"))}
     child_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
     cmd = [*fma_command(), "local", "up", "--host", "127.0.0.1", "--port", "0", "--state-dir", str(state_dir),
@@ -41,7 +44,7 @@ def local_mode_process(state_dir: Path | str, *, extra_args: Sequence[str] = (),
         threading.Thread(target=lambda: tail.extend(proc.stdout), daemon=True).start()
         yield url, token
     finally:
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        proc.send_signal(stop_signal or (signal.SIGKILL if kill else signal.SIGTERM))
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

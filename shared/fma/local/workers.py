@@ -3,16 +3,16 @@ sweeper timer. Each runs the Lambda handler exactly as Lambda would, and stops o
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
-
 from fma.local import dispatch
-from fma.local.events import sqs_event
+from fma.local.events import s3_event, sqs_event
+from fma.services.ports import ObjectEvents
 
 log = logging.getLogger("fma.local")
 
@@ -41,12 +41,12 @@ class ThreadInvoker:
 
 
 class IngestPump(threading.Thread):
-    """Long-polls the queue, hands batches to the ingest handler, deletes what succeeded."""
+    """Receives object-created events (the outbox, or SQS on aws-emulation), hands them to the
+    ingest handler as the SQS batch Lambda would get, and acknowledges what succeeded."""
 
-    def __init__(self, endpoint: str, queue_url: str, stop: threading.Event):
+    def __init__(self, events: ObjectEvents, bucket: str, stop: threading.Event):
         super().__init__(name="fma-ingest-pump", daemon=True)
-        self.sqs = boto3.client("sqs", endpoint_url=endpoint)
-        self.queue_url, self.stop_event = queue_url, stop
+        self.events, self.bucket, self.stop_event = events, bucket, stop
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -56,21 +56,17 @@ class IngestPump(threading.Thread):
                 log.exception("ingest pump error")
                 self.stop_event.wait(1)
 
-    def pump_once(self, wait_seconds: int = 0) -> int:
-        resp = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                        WaitTimeSeconds=wait_seconds, VisibilityTimeout=60)
-        messages = resp.get("Messages", [])
-        if not messages:
+    def pump_once(self, wait_seconds: float = 0) -> int:
+        batch = self.events.receive(10, wait_seconds)
+        if not batch:
             return 0
-        event = sqs_event([m["Body"] for m in messages])
-        for record, message in zip(event["Records"], messages, strict=True):
-            record["messageId"] = message["MessageId"]
+        event = sqs_event([json.dumps(s3_event(self.bucket, e.key)) for e in batch])
+        for record, created in zip(event["Records"], batch, strict=True):
+            record["messageId"] = created.event_id
         result = dispatch.run_ingest_event(event)
         failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-        for message in messages:
-            if message["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return len(messages)
+        self.events.acknowledge([e.event_id for e in batch if e.event_id not in failed])
+        return len(batch)
 
 
 class Timer(threading.Thread):

@@ -96,7 +96,7 @@ class Database:
         self.synchronous, self.busy_timeout_ms = synchronous, busy_timeout_ms
         self.local = threading.local()
         self.lock = threading.Lock()
-        self.connections: list[sqlite3.Connection] = []
+        self.connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self.connection().executescript(SCHEMA)
 
     def connection(self) -> sqlite3.Connection:
@@ -109,8 +109,12 @@ class Database:
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             self.local.conn = conn
-            with self.lock:
-                self.connections.append(conn)
+            with self.lock:  # close the connections of threads that have ended (request threads come and go)
+                alive = [(t, c) for t, c in self.connections if t.is_alive()]
+                for t, c in self.connections:
+                    if not t.is_alive():
+                        c.close()
+                self.connections = [*alive, (threading.current_thread(), conn)]
         return conn
 
     @contextmanager
@@ -146,7 +150,7 @@ class Database:
 
     def close(self) -> None:
         with self.lock:
-            for conn in self.connections:
+            for _, conn in self.connections:
                 conn.close()
             self.connections.clear()
         self.local = threading.local()

@@ -69,6 +69,15 @@ class GrantSigner:
             raise GrantRefused(f"this grant allows {grant.min_size} to {grant.max_size} bytes, not {size}")
         return grant
 
+    def verify_signature(self, token: str) -> Grant:
+        """The grant if it is genuine, unexpired and for an upload (its key and size are checked later)."""
+        grant = self._decode(token)
+        if grant.action != UPLOAD:
+            raise GrantRefused(f"this grant is for {grant.action}, not {UPLOAD}")
+        if grant.expires_at < self.clock():
+            raise GrantRefused("this grant has expired")
+        return grant
+
     def _decode(self, token: str) -> Grant:
         if not isinstance(token, str) or len(token) > MAX_GRANT_CHARS or token.count(".") != 1:
             raise GrantRefused("malformed grant")

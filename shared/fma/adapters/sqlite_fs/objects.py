@@ -103,7 +103,7 @@ class FileModelStore:
     def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
         """A multipart POST to the gateway for exactly `key` and a size in [min_size, max_size]."""
         grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size)
-        return {"url": f"{self.public_url}{UPLOAD_PATH}", "fields": {"key": key, "grant": grant}}
+        return {"url": f"{self.public_url}{UPLOAD_PATH}?grant={grant}", "fields": {"key": key}}
 
     def presigned_get(self, key: str, expires: int) -> str:
         grant = self.signer.sign(DOWNLOAD, key, expires)

@@ -46,6 +46,11 @@ class OutboxEvents:
         with self.db.write() as tx:
             tx.conn.executemany("DELETE FROM outbox WHERE id = ?", [(int(i),) for i in event_ids])
 
+    def release_all(self) -> None:
+        """Make every unacknowledged event due now (at start: whoever had received them is gone)."""
+        with self.db.write() as tx:
+            tx.conn.execute("UPDATE outbox SET visible_at = 0 WHERE visible_at > 0")
+
     def pending(self) -> int:
         with self.db.read() as tx:
             return int(tx.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

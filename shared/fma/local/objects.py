@@ -1,0 +1,107 @@
+"""The gateway's object routes: the only way a local client reaches model data.
+
+`POST /objects?grant=...` (multipart: `key`, then `file`) stores one object if the grant is an
+upload grant for exactly that key and the file's exact size; `GET /objects/<key>?grant=...`
+returns one object for a download grant of that key. Anything else is refused with 403 (or
+400/413) before a byte is stored, so a client can never list, read or overwrite another object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from urllib.parse import unquote
+
+from fma.adapters.sqlite_fs.grants import DOWNLOAD, UPLOAD, GrantRefused, GrantSigner
+from fma.local.multipart import FormError, parse_form
+from fma.services.ports import ModelStore
+
+FORM_OVERHEAD = 64 << 10  # multipart framing and the key field around the file
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def _error(status: int, code: str, message: str) -> Reply:
+    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+    return status, {"Content-Type": "application/json"}, body
+
+
+@dataclass
+class ObjectRoutes:
+    store: ModelStore
+    signer: GrantSigner
+
+    def upload(self, query: dict[str, str], headers: Any, read: Callable[[int], bytes]) -> Reply:
+        try:
+            grant = self.signer.verify_signature(query.get("grant", ""))
+        except GrantRefused as exc:
+            return _error(403, "GRANT_REFUSED", str(exc))
+        try:
+            length = int(headers.get("Content-Length") or "")
+        except ValueError:
+            return _error(411, "LENGTH_REQUIRED", "an upload needs a Content-Length")
+        if length < 0 or length > (grant.max_size or 0) + FORM_OVERHEAD:
+            return _error(413, "PAYLOAD_TOO_LARGE", f"this grant allows at most {grant.max_size} bytes")
+        body = read(length)
+        try:
+            form = parse_form(headers.get("Content-Type"), body)
+            key = form["key"].decode("utf-8")
+            data = form["file"]
+        except (FormError, KeyError, UnicodeDecodeError) as exc:
+            return _error(400, "BAD_FORM", f"the upload form needs a key and a file: {exc}")
+        try:
+            self.signer.verify(query["grant"], UPLOAD, key, len(data))
+        except GrantRefused as exc:
+            return _error(403, "GRANT_REFUSED", str(exc))
+        self.store.put(key, data)
+        return 204, {}, b""
+
+    def download(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes | BinaryIO]:
+        key = unquote(path.removeprefix("/objects/"))
+        try:
+            self.signer.verify(query.get("grant", ""), DOWNLOAD, key)
+        except GrantRefused as exc:
+            return _error(403, "GRANT_REFUSED", str(exc))
+        try:
+            data = self.store.get(key)
+        except LookupError:
+            return _error(404, "NO_SUCH_OBJECT", "the object does not exist")
+        return 200, {"Content-Type": "application/octet-stream"}, data
+
+
+class GrantingStore:
+    """An object store whose grants point at the gateway (aws-emulation: clients never get moto)."""
+
+    def __init__(self, inner: ModelStore, signer: GrantSigner, public_url: str):
+        self.inner, self.signer, self.public_url = inner, signer, public_url.rstrip("/")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.inner.put(key, data, content_type)
+
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        return self.inner.get(key, version_id)
+
+    def get_versioned(self, key: str, version_id: str | None = None) -> tuple[bytes, str | None]:
+        return self.inner.get_versioned(key, version_id)
+
+    def get_range(self, key: str, start: int, end: int, version_id: str | None = None) -> bytes:
+        return self.inner.get_range(key, start, end, version_id)
+
+    def size(self, key: str) -> int | None:
+        return self.inner.size(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
+        grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size)
+        return {"url": f"{self.public_url}/objects?grant={grant}", "fields": {"key": key}}
+
+    def presigned_get(self, key: str, expires: int) -> str:
+        from urllib.parse import quote
+
+        return f"{self.public_url}/objects/{quote(key)}?grant={self.signer.sign(DOWNLOAD, key, expires)}"
