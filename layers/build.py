@@ -6,6 +6,9 @@ dependencies, installed from ``layers/requirements.txt`` as manylinux aarch64 CP
 wheels with pip's ``--platform``/``--only-binary``, so the result runs on Lambda's arm64
 Python 3.12 runtime whatever machine builds it.
 
+Local mode, the demo and the embedded connectors (``fma.local``, ``fma.adapters.memory``,
+``fma.adapters.sqlite_fs``) are left out: what ships is what Lambda runs.
+
 The pip step is cached: it reruns only when ``requirements.txt`` or the target platform
 changes (a digest is kept in ``layers/build/.requirements.sha256``). The ``fma`` copy is
 refreshed on every run because it is cheap. Test folders, byte code and console scripts are
@@ -45,6 +48,11 @@ PLATFORM_ARGS = (
 # Directory names removed anywhere in the layer: tests ship nowhere, byte code is rebuilt.
 PRUNED_DIRS = frozenset({"tests", "test", "__pycache__"})
 PRUNED_SUFFIXES = (".pyc", ".pyo")
+PRUNED_FILE_SUFFIXES = ("_test.py",)  # test modules outside test folders (absl, dm-tree ...)
+# Parts of fma that Lambda never runs: local mode (gateway, demo, digits task) and the
+# embedded connectors. `numpy/testing` stays: scipy (its array-API shim) and dp-accounting
+# import it at start, so the aggregate function needs it (tests/unit/test_layer.py shows it).
+FMA_EXCLUDED = ("local", "adapters/memory", "adapters/sqlite_fs")
 # Lambda allows 250 MB unzipped for function code plus all layers; leave room for handlers.
 MAX_LAYER_BYTES = 240 * 1024 * 1024
 
@@ -84,7 +92,7 @@ def prune(tree: Path) -> None:
     for path in sorted(tree.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if path.is_dir() and path.name in PRUNED_DIRS:
             shutil.rmtree(path, ignore_errors=True)
-        elif path.is_file() and path.suffix in PRUNED_SUFFIXES:
+        elif path.is_file() and (path.suffix in PRUNED_SUFFIXES or path.name.endswith(PRUNED_FILE_SUFFIXES)):
             path.unlink()
 
 
@@ -94,6 +102,8 @@ def copy_fma(site: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(FMA_SOURCE, target, ignore=shutil.ignore_patterns(*PRUNED_DIRS, "*.pyc", "*.egg-info"))
+    for rel in FMA_EXCLUDED:
+        shutil.rmtree(target / rel, ignore_errors=True)
 
 
 def tree_size(tree: Path) -> int:
