@@ -1,4 +1,4 @@
-"""Ingest function: S3 ObjectCreated (directly or through SQS) -> validate, accept, count, seal.
+"""Ingest function: S3 ObjectCreated through SQS (infra wires nothing else) -> validate, accept, count, seal.
 
 SQS batches report partial failures: a record failing for a reason that is not the client's
 comes back within seconds (visibility backoff, fma.services.failures), never holding up the
@@ -93,8 +93,4 @@ def retry_or_fail(record: SQSRecord, key: str, exc: Exception) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict, context: object) -> dict:
-    records = event.get("Records", [])
-    if records and records[0].get("eventSource") == "aws:sqs":
-        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                        context=context)
-    return {"outcomes": [ingest_key(k).status for k in s3_keys(event)]}
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

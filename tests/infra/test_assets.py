@@ -136,7 +136,6 @@ def test_built_layer_has_fma_and_its_dependencies_but_no_tests():
         "safetensors",
         "pynamodb",
         "aws_lambda_powertools",
-        "aws_xray_sdk",
         "dp_accounting",
         "boto3",
     ):

@@ -134,7 +134,6 @@ class RoundItem(_Base):
     attempts = NumberAttribute(default=0)
     aggregation_seconds = NumberAttribute(null=True)
     metrics = JSONAttribute(null=True)
-    evaluation = JSONAttribute(null=True)
     info = JSONAttribute(null=True)
     model_sha256 = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)

@@ -19,9 +19,9 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord, TokenRecord
-from fma.domain.states import ExperimentStatus
+from fma.domain.states import ENDED, ExperimentStatus
 
-REGISTERING = (ExperimentStatus.PENDING_MODEL, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+REGISTERING = frozenset(ExperimentStatus) - ENDED  # from the one state table
 
 
 def to_experiment(item: ExperimentItem) -> Experiment:

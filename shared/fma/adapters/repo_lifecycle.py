@@ -77,8 +77,6 @@ class LifecycleRepository:
 class SweepRepository:
     def list_due(self, now: float, limit: int = 100) -> list[RoundRecord]:
         """Rounds whose deadline or lease has passed, oldest first, through the sparse GSI."""
-        from fma.adapters.dynamo_models import DUE_PK, RoundItem
-
         key = f"{now:017.3f}~"
         return [to_round(i) for i in RoundItem.due_index.query(DUE_PK, RoundItem.due_sk <= key, limit=limit)]
 

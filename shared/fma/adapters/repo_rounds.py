@@ -47,7 +47,7 @@ def to_round(item: RoundItem) -> RoundRecord:
         experiment_id=item.pk.removeprefix("EXP#"), round=int(item.round), state=RoundState(item.state),
         accepted=int(item.accepted or 0), rejected=int(item.rejected or 0), late=int(item.late or 0),
         min_updates=item.min_updates, opened_at=float(item.opened_at), lease_owner=item.lease_owner,
-        attempts=int(item.attempts or 0), metrics=item.metrics, evaluation=item.evaluation, info=item.info,
+        attempts=int(item.attempts or 0), metrics=item.metrics, info=item.info,
         model_sha256=item.model_sha256, reason=item.reason,
     )
     for name in _OPT_FLOAT:
@@ -85,9 +85,9 @@ class RoundRepository:
         except DoesNotExist:
             return None
 
-    def list_rounds(self, experiment_id: str, limit: int, cursor: str | None, newest_first: bool = False) -> Page:
+    def list_rounds(self, experiment_id: str, limit: int, cursor: str | None) -> Page:
         result = RoundItem.query(exp_pk(experiment_id), RoundItem.sk.startswith("ROUND#"), limit=limit,
-                                 scan_index_forward=not newest_first, last_evaluated_key=decode_cursor(cursor),
+                                 scan_index_forward=True, last_evaluated_key=decode_cursor(cursor),
                                  consistent_read=True)
         items = [to_round(i) for i in result]
         return Page(items, encode_cursor(result.last_evaluated_key))

@@ -10,7 +10,6 @@ prefix-scoped grant S3 answers a HEAD of a missing key with 403, which looks lik
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -62,12 +61,6 @@ class S3ObjectStore:
         """Whether `key` exists, asked by a one-key LIST (a HEAD may answer 403 for "absent")."""
         resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
         return any(obj["Key"] == key for obj in resp.get("Contents", []))
-
-    def list_keys(self, prefix: str) -> Iterator[tuple[str, float]]:
-        """(key, last-modified epoch) for every object under prefix, paginated."""
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                yield obj["Key"], obj["LastModified"].timestamp()
 
     def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
                        sha256: str | None = None) -> dict[str, Any]:

@@ -58,11 +58,6 @@ class PayloadTooLarge(FmaError):
     default_code = "PAYLOAD_TOO_LARGE"
 
 
-class TooManyRequests(FmaError):
-    status = 429
-    default_code = "TOO_MANY_REQUESTS"
-
-
 class UpdateRejected(Exception):
     """An update file failed validation; `code` and `message` are shown to its client."""
 

@@ -45,7 +45,6 @@ class RoundRecord:
     attempts: int = 0
     aggregation_seconds: float | None = None
     metrics: dict[str, float] | None = None
-    evaluation: dict[str, Any] | None = None
     info: dict[str, Any] | None = None
     model_sha256: str | None = None
     reason: str | None = None

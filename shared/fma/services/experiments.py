@@ -18,7 +18,7 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from fma.domain.experiment import Experiment, RoundPolicy, parse_client_config, parse_name
 from fma.domain.records import Page, TokenRecord
-from fma.domain.states import EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
+from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
 from fma.domain.strategy_catalog import validate_strategy
 from fma.services.access import mint_token
 from fma.services.bodies import optional_int, require_object
@@ -111,7 +111,7 @@ def patch_experiment(deps: Deps, caller: Principal, experiment_id: str, body: ob
 
 def create_enrollment_token(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:
     exp = load_managed(deps, caller, experiment_id)
-    if exp.status in (ExperimentStatus.COMPLETED, ExperimentStatus.STOPPED, ExperimentStatus.FAILED):
+    if exp.status in ENDED:
         raise Conflict("experiment has ended", code="EXPERIMENT_CLOSED")
     data = require_object(body, ("expires_in_seconds", "max_uses"))
     expires_in = optional_int(data, "expires_in_seconds", 86400, 60, 90 * 86400)

@@ -9,7 +9,7 @@ from fma.domain.auth import Principal, Role
 from fma.domain.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PayloadTooLarge, UpdateRejected
 from fma.domain.experiment import Experiment
 from fma.domain.records import EvaluationRecord
-from fma.domain.states import ExperimentStatus, RoundState
+from fma.domain.states import ENDED, ExperimentStatus, RoundState
 from fma.domain.strategy_catalog import client_config_for
 from fma.domain.update_meta import check_metrics
 from fma.services.bodies import optional_int, require_object
@@ -17,7 +17,6 @@ from fma.services.deps import Deps, model_key, update_key
 from fma.services.experiments import _check_body_size, load_experiment
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-ENDED = (ExperimentStatus.COMPLETED, ExperimentStatus.STOPPED, ExperimentStatus.FAILED)
 
 
 def model_info(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, Any]:

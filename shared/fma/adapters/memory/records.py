@@ -13,10 +13,9 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden, NotFound
 from fma.domain.experiment import Experiment
 from fma.domain.records import Page, RoundRecord, TokenRecord
-from fma.domain.states import ExperimentStatus
+from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, ExperimentStatus, sources
 
-REGISTERING = (ExperimentStatus.PENDING_MODEL, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
-FINISHABLE = (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+REGISTERING = frozenset(ExperimentStatus) - ENDED
 
 
 class TokenRecords:
@@ -118,7 +117,8 @@ class ExperimentRecords:
     def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool:
         with self.rows.write() as tx:
             row = tx.get("experiments", (experiment_id,))
-            if row is None or row["status"] not in FINISHABLE:
+            if row is None or row["status"] not in sources(EXPERIMENT_TRANSITIONS, status) - {
+                    ExperimentStatus.PENDING_MODEL}:
                 return False
             tx.put("experiments", row | {"status": str(status), "updated_at": iso()})
         return True

@@ -7,14 +7,32 @@ import dataclasses
 
 from fma.adapters.memory import rows as R
 from fma.adapters.memory.kv import RowStore, Tx
-from fma.adapters.memory.records import FINISHABLE, _deadline_due
+from fma.adapters.memory.records import _deadline_due
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict
 from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
-from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+from fma.domain.states import (
+    EXPERIMENT_TRANSITIONS,
+    ROUND_TRANSITIONS,
+    UPDATE_TRANSITIONS,
+    ExperimentStatus,
+    RoundState,
+    UpdateStatus,
+    sources,
+)
 
-REOPENABLE = (UpdateStatus.UPLOADING, UpdateStatus.REJECTED)
-FAILABLE = (RoundState.OPEN, RoundState.SEALED, RoundState.AGGREGATING)
+#: every conditional write's "from" states, from the one state table.
+REOPENABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.UPLOADING)
+ACCEPTABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.ACCEPTED)
+REJECTABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.REJECTED)
+LATE_FROM = sources(UPDATE_TRANSITIONS, UpdateStatus.LATE)
+APPLIABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.APPLIED)
+SEALABLE = sources(ROUND_TRANSITIONS, RoundState.SEALED)
+LEASABLE = sources(ROUND_TRANSITIONS, RoundState.AGGREGATING)
+PUBLISHABLE = sources(ROUND_TRANSITIONS, RoundState.PUBLISHED)
+FAILABLE = sources(ROUND_TRANSITIONS, RoundState.FAILED)
+EXTENDABLE = sources(ROUND_TRANSITIONS, RoundState.OPEN)
+COMPLETABLE = sources(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED)
 LATE_REASON = "ROUND_CLOSED: the round was sealed before this update arrived"
 
 
@@ -67,7 +85,7 @@ class RoundRecords:
         """ACCEPTED and counted once, only while the round is OPEN and the experiment RUNNING."""
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in REOPENABLE:
+            if current is not None and current.status not in ACCEPTABLE:
                 return "duplicate"
             found = _round(tx, u.experiment_id, u.round)
             if found is None or found[0].state != RoundState.OPEN:
@@ -85,7 +103,7 @@ class RoundRecords:
         """REJECTED with its reason and counted once; a re-upload refreshes the reason only."""
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status != UpdateStatus.UPLOADING:
+            if current is not None and current.status not in REJECTABLE:
                 if current.status == UpdateStatus.REJECTED:
                     tx.put("updates", R.update_row(dataclasses.replace(current, reason=u.reason,
                                                                       updated_at=u.updated_at)))
@@ -104,7 +122,7 @@ class RoundRecords:
     def mark_late(self, u: UpdateRecord) -> bool:
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in REOPENABLE:
+            if current is not None and current.status not in LATE_FROM:
                 return False
             found = _round(tx, u.experiment_id, u.round)
             if found is None:
@@ -120,7 +138,7 @@ class RoundRecords:
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
-            if row is None or row["status"] != UpdateStatus.ACCEPTED:
+            if row is None or row["status"] not in APPLIABLE:
                 return False
             tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
         return True
@@ -153,7 +171,7 @@ class RoundRecords:
 class LifecycleRecords:
     rows: RowStore
 
-    def _move(self, experiment_id: str, n: int, allowed: tuple[RoundState, ...], due: str | None,
+    def _move(self, experiment_id: str, n: int, allowed: frozenset[RoundState], due: str | None,
               **changes: object) -> RoundRecord | None:
         """One conditional round write: from a state in `allowed`, apply `changes` (and `due`)."""
         with self.rows.write() as tx:
@@ -168,14 +186,14 @@ class LifecycleRecords:
         """OPEN -> SEALED when at least `quota` updates are accepted; exactly one caller wins."""
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, n)
-            if found is None or found[0].state != RoundState.OPEN or found[0].accepted < quota:
+            if found is None or found[0].state not in SEALABLE or found[0].accepted < quota:
                 return False
             sealed = dataclasses.replace(found[0], state=RoundState.SEALED, sealed_at=now)
             tx.put("rounds", R.round_row(sealed, R.due_key(now + lease_seconds, experiment_id, n)))
         return True
 
     def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
-        return self._move(experiment_id, n, (RoundState.OPEN,), R.due_key(now + lease_seconds, experiment_id, n),
+        return self._move(experiment_id, n, SEALABLE, R.due_key(now + lease_seconds, experiment_id, n),
                           state=RoundState.SEALED, sealed_at=now) is not None
 
     def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
@@ -187,8 +205,8 @@ class LifecycleRecords:
             if found is None:
                 return None
             rnd = found[0]
-            expired = rnd.state == RoundState.AGGREGATING and rnd.lease_expires is not None and rnd.lease_expires < now
-            if rnd.state != RoundState.SEALED and not expired:
+            held = rnd.state == RoundState.AGGREGATING and (rnd.lease_expires is None or rnd.lease_expires >= now)
+            if rnd.state not in LEASABLE or held:
                 return None
             leased = dataclasses.replace(rnd, state=RoundState.AGGREGATING, lease_owner=owner, lease_expires=until,
                                          attempts=rnd.attempts + 1)
@@ -201,7 +219,7 @@ class LifecycleRecords:
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, n)
             exp = tx.get("experiments", (experiment_id,))
-            if found is None or found[0].state != RoundState.AGGREGATING or found[0].lease_owner != owner:
+            if found is None or found[0].state not in PUBLISHABLE or found[0].lease_owner != owner:
                 return False
             if exp is None or exp["current_round"] != n:
                 return False
@@ -211,7 +229,7 @@ class LifecycleRecords:
                     return False
                 exp["current_round"] = n + 1
                 tx.put("rounds", R.round_row(next_round, _deadline_due(next_round)))
-            elif exp["status"] in FINISHABLE:
+            elif exp["status"] in COMPLETABLE:
                 exp["status"] = str(ExperimentStatus.COMPLETED)
             else:
                 return False
@@ -227,12 +245,12 @@ class LifecycleRecords:
             return [R.to_round(r) for r in tx.due("rounds", R.due_until(now), limit)]
 
     def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool:
-        return self._move(experiment_id, n, (RoundState.OPEN,), R.due_key(deadline, experiment_id, n),
+        return self._move(experiment_id, n, EXTENDABLE, R.due_key(deadline, experiment_id, n),
                           deadline=deadline) is not None
 
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool:
         """Move a sealed round's next check later (it was re-invoked)."""
-        return self._move(experiment_id, n, (state,), R.due_key(when, experiment_id, n)) is not None
+        return self._move(experiment_id, n, frozenset({state}), R.due_key(when, experiment_id, n)) is not None
 
     def fail_round(self, experiment_id: str, n: int, reason: str) -> bool:
         ok = self._move(experiment_id, n, FAILABLE, None, state=RoundState.FAILED, reason=reason[:1000]) is not None

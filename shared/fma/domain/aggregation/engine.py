@@ -109,7 +109,6 @@ class Engine:
         self.round_number = round_number
         self.seed = seed
         self.stats = Stats()
-        self.info: dict[str, Any] = {}
         #: per-client scale applied to its delta from the global model (DP clipping).
         self.scales: dict[str, float] | None = None
         self._layouts: dict[str, UpdateLayout] = {}
