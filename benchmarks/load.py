@@ -297,12 +297,15 @@ class Bench:
 # -- local mode ---------------------------------------------------------------------------------
 
 
+BACKENDS = ("sqlite_fs", "aws-emulation")
+
+
 @contextmanager
-def local_stack(state_dir: Path, timeout: float = 60.0):
-    """`fma local up` on a free loopback port, ephemeral (nothing to replay: no gigabytes of
-    recorded uploads); yields (url, admin token); always stopped."""
-    with local_mode_process(state_dir, extra_args=["--ephemeral"], env={"POWERTOOLS_LOG_LEVEL": "ERROR"}, cwd=ROOT,
-                            timeout=timeout) as started:
+def local_stack(state_dir: Path, timeout: float = 60.0, backend: str = "sqlite_fs"):
+    """`fma local up --backend <backend>` on a free loopback port, ephemeral; yields (url, admin
+    token); always stopped."""
+    with local_mode_process(state_dir, extra_args=["--ephemeral", "--backend", backend],
+                            env={"POWERTOOLS_LOG_LEVEL": "ERROR"}, cwd=ROOT, timeout=timeout) as started:
         yield started
 
 
@@ -366,10 +369,11 @@ def problems(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], fina
     return out
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config, backend: str = "sqlite_fs") -> dict[str, Any]:
     """Run the benchmark; returns {"stats", "rounds", "final", "problems"}, partial after an error."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="fma-load-") as tmp, local_stack(Path(tmp) / "state") as (url, admin):
+    with (tempfile.TemporaryDirectory(prefix="fma-load-") as tmp,
+          local_stack(Path(tmp) / "state", backend=backend) as (url, admin)):
         bench = Bench(url, admin, cfg, deadline=started + cfg.timeout)
         t0 = time.monotonic()
         try:
@@ -381,6 +385,28 @@ def run(cfg: Config) -> dict[str, Any]:
     return {"stats": stats, "rounds": bench.rounds, "final": final, "problems": [error] * bool(error) + found}
 
 
+def headline(out: dict[str, Any]) -> dict[str, float | None]:
+    """The issue's targets: API req/s, p99 of GET model and GET round, last upload -> published."""
+    rows = {r["endpoint"]: r for r in out["stats"]["rows"]}
+    publish = [r.publish_seconds for r in out["rounds"] if r.publish_seconds is not None]
+    return {"API req/s": out["stats"]["api_requests"] / max(out["stats"]["seconds"], 1e-9),
+            "p99 GET model ms": rows.get("GET model", {}).get("p99"),
+            "p99 GET round ms": rows.get("GET round (client)", {}).get("p99"),
+            "upload->published s (median)": float(np.median(publish)) if publish else None}
+
+
+def print_side_by_side(results: dict[str, dict[str, Any]]) -> None:
+    names = list(results)
+    print("\n" + f"{'':<30}" + "".join(f"{n:>16}" for n in names)
+          + ("" if len(names) < 2 else f"{'ratio':>10}"))
+    heads = {n: headline(out) for n, out in results.items()}
+    for metric in heads[names[0]]:
+        values = [heads[n][metric] for n in names]
+        cells = "".join(f"{v:>16.1f}" if v is not None else f"{'-':>16}" for v in values)
+        ratio = f"{values[0] / values[1]:>10.2f}" if len(values) > 1 and values[0] and values[1] else ""
+        print(f"{metric:<30}{cells}{ratio}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 clients x 100k params (CI)")
@@ -389,21 +415,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=int)
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--timeout", type=float, help="hard deadline of the whole run, seconds")
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both",
+                        help="local mode backend(s), side by side in one run (default both)")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     cfg = Config(**{k: getattr(args, k) if getattr(args, k) is not None else getattr(base, k)
                     for k in ("clients", "threads", "params", "rounds", "timeout")})
     if cfg.params < 2000 or cfg.params % 1000:
         parser.error("--params must be a multiple of 1000, at least 2000")
-    try:
-        out = run(cfg)
-    except BenchError as exc:  # local mode did not start
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    print_report(cfg, out["stats"], out["rounds"], out["final"])
-    for p in out["problems"]:
-        print(f"FAILED: {p}", file=sys.stderr)
-    return 1 if out["problems"] else 0
+    results, failed = {}, False
+    for backend in BACKENDS if args.backend == "both" else (args.backend,):
+        try:
+            out = run(cfg, backend)
+        except BenchError as exc:  # local mode did not start
+            print(f"FAILED ({backend}): {exc}", file=sys.stderr)
+            return 1
+        print(f"\n== backend {backend} ==")
+        print_report(cfg, out["stats"], out["rounds"], out["final"])
+        for p in out["problems"]:
+            print(f"FAILED ({backend}): {p}", file=sys.stderr)
+        failed = failed or bool(out["problems"])
+        results[backend] = out
+    print_side_by_side(results)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -40,10 +40,12 @@ def _local_up(args: argparse.Namespace) -> int:
         print(busy, file=sys.stderr)
         return 1
     stack = LocalStack(host=args.host, port=args.port, state_dir=Path(args.state_dir), ephemeral=args.ephemeral,
-                       backend=args.backend).start()
+                       backend=args.backend, workers=args.workers).start()
     print(f"FMA local mode is up\n  API:       {stack.url}/v1\n  Dashboard: {stack.url}/\n"
           f"  Admin token: {stack.admin_token}\n  (also written to {Path(args.state_dir) / 'admin-token'})\n"
-          f"  Backend: {stack.description}\nPress Ctrl-C to stop.", flush=True)
+          f"  Backend: {stack.description}\n"
+          f"  Workers: {_workers_line(args.workers)}\n"
+          "Press Ctrl-C to stop.", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
@@ -54,6 +56,12 @@ def _local_up(args: argparse.Namespace) -> int:
         stack.stop()
         print("FMA local mode stopped.", flush=True)
     return 0
+
+
+def _workers_line(workers: int) -> str:
+    if workers <= 0:
+        return "none (every handler runs in this process)"
+    return f"{workers} API/authorizer processes; ingest and aggregation in one process each"
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -91,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ephemeral", action="store_true", help="do not keep state")
     up.add_argument("--backend", default="sqlite_fs", choices=["sqlite_fs", "aws-emulation"],
                     help="sqlite_fs (default: SQLite + files in the state dir) or aws-emulation (moto)")
+    up.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="worker processes for the API and authorizer handlers (default: the core count; "
+                         "0 runs every handler in this process)")
     up.set_defaults(fn=_local_up)
     token = sub.add_parser("token", help="admin tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="mint a token into a deployed table")

@@ -24,6 +24,7 @@ from fma.local import dispatch
 from fma.local.emulation import BUCKET, Emulation, local_environment, start_emulation
 from fma.local.gateway import Gateway
 from fma.local.objects import GrantingStore, ObjectRoutes
+from fma.local.pool import Workers, WorkerSetup
 from fma.local.workers import IngestPump, ThreadInvoker, Timer
 from fma.services.ports import ObjectEvents
 
@@ -38,6 +39,7 @@ class LocalStack:
     sweep_seconds: float = 5.0
     ephemeral: bool = False
     backend: str = "sqlite_fs"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     admin_token: str = ""
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -51,19 +53,28 @@ class LocalStack:
         os.environ.setdefault("FMA_DP_SECRET_FILE", str(self.state_dir.resolve() / "dp-noise.key"))
         self.gateway = Gateway(self.host, self.port)
         events, routes = self._sqlite_fs() if self.backend == "sqlite_fs" else self._aws_emulation()
-        self.invoker = ThreadInvoker()
-        set_invoker_override(self.invoker)
         for name in dispatch.FUNCTION_NAMES:  # import once, here: threads importing at once can race
             dispatch.load_handler_module(name)
+        self.pool: Workers | None = None
+        if self.workers > 0:
+            self.pool = Workers(self._worker_setup(routes.signer.secret), self.workers)
+        self.invoker = self.pool or ThreadInvoker()
+        set_invoker_override(self.invoker)
         dispatch.reset_handler_caches()
         self.admin_token = self._ensure_admin_token()
         self._resume_sealed_rounds()
-        self.pump = IngestPump(events, BUCKET, self.stop_event)
+        self.pump = IngestPump(events, BUCKET, self.stop_event,
+                               self.pool.run_ingest_event if self.pool else dispatch.run_ingest_event)
         self.pump.start()
         self.sweeper = Timer(self.sweep_seconds, self._sweep, self.stop_event, "fma-sweeper")
         self.sweeper.start()
-        self.gateway.start(routes)
+        self.gateway.start(routes, self.pool.call_api if self.pool else None)
         return self
+
+    def _worker_setup(self, secret: bytes) -> WorkerSetup:
+        env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "FMA_", "POWERTOOLS_"))}
+        data_dir = str(getattr(self, "data_dir", self.state_dir))
+        return WorkerSetup(self.backend, data_dir, self.gateway.url, secret, env)
 
     def _sqlite_fs(self) -> tuple[ObjectEvents, ObjectRoutes]:
         from fma.adapters.sqlite_fs import open_connector

@@ -46,7 +46,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query)) or None
-        result = dispatch.call_api(self.command, url.path, dict(self.headers.items()), body, query)
+        call_api = self.server.api or dispatch.call_api  # type: ignore[attr-defined]
+        result = call_api(self.command, url.path, dict(self.headers.items()), body, query)
         self._send(result.status, result.headers, result.body)
 
     def _static(self) -> None:
@@ -106,6 +107,7 @@ class Gateway:
     def __init__(self, host: str, port: int):
         self.httpd = _Server((host, port), GatewayHandler)
         self.httpd.objects = None  # type: ignore[attr-defined]
+        self.httpd.api = None  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fma-gateway", daemon=True)
 
     @property
@@ -113,8 +115,10 @@ class Gateway:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self, objects: object | None = None) -> None:
+    def start(self, objects: object | None = None, api: object | None = None) -> None:
+        """`api`: how /v1 requests run (worker processes); in this process if None."""
         self.httpd.objects = objects  # type: ignore[attr-defined]
+        self.httpd.api = api  # type: ignore[attr-defined]
         self.thread.start()
 
     def stop(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,9 +44,10 @@ class IngestPump(threading.Thread):
     """Receives object-created events (the outbox, or SQS on aws-emulation), hands them to the
     ingest handler as the SQS batch Lambda would get, and acknowledges what succeeded."""
 
-    def __init__(self, events: ObjectEvents, bucket: str, stop: threading.Event):
+    def __init__(self, events: ObjectEvents, bucket: str, stop: threading.Event,
+                 run: Callable[[dict[str, Any]], dict[str, Any]] = dispatch.run_ingest_event):
         super().__init__(name="fma-ingest-pump", daemon=True)
-        self.events, self.bucket, self.stop_event = events, bucket, stop
+        self.events, self.bucket, self.stop_event, self.run_ingest = events, bucket, stop, run
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -63,7 +64,7 @@ class IngestPump(threading.Thread):
         event = sqs_event([json.dumps(s3_event(self.bucket, e.key)) for e in batch])
         for record, created in zip(event["Records"], batch, strict=True):
             record["messageId"] = created.event_id
-        result = dispatch.run_ingest_event(event)
+        result = self.run_ingest(event)
         failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         self.events.acknowledge([e.event_id for e in batch if e.event_id not in failed])
         return len(batch)
