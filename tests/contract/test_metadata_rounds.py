@@ -241,3 +241,34 @@ def test_evaluations_once_per_client_and_round(connector):
     assert repo.list_evaluations(exp.id, 0) == [EvaluationRecord(0, "c-1", 20, {"accuracy": 0.75}),
                                                  EvaluationRecord(0, "c-2", 10, {"accuracy": 0.5})]
     assert repo.list_evaluations(exp.id, 1) == []
+
+
+def test_update_failures_are_counted_then_failed_and_the_client_may_resend(connector):
+    repo = connector.repo
+    exp = running(repo)
+    repo.begin_upload(exp.id, 1, "c-1", NOW)
+    assert [repo.note_update_failure(exp.id, 1, "c-1", "boom", NOW + i) for i in range(3)] == [1, 2, 3]
+    assert repo.get_update(exp.id, 1, "c-1").reason == "RETRYING: boom"
+    assert repo.get_round(exp.id, 1).accepted == 0
+    assert repo.fail_update(exp.id, 1, "c-1", "INGEST_FAILED: boom", NOW + 4) is True
+    assert repo.fail_update(exp.id, 1, "c-1", "again", NOW + 5) is False
+    got = repo.get_update(exp.id, 1, "c-1")
+    assert (got.status, got.reason) == (UpdateStatus.FAILED, "INGEST_FAILED: boom")
+    assert repo.list_due_uploads(NOW + 10_000) == []
+    assert repo.note_update_failure(exp.id, 1, "c-1", "late", NOW + 6) == 0
+    repo.begin_upload(exp.id, 1, "c-1", NOW + 7)  # a FAILED update may be sent again
+    assert repo.note_update_failure(exp.id, 1, "c-1", "x", NOW + 8) == 1  # counting starts over
+    assert repo.accept_update(update(exp.id, "c-1")) == "accepted"
+    assert repo.fail_update(exp.id, 1, "c-1", "never", NOW + 9) is False
+    assert repo.note_update_failure(exp.id, 2, "c-9", "none", NOW) == 0
+
+
+def test_sweep_failures_of_a_round_are_counted_while_it_is_live(connector):
+    repo = connector.repo
+    exp = running(repo)
+    assert [repo.note_round_sweep_failure(exp.id, 1, "boom") for _ in range(2)] == [1, 2]
+    assert repo.seal_round(exp.id, 1, 0, NOW, 60) and repo.note_round_sweep_failure(exp.id, 1, "x") == 3
+    assert repo.get_round(exp.id, 1).state == RoundState.SEALED  # counting keeps the round's state
+    repo.fail_round(exp.id, 1, "done")
+    assert repo.note_round_sweep_failure(exp.id, 1, "y") == 0
+    assert repo.note_round_sweep_failure(exp.id, 9, "none") == 0

@@ -65,6 +65,8 @@ def update_in(repo, status: UpdateStatus | None):
         assert repo.reject_update(update(exp.id, "c-1"))
     elif status == UpdateStatus.LATE:
         assert repo.mark_late(update(exp.id, "c-1"))
+    elif status == UpdateStatus.FAILED:
+        assert repo.fail_update(exp.id, 1, "c-1", "fault", NOW)
     elif status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED):
         assert repo.accept_update(update(exp.id, "c-1")) == "accepted"
         if status == UpdateStatus.APPLIED:
@@ -86,6 +88,7 @@ UPDATE_WRITES = {  # target, call, whether the write may also create the record
     "reject_update": (UpdateStatus.REJECTED, lambda r, e: r.reject_update(update(e.id, "c-1")), True),
     "mark_late": (UpdateStatus.LATE, lambda r, e: r.mark_late(update(e.id, "c-1")), True),
     "mark_applied": (UpdateStatus.APPLIED, lambda r, e: r.mark_applied(e.id, 1, "c-1", NOW), False),
+    "fail_update": (UpdateStatus.FAILED, lambda r, e: r.fail_update(e.id, 1, "c-1", "f", NOW), False),
 }
 
 

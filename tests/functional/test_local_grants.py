@@ -96,3 +96,14 @@ def test_malformed_and_oversized_uploads_are_refused(local):
                          headers={"Content-Type": "multipart/form-data; boundary=x"}, timeout=10)
     assert huge.status_code == 413
     assert state(local) == before
+
+
+def test_an_upload_grant_bound_to_a_sha256_takes_only_those_bytes(local):
+    import hashlib
+
+    grant = local.store.presigned_post(KEY, len(DATA), len(DATA), 60, sha256=hashlib.sha256(DATA).hexdigest())
+    before = state(local)
+    refused = upload(grant, b"y" * len(DATA))
+    assert refused.status_code == 403 and state(local) == before
+    assert upload(grant, DATA).status_code == 204
+    assert local.store.get(KEY) == DATA

@@ -11,7 +11,7 @@ from fma.services import ports
 from fma.services.deps import Deps
 
 METADATA_PORTS = (ports.TokenStore, ports.ExperimentStore, ports.RoundStore, ports.LifecycleStore,
-                  ports.DueStore, ports.MetadataStore)
+                  ports.DueStore, ports.FailureStore, ports.MetadataStore)
 
 
 def connector_classes() -> list[tuple[str, type, type]]:

@@ -67,8 +67,10 @@ ROUND_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
 UPDATE_TRANSITIONS: dict[UpdateStatus, frozenset[UpdateStatus]] = {
     # UPLOADING->UPLOADING and REJECTED->UPLOADING: the client uploads again
     UpdateStatus.UPLOADING: frozenset({UpdateStatus.UPLOADING, UpdateStatus.ACCEPTED, UpdateStatus.REJECTED,
-                                       UpdateStatus.LATE}),
+                                       UpdateStatus.LATE, UpdateStatus.FAILED}),
     UpdateStatus.REJECTED: frozenset({UpdateStatus.UPLOADING, UpdateStatus.ACCEPTED, UpdateStatus.LATE}),
+    # FAILED (a server-side fault after bounded retries) may be sent again, like REJECTED
+    UpdateStatus.FAILED: frozenset({UpdateStatus.UPLOADING, UpdateStatus.ACCEPTED, UpdateStatus.LATE}),
     UpdateStatus.ACCEPTED: frozenset({UpdateStatus.APPLIED}),
     UpdateStatus.LATE: frozenset(),
     UpdateStatus.APPLIED: frozenset(),

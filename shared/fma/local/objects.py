@@ -8,6 +8,7 @@ returns one object for a download grant of that key. Anything else is refused wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,9 +52,11 @@ class ObjectRoutes:
         except (FormError, KeyError, UnicodeDecodeError) as exc:
             return _error(400, "BAD_FORM", f"the upload form needs a key and a file: {exc}")
         try:
-            self.signer.verify(query["grant"], UPLOAD, key, len(data))
+            grant = self.signer.verify(query["grant"], UPLOAD, key, len(data))
         except GrantRefused as exc:
             return _error(403, "GRANT_REFUSED", str(exc))
+        if grant.sha256 is not None and hashlib.sha256(data).hexdigest() != grant.sha256:
+            return _error(403, "GRANT_REFUSED", "the file's sha256 is not the one this grant was issued for")
         self.store.put(key, data)
         return 204, {}, b""
 
@@ -97,8 +100,9 @@ class GrantingStore:
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)
 
-    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
-        grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size)
+    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
+                       sha256: str | None = None) -> dict[str, Any]:
+        grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}/objects?grant={grant}", "fields": {"key": key}}
 
     def presigned_get(self, key: str, expires: int) -> str:

@@ -128,7 +128,21 @@ class DueStore(Protocol):
 
 
 @runtime_checkable
-class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, Protocol):
+class FailureStore(Protocol):
+    """Unexpected (not client-caused) failures, counted on the item so bounds hold across retries."""
+
+    def note_update_failure(self, experiment_id: str, n: int, client_id: str, reason: str, now: float) -> int:
+        """One more failed attempt at an UPLOADING update: the attempts so far (0: none to count)."""
+
+    def fail_update(self, experiment_id: str, n: int, client_id: str, reason: str, now: float) -> bool:
+        """UPLOADING -> FAILED with its reason (never over an acceptance or a rejection)."""
+
+    def note_round_sweep_failure(self, experiment_id: str, n: int, reason: str) -> int:
+        """One more sweep of a live round that raised: the count so far (0: no such round)."""
+
+
+@runtime_checkable
+class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, FailureStore, Protocol):
     """Everything the services keep about experiments: one connector object implements it all."""
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from fma.adapters.memory.kv import MemoryRowStore, RowStore
 from fma.adapters.memory.objects import MemoryEvents, MemoryModelStore, ObjectNotFound
 from fma.adapters.memory.records import ExperimentRecords, TokenRecords
+from fma.adapters.memory.records_failures import FailureRecords
 from fma.adapters.memory.records_rounds import LifecycleRecords, RoundRecords
 
 __all__ = ["MemoryEvents", "MemoryModelStore", "MemoryRepository", "ObjectNotFound", "RecordRepository",
            "memory_connector"]
 
 
-class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords):
+class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords):
     """Every metadata port over one transactional row store (dictionaries or SQLite)."""
 
     def __init__(self, rows: RowStore):

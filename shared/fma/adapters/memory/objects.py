@@ -90,9 +90,10 @@ class MemoryModelStore:
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
-    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
-        return {"url": "memory://upload", "fields": {"key": key, "min_size": str(min_size),
-                                                    "max_size": str(max_size), "expires": str(expires)}}
+    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
+                       sha256: str | None = None) -> dict[str, Any]:
+        fields = {"key": key, "min_size": str(min_size), "max_size": str(max_size), "expires": str(expires)}
+        return {"url": "memory://upload", "fields": fields | ({"sha256": sha256} if sha256 else {})}
 
     def presigned_get(self, key: str, expires: int) -> str:
         return f"memory://{quote(key)}?expires={expires}"

@@ -41,9 +41,21 @@ def _update(tx: Tx, u: UpdateRecord) -> UpdateRecord | None:
     return R.to_update(row) if row else None
 
 
+def _put_update(tx: Tx, rec: UpdateRecord, due: str | None = None) -> None:
+    """Write the record, keeping what the row holds beside it (its failure count)."""
+    old = tx.get("updates", (rec.experiment_id, rec.round, rec.client_id)) or {}
+    tx.put("updates", old | R.update_row(rec, due))
+
+
 def _round(tx: Tx, experiment_id: str, n: int) -> tuple[RoundRecord, str | None] | None:
     row = tx.get("rounds", (experiment_id, n))
     return (R.to_round(row), row["due"]) if row else None
+
+
+def _put_round(tx: Tx, rec: RoundRecord, due: str | None) -> None:
+    """Write the record, keeping what the row holds beside it (its sweep-failure count)."""
+    old = tx.get("rounds", (rec.experiment_id, rec.round)) or {}
+    tx.put("rounds", old | R.round_row(rec, due))
 
 
 class RoundRecords:
@@ -94,9 +106,9 @@ class RoundRecords:
             if exp is None or exp["status"] != ExperimentStatus.RUNNING:
                 return "inactive"
             accepted = dataclasses.replace(u, status=UpdateStatus.ACCEPTED, metrics=u.metrics or {}, reason=None)
-            tx.put("updates", R.update_row(accepted))
+            _put_update(tx, accepted)
             rnd, due = found
-            tx.put("rounds", R.round_row(dataclasses.replace(rnd, accepted=rnd.accepted + 1), due))
+            _put_round(tx, dataclasses.replace(rnd, accepted=rnd.accepted + 1), due)
         return "accepted"
 
     def reject_update(self, u: UpdateRecord) -> bool:
@@ -105,18 +117,17 @@ class RoundRecords:
             current = _update(tx, u)
             if current is not None and current.status not in REJECTABLE:
                 if current.status == UpdateStatus.REJECTED:
-                    tx.put("updates", R.update_row(dataclasses.replace(current, reason=u.reason,
-                                                                      updated_at=u.updated_at)))
+                    _put_update(tx, dataclasses.replace(current, reason=u.reason, updated_at=u.updated_at))
                 return False
             found = _round(tx, u.experiment_id, u.round)
             if found is None:
                 return False
             base = current or UpdateRecord(u.experiment_id, u.round, u.client_id, UpdateStatus.UPLOADING)
-            tx.put("updates", R.update_row(dataclasses.replace(
+            _put_update(tx, dataclasses.replace(
                 base, status=UpdateStatus.REJECTED, reason=u.reason, sha256=u.sha256, size=u.size,
-                updated_at=u.updated_at)))
+                updated_at=u.updated_at))
             rnd, due = found
-            tx.put("rounds", R.round_row(dataclasses.replace(rnd, rejected=rnd.rejected + 1), due))
+            _put_round(tx, dataclasses.replace(rnd, rejected=rnd.rejected + 1), due)
         return True
 
     def mark_late(self, u: UpdateRecord) -> bool:
@@ -128,11 +139,11 @@ class RoundRecords:
             if found is None:
                 return False
             base = current or UpdateRecord(u.experiment_id, u.round, u.client_id, UpdateStatus.UPLOADING)
-            tx.put("updates", R.update_row(dataclasses.replace(
+            _put_update(tx, dataclasses.replace(
                 base, status=UpdateStatus.LATE, num_examples=u.num_examples, sha256=u.sha256, size=u.size,
-                reason=LATE_REASON, updated_at=u.updated_at)))
+                reason=LATE_REASON, updated_at=u.updated_at))
             rnd, due = found
-            tx.put("rounds", R.round_row(dataclasses.replace(rnd, late=rnd.late + 1), due))
+            _put_round(tx, dataclasses.replace(rnd, late=rnd.late + 1), due)
         return True
 
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
@@ -179,7 +190,7 @@ class LifecycleRecords:
             if found is None or found[0].state not in allowed:
                 return None
             moved = dataclasses.replace(found[0], **changes)
-            tx.put("rounds", R.round_row(moved, due))
+            _put_round(tx, moved, due)
         return moved
 
     def seal_round(self, experiment_id: str, n: int, quota: int, now: float, lease_seconds: float) -> bool:
@@ -189,7 +200,7 @@ class LifecycleRecords:
             if found is None or found[0].state not in SEALABLE or found[0].accepted < quota:
                 return False
             sealed = dataclasses.replace(found[0], state=RoundState.SEALED, sealed_at=now)
-            tx.put("rounds", R.round_row(sealed, R.due_key(now + lease_seconds, experiment_id, n)))
+            _put_round(tx, sealed, R.due_key(now + lease_seconds, experiment_id, n))
         return True
 
     def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
@@ -210,7 +221,7 @@ class LifecycleRecords:
                 return None
             leased = dataclasses.replace(rnd, state=RoundState.AGGREGATING, lease_owner=owner, lease_expires=until,
                                          attempts=rnd.attempts + 1)
-            tx.put("rounds", R.round_row(leased, R.due_key(until, experiment_id, n)))
+            _put_round(tx, leased, R.due_key(until, experiment_id, n))
         return leased
 
     def publish_round(self, experiment_id: str, n: int, owner: str, *, sha256: str, metrics: dict,
@@ -228,15 +239,15 @@ class LifecycleRecords:
                 if tx.get("rounds", (experiment_id, next_round.round)) is not None:
                     return False
                 exp["current_round"] = n + 1
-                tx.put("rounds", R.round_row(next_round, _deadline_due(next_round)))
+                _put_round(tx, next_round, _deadline_due(next_round))
             elif exp["status"] in COMPLETABLE:
                 exp["status"] = str(ExperimentStatus.COMPLETED)
             else:
                 return False
             tx.put("experiments", exp)
-            tx.put("rounds", R.round_row(dataclasses.replace(
+            _put_round(tx, dataclasses.replace(
                 found[0], state=RoundState.PUBLISHED, published_at=now, model_sha256=sha256, metrics=metrics,
-                info=info, aggregation_seconds=seconds, lease_owner=None, lease_expires=None), None))
+                info=info, aggregation_seconds=seconds, lease_owner=None, lease_expires=None), None)
         return True
 
     def list_due(self, now: float, limit: int = 100) -> list[RoundRecord]:

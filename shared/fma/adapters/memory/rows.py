@@ -72,8 +72,13 @@ def round_row(rec: RoundRecord, due: str | None) -> Row:
     return dataclasses.asdict(rec) | {"state": str(rec.state), "due": due}
 
 
+ROUND_FIELDS = frozenset(f.name for f in dataclasses.fields(RoundRecord))
+UPDATE_FIELDS = frozenset(f.name for f in dataclasses.fields(UpdateRecord))
+
+
 def to_round(row: Row) -> RoundRecord:
-    data = {k: v for k, v in row.items() if k != "due"}
+    """The record of a row (a row also keeps its `due` key and counters such as `sweep_errors`)."""
+    data = {k: v for k, v in row.items() if k in ROUND_FIELDS}
     return RoundRecord(**(data | {"state": RoundState(row["state"])}))
 
 
@@ -82,7 +87,7 @@ def update_row(rec: UpdateRecord, due: str | None = None) -> Row:
 
 
 def to_update(row: Row) -> UpdateRecord:
-    data = {k: v for k, v in row.items() if k != "due"}
+    data = {k: v for k, v in row.items() if k in UPDATE_FIELDS}
     return UpdateRecord(**(data | {"status": UpdateStatus(row["status"])}))
 
 

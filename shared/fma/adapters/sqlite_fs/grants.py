@@ -29,6 +29,7 @@ class Grant:
     expires_at: int
     min_size: int | None = None
     max_size: int | None = None
+    sha256: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -49,10 +50,12 @@ class GrantSigner:
         return _b64(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest())
 
     def sign(self, action: str, key: str, expires_in: int, min_size: int | None = None,
-             max_size: int | None = None) -> str:
+             max_size: int | None = None, sha256: str | None = None) -> str:
         body = {"a": action, "k": key, "e": int(self.clock()) + int(expires_in)}
         if action == UPLOAD:
             body.update(min=min_size, max=max_size)
+            if sha256 is not None:
+                body["s"] = sha256
         payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
         return f"{payload}.{self._mac(payload)}"
 
@@ -86,10 +89,11 @@ class GrantSigner:
             raise GrantRefused("the grant's signature does not match")
         try:
             body = json.loads(_unb64(payload))
-            grant = Grant(body["a"], body["k"], int(body["e"]), body.get("min"), body.get("max"))
+            grant = Grant(body["a"], body["k"], int(body["e"]), body.get("min"), body.get("max"), body.get("s"))
         except (ValueError, KeyError, TypeError):
             raise GrantRefused("malformed grant") from None
-        if not isinstance(grant.key, str) or grant.action not in (UPLOAD, DOWNLOAD):
+        if (not isinstance(grant.key, str) or grant.action not in (UPLOAD, DOWNLOAD)
+                or not isinstance(grant.sha256, str | None)):
             raise GrantRefused("malformed grant")
         if grant.action == UPLOAD and not (type(grant.min_size) is int and type(grant.max_size) is int):
             raise GrantRefused("malformed grant")

@@ -100,9 +100,11 @@ class FileModelStore:
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
-    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int) -> dict[str, Any]:
-        """A multipart POST to the gateway for exactly `key` and a size in [min_size, max_size]."""
-        grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size)
+    def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
+                       sha256: str | None = None) -> dict[str, Any]:
+        """A multipart POST to the gateway for exactly `key`, a size in [min_size, max_size] and
+        (given `sha256`) exactly those bytes."""
+        grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}{UPLOAD_PATH}?grant={grant}", "fields": {"key": key}}
 
     def presigned_get(self, key: str, expires: int) -> str:
