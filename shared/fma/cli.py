@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--state-dir", default=".fma")
     demo.add_argument("--backend", default="sqlite_fs", choices=["sqlite_fs", "aws-emulation"])
+    demo.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="worker processes for the API handlers (0: all in the demo's process)")
     demo.set_defaults(fn=_demo)
     return parser
 

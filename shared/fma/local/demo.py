@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"digits: {len(split.y_train)} train / {len(split.y_test)} test images, {args.clients} clients "
           f"with non-IID shards of sizes {[len(i) for i in split.client_indices]}", flush=True)
     stack = LocalStack(port=args.port, state_dir=Path(args.state_dir), ephemeral=True,
-                       backend=getattr(args, "backend", "sqlite_fs")).start()
+                       backend=getattr(args, "backend", "sqlite_fs"), workers=getattr(args, "workers", 0)).start()
     procs: list[subprocess.Popen] = []
     try:
         print(f"local mode up at {stack.url} (admin token in {Path(args.state_dir) / 'admin-token'})", flush=True)
