@@ -26,10 +26,12 @@ EXPERIMENT_STATUSES = ["PENDING_MODEL", "RUNNING", "PAUSED", "COMPLETED", "STOPP
 ROUND_STATES = ["OPEN", "SEALED", "AGGREGATING", "PUBLISHED", "FAILED"]
 UPDATE_STATUSES = ["UPLOADING", "ACCEPTED", "REJECTED", "LATE", "APPLIED", "FAILED"]
 ERROR_TEXT = {
-    400: "Invalid input: malformed JSON, unknown or missing field, value out of range.",
-    401: "Missing, unknown, expired or revoked token.",
-    403: "The token's role or scope may not do this (or an exhausted enrollment token).",
-    404: "No such experiment, round or model visible to this token.",
+    400: "Invalid input: malformed or non-strict JSON (NaN, Infinity, numbers out of range, duplicate keys, "
+         "nesting deeper than 32, invalid UTF-8), unknown or missing field, value out of range, bad cursor.",
+    401: "Missing, unknown or expired token.",
+    403: "The token's role may not do this, the token was revoked (TOKEN_REVOKED, CLIENT_REVOKED), or an "
+         "enrollment token is used up (ENROLLMENT_EXHAUSTED).",
+    404: "No such experiment, round, model, client or token visible to this token.",
     409: "Conflict with the current state (closed round, wrong status, duplicate).",
     410: "The experiment has ended.",
     413: "Body too large: JSON over 256 KiB, a direct upload over its limit, or the gateway's.",
@@ -64,6 +66,7 @@ STRING, INT, NUMBER, TIMESTAMP = {"type": "string"}, {"type": "integer"}, {"type
     "type": "string", "description": "ISO 8601 UTC timestamp"}
 COUNT = {"type": "integer", "minimum": 0}
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+TOKEN_ID = {**SHA256, "description": "a token's public id (the sha256 it is stored under; no credential)"}
 NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 METRICS = {"type": "object", "additionalProperties": {"type": "number"}}
 
@@ -93,6 +96,7 @@ SCHEMAS: dict[str, Schema] = {
         "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
         "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
         "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+        "archived": {"type": "boolean", "description": "hidden from lists unless `archived=true` is asked"},
     }),
     "UpdateEntry": obj({"client_id": STRING, "status": {"enum": UPDATE_STATUSES}, "reason": nullable(STRING),
                         "num_examples": nullable(INT), "metrics": METRICS}),
@@ -174,31 +178,42 @@ def paths() -> dict[str, Schema]:
         "/v1/openapi.json": {"get": op("openapi", "This document", ok(200, "OpenAPI 3.1", {"type": "object"}),
                                        tag="meta", public=True)},
         "/v1/tokens": {"post": op(
-            "createToken", "Mint a developer, analyst or admin token (admin)",
+            "createToken", "Mint a developer or analyst token (admin)",
             {**ok(201, "Minted; the token is shown once", obj({
-                "token": STRING, "role": {"enum": ["developer", "analyst", "admin"]}, "principal_id": STRING,
-                "expires_at": nullable(TIMESTAMP)})), **errors(400, *AUTH, 413)},
-            tag="tokens", body=json_body(obj({"role": {"enum": ["developer", "analyst", "admin"]}}, {
+                "token": STRING, "token_id": TOKEN_ID, "role": {"enum": ["developer", "analyst"]},
+                "principal_id": STRING, "expires_at": nullable(TIMESTAMP)})), **errors(400, *AUTH, 413)},
+            tag="tokens", body=json_body(obj({"role": {"enum": ["developer", "analyst"]}}, {
                 "name": nullable({"type": "string", "maxLength": 200}),
                 "expires_in_seconds": nullable({"type": "integer", "minimum": 60, "maximum": 10 * 365 * 86400}),
             }, closed=True)))},
+        "/v1/tokens/{token_id}": {"delete": op(
+            "revokeToken", "Revoke a token (admin: any; developer: the enrollment tokens it minted)",
+            {**ok(200, "Revoked (again: still 200)", obj({"token_id": TOKEN_ID, "role": STRING,
+                                                         "revoked": {"const": True}})),
+             **errors(*AUTH, 404)}, tag="tokens",
+            params=[{"name": "token_id", "in": "path", "required": True, "schema": TOKEN_ID}])},
         "/v1/experiments": {
             "post": op("createExperiment", "Create an experiment (developer, admin)",
                        {**ok(201, "Created; upload the initial model next", obj({
                            "experiment": ref("Experiment"), "upload": ref("PresignedPost")})),
                         **errors(400, *AUTH, 413)}, tag="experiments", body=json_body(create)),
-            "get": op("listExperiments", "Experiments visible to the token (developer: its own)",
+            "get": op("listExperiments", "Experiments visible to the token (developer: its own), newest first",
                       {**ok(200, "One page", obj({"experiments": {"type": "array", "items": ref("Experiment")},
                                                   "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
-                      tag="experiments", params=LIST_PARAMS),
+                      tag="experiments", params=[*LIST_PARAMS, {
+                          "name": "archived", "in": "query", "required": False,
+                          "schema": {"enum": ["true", "false"], "default": "false"},
+                          "description": "true: list the archived experiments (and only them)"}]),
         },
         "/v1/experiments/{experiment_id}": {
             "get": op("getExperiment", "One experiment", {**ok(200, "The experiment", ref("Experiment")),
                                                           **errors(*AUTH, 404)}, tag="experiments", params=[EXP_ID]),
-            "patch": op("setExperimentStatus", "Pause, resume or stop (the experiment's developer)",
+            "patch": op("patchExperiment", "Pause, resume or stop; archive or unarchive (its developer, admin)",
                         {**ok(200, "The experiment after the change", ref("Experiment")),
                          **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID],
-                        body=json_body(obj({"status": {"enum": ["PAUSED", "RUNNING", "STOPPED"]}}, closed=True))),
+                        body=json_body({**obj({}, {"status": {"enum": ["PAUSED", "RUNNING", "STOPPED"]},
+                                                   "archived": {"type": "boolean"}}, closed=True),
+                                        "minProperties": 1})),
         },
         "/v1/experiments/{experiment_id}/model": {
             "put": op("putInitialModel", "Upload a small initial model through the API",
@@ -214,7 +229,7 @@ def paths() -> dict[str, Schema]:
         },
         "/v1/experiments/{experiment_id}/enrollment-tokens": {"post": op(
             "createEnrollmentToken", "A token that lets clients register (the experiment's developer)",
-            {**ok(201, "Minted; shown once", obj({"token": STRING, "expires_at": TIMESTAMP,
+            {**ok(201, "Minted; shown once", obj({"token": STRING, "token_id": TOKEN_ID, "expires_at": TIMESTAMP,
                                                   "max_uses": nullable(INT)})),
              **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID],
             body=json_body(obj({}, {
@@ -224,10 +239,19 @@ def paths() -> dict[str, Schema]:
                 required=False))},
         "/v1/experiments/{experiment_id}/clients": {"post": op(
             "registerClient", "Register a client (enrollment token)",
-            {**ok(201, "Registered; the client token is shown once", obj({"client_id": STRING, "token": STRING})),
+            {**ok(201, "Registered; the client token is shown once", obj({
+                "client_id": STRING, "token": STRING, "token_id": TOKEN_ID,
+                "expires_at": {**TIMESTAMP, "description": "also ends a grace period after the experiment ends"}})),
              **errors(400, *AUTH, 404, 409, 413)}, tag="participation", params=[EXP_ID],
             body=json_body(obj({}, {"name": nullable({"type": "string", "maxLength": 200})}, closed=True),
                            required=False))},
+        "/v1/experiments/{experiment_id}/clients/{client_id}": {"delete": op(
+            "revokeClient", "Revoke a client: its token is refused and it leaves the `all` quota (its developer)",
+            {**ok(200, "Revoked (again: still 200)", obj({"client_id": STRING, "token_id": nullable(TOKEN_ID),
+                                                         "revoked": {"const": True}})),
+             **errors(*AUTH, 404)}, tag="participation",
+            params=[EXP_ID, {"name": "client_id", "in": "path", "required": True,
+                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}}])},
         "/v1/experiments/{experiment_id}/rounds": {"get": op(
             "listRounds", "Rounds, newest page first", {
                 **ok(200, "One page", obj({"rounds": {"type": "array", "items": ref("Round")},

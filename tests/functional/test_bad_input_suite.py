@@ -69,7 +69,7 @@ CASES = [
     ("empty-update-body", "client", "PUT", "/v1/experiments/{id}/rounds/1/updates", b"", None, None, 400,
      "EMPTY_BODY"),
     ("eval-nan-metric", "client", "POST", "/v1/experiments/{id}/rounds/0/evaluations",
-     b'{"num_examples": 3, "metrics": {"loss": NaN}}', None, None, 400, "INVALID_METRICS"),
+     b'{"num_examples": 3, "metrics": {"loss": NaN}}', None, None, 400, "NON_FINITE_NUMBER"),
     ("eval-zero-examples", "client", "POST", "/v1/experiments/{id}/rounds/0/evaluations",
      {"num_examples": 0, "metrics": {}}, None, None, 400, "INVALID_INPUT"),
     ("eval-future-model", "client", "POST", "/v1/experiments/{id}/rounds/7/evaluations",

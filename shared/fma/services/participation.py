@@ -12,6 +12,7 @@ from fma.domain.records import EvaluationRecord
 from fma.domain.states import ENDED, ExperimentStatus, RoundState
 from fma.domain.strategy_catalog import client_config_for
 from fma.domain.update_meta import check_metrics
+from fma.services.access import require_live_client
 from fma.services.bodies import optional_int, require_object
 from fma.services.deps import Deps, model_key, update_key
 from fma.services.experiments import _check_body_size, load_experiment
@@ -39,6 +40,7 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
     if caller.role != Role.CLIENT:
         raise Forbidden("only clients upload updates", code="FORBIDDEN_ROLE")
     exp = load_experiment(deps, caller, experiment_id)
+    require_live_client(deps, caller)
     if exp.status in ENDED:
         raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
     if exp.status != ExperimentStatus.RUNNING:
@@ -80,6 +82,7 @@ def post_evaluation(deps: Deps, caller: Principal, experiment_id: str, n: int, b
     if caller.role != Role.CLIENT:
         raise Forbidden("only clients post evaluations", code="FORBIDDEN_ROLE")
     exp = load_experiment(deps, caller, experiment_id)
+    require_live_client(deps, caller)
     if exp.status in (ExperimentStatus.STOPPED, ExperimentStatus.FAILED):
         raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
     data = require_object(body, ("num_examples", "metrics"), ("num_examples", "metrics"))
