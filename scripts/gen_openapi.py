@@ -32,9 +32,11 @@ ERROR_TEXT = {
     403: "The token's role may not do this, the token was revoked (TOKEN_REVOKED, CLIENT_REVOKED), or an "
          "enrollment token is used up (ENROLLMENT_EXHAUSTED).",
     404: "No such experiment, round, model, client or token visible to this token.",
-    409: "Conflict with the current state (closed round, wrong status, duplicate).",
+    409: "Conflict with the current state (closed round, wrong status, duplicate, or a request with the same "
+         "Idempotency-Key still running: IDEMPOTENCY_IN_PROGRESS).",
     410: "The experiment has ended.",
     413: "Body too large: JSON over 256 KiB, a direct upload over its limit, or the gateway's.",
+    422: "This Idempotency-Key was used for a different request (IDEMPOTENCY_KEY_REUSED).",
     429: "Throttled by the API stage.",
 }
 
@@ -286,6 +288,21 @@ def paths() -> dict[str, Schema]:
     }
 
 
+CREATING = ("createToken", "createExperiment", "createEnrollmentToken", "registerClient", "requestUpload",
+            "postEvaluation")
+
+
+def with_idempotency(all_paths: dict[str, Schema]) -> dict[str, Schema]:
+    """Every creating POST takes an optional Idempotency-Key (409 while the first runs, 422 on reuse)."""
+    for ops in all_paths.values():
+        post = ops.get("post")
+        if post and post["operationId"] in CREATING:
+            post["parameters"] = [*post.get("parameters", []), {"$ref": "#/components/parameters/IdempotencyKey"}]
+            codes = {**post["responses"], **errors(409, 422)}
+            post["responses"] = dict(sorted(codes.items()))
+    return all_paths
+
+
 def document() -> Schema:
     return {
         "openapi": "3.1.0",
@@ -295,7 +312,7 @@ def document() -> Schema:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [{"name": n} for n in ("meta", "tokens", "experiments", "participation", "rounds")],
-        "paths": paths(),
+        "paths": with_idempotency(paths()),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "An FMA token: admin, developer, analyst, client "
@@ -307,6 +324,13 @@ def document() -> Schema:
                                 "schema": {"type": "integer", "minimum": 0, "maximum": 99_999_999}},
                 "Limit": {"name": "limit", "in": "query", "required": False,
                           "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                    "description": "A new random key (a UUID) per logical request: a retry with the same key and "
+                                   "body gets the first response (status and body, `Idempotency-Replayed: true`) "
+                                   "and creates nothing twice; another body under the key is 422. Scoped to the "
+                                   "caller; kept for a day."},
                 "Cursor": {"name": "cursor", "in": "query", "required": False,
                            "schema": {"type": "string"}, "description": "`next_cursor` of the previous page"},
             },
