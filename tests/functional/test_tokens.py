@@ -45,7 +45,7 @@ def test_admin_token_cannot_be_minted_over_http(stack):
     admin = stack.token(Role.ADMIN)
     before = stack.snapshot()
     res = stack.api("POST", "/v1/tokens", admin, json_body={"role": "admin"})
-    assert res.status == 400 and error_code(res) == "INVALID_ROLE"
+    assert res.status == 400 and error_code(res) == "INVALID_INPUT"
     assert "analyst, developer" in res.json()["error"]["message"]
     assert stack.snapshot() == before
 

@@ -36,7 +36,7 @@ def create_token(deps: Deps, caller: Principal, body: object) -> dict[str, Any]:
     data = require_object(body, ("role", "name", "expires_in_seconds"), ("role",))
     role = data["role"] if isinstance(data["role"], str) and data["role"] in MINTABLE_ROLES else None
     if role is None:
-        raise InvalidInput(f"role must be one of: {listing(MINTABLE_ROLES)}", code="INVALID_ROLE",
+        raise InvalidInput(f"role must be one of: {listing(MINTABLE_ROLES)}",
                            details={"field": "role"})
     name = data.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200):
