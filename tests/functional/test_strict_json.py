@@ -169,3 +169,19 @@ def test_error_messages_show_no_python_reprs(world):
         assert res.status in (400, 403) and "<" not in message and "[" not in message, message
     assert "analyst, developer" in answers[0].json()["error"]["message"]
     assert "PAUSED, RUNNING, STOPPED" in answers[1].json()["error"]["message"]
+
+
+def test_null_for_an_optional_integer_takes_its_default_and_for_a_required_one_is_400(world):
+    """`"size": null` made the upload request raise (found by schemathesis): null is never a 500."""
+    stack, tokens, exp_id = world
+    created = stack.api("POST", "/v1/experiments", tokens["dev"], json_body={"name": "n", "max_update_bytes": None})
+    assert created.status == 201 and created.json()["experiment"]["max_update_bytes"] > 0
+    enroll = stack.api("POST", f"/v1/experiments/{exp_id}/enrollment-tokens", tokens["dev"],
+                       json_body={"expires_in_seconds": None, "max_uses": None})
+    assert enroll.status == 201 and enroll.json()["expires_at"] > created.json()["experiment"]["created_at"]
+    before = stack.snapshot()
+    for path, body in (("rounds/1/updates", {"size": None}), ("rounds/0/evaluations", {"num_examples": None,
+                                                                                        "metrics": {}})):
+        res = stack.api("POST", f"/v1/experiments/{exp_id}/{path}", tokens["client"], json_body=body)
+        assert_refused(stack, res, 400, "INVALID_INPUT")
+    assert stack.snapshot() == before

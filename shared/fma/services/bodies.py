@@ -29,10 +29,19 @@ def require_object(body: object, allowed: Iterable[str], required: Iterable[str]
 
 
 def optional_int(body: Mapping[str, Any], key: str, default: int | None, low: int, high: int) -> int | None:
-    value = body.get(key, default)
+    """An integer field; absent or null means `default` (so `"max_update_bytes": null` is no 500)."""
+    value = body.get(key)
     if value is None:
-        return None
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{key} must be an integer from {low} to {high}", details={"field": key})
+    return value
+
+
+def required_int(body: Mapping[str, Any], key: str, low: int, high: int) -> int:
+    """An integer field that must be present and not null."""
+    value = optional_int(body, key, None, low, high)
+    if value is None:
         raise InvalidInput(f"{key} must be an integer from {low} to {high}", details={"field": key})
     return value
 

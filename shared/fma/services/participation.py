@@ -13,7 +13,7 @@ from fma.domain.states import ENDED, ExperimentStatus, RoundState
 from fma.domain.strategy_catalog import client_config_for
 from fma.domain.update_meta import check_metrics
 from fma.services.access import require_live_client
-from fma.services.bodies import optional_int, require_object
+from fma.services.bodies import require_object, required_int
 from fma.services.deps import Deps, model_key, update_key
 from fma.services.experiments import _check_body_size, load_experiment
 
@@ -56,7 +56,7 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
 def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, body: object) -> dict[str, Any]:
     data = require_object(body, ("size", "sha256"), ("size",))
     exp = _open_round_for(deps, caller, experiment_id, n)
-    size = optional_int(data, "size", None, 1, 1 << 62)
+    size = required_int(data, "size", 1, 1 << 62)
     if size > exp.max_update_bytes:
         raise PayloadTooLarge(f"size {size} exceeds max_update_bytes={exp.max_update_bytes}",
                               details={"limit": exp.max_update_bytes})
@@ -86,7 +86,7 @@ def post_evaluation(deps: Deps, caller: Principal, experiment_id: str, n: int, b
     if exp.status in (ExperimentStatus.STOPPED, ExperimentStatus.FAILED):
         raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
     data = require_object(body, ("num_examples", "metrics"), ("num_examples", "metrics"))
-    num = optional_int(data, "num_examples", None, 1, 10**12)
+    num = required_int(data, "num_examples", 1, 10**12)
     try:
         metrics = check_metrics(data["metrics"])
     except UpdateRejected as exc:
