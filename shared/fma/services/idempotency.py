@@ -28,7 +28,6 @@ from fma.domain import strict_json
 from fma.domain.auth import Principal
 from fma.domain.errors import Conflict, InvalidInput, Unprocessable
 from fma.services.deps import Deps
-from fma.services.ports import StoredRequest
 
 KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces (a UUID is what the SDK sends)
 TTL_SECONDS = 86400

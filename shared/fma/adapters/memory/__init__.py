@@ -7,13 +7,15 @@ from fma.adapters.memory.kv import MemoryRowStore, RowStore
 from fma.adapters.memory.objects import MemoryEvents, MemoryModelStore, ObjectNotFound
 from fma.adapters.memory.records import ExperimentRecords, TokenRecords
 from fma.adapters.memory.records_failures import FailureRecords
+from fma.adapters.memory.records_idempotency import IdempotencyRecords
 from fma.adapters.memory.records_rounds import LifecycleRecords, RoundRecords
 
 __all__ = ["MemoryEvents", "MemoryModelStore", "MemoryRepository", "ObjectNotFound", "RecordRepository",
            "memory_connector"]
 
 
-class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords):
+class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords,
+                       IdempotencyRecords):
     """Every metadata port over one transactional row store (dictionaries or SQLite)."""
 
     def __init__(self, rows: RowStore):
