@@ -116,6 +116,66 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+STAGES = ["none", "staging", "production"]
+ROUND_REF = obj({"experiment_id": STRING, "round": COUNT}, description="A round of an experiment")
+SEMVER = {"type": "string", "maxLength": 64, "description": "a semantic version (semver.org), e.g. 1.2.3"}
+SCHEMAS.update({
+    "RoundRef": ROUND_REF,
+    "RegistryVersion": obj({
+        "name": STRING, "version": SEMVER, "experiment_id": STRING, "round": COUNT, "sha256": SHA256,
+        "size": COUNT, "stage": {"enum": STAGES}, "notes": nullable(STRING), "created_by": STRING,
+        "created_at": TIMESTAMP, "manifest": obj({"key": STRING, "sha256": SHA256}),
+    }, description="An immutable named model version; only its stage changes."),
+    "RegistryName": obj({"name": STRING, "owner": STRING, "versions": COUNT, "latest_version": nullable(SEMVER),
+                         "production_version": nullable(SEMVER), "created_at": TIMESTAMP,
+                         "updated_at": TIMESTAMP}),
+})
+SCHEMAS["Experiment"]["properties"].update({
+    "parent": {**nullable(ref("RoundRef")), "description": "the round this fork started from (detail only)"},
+    "children": {"type": "array", "items": ref("RoundRef"), "description": "forks of this experiment (detail)"},
+    "registry": {"type": "array", "description": "its registry versions (detail)", "items": obj(
+        {"name": STRING, "version": SEMVER, "round": COUNT, "stage": {"enum": STAGES}})},
+})
+
+
+def registry_paths() -> dict[str, Schema]:
+    """Issue 16: the model registry."""
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}}
+    version = {"name": "version", "in": "path", "required": True, "schema": SEMVER}
+    create = obj({"experiment_id": STRING, "round": {"type": "integer", "minimum": 1}}, {
+        "version": {**SEMVER, "description": "default: the next patch of the highest version (first: 1.0.0)"},
+        "stage": {"enum": STAGES, "default": "none"}, "notes": nullable({"type": "string", "maxLength": 2000}),
+    }, closed=True)
+    page = obj({"name": STRING, "versions": {"type": "array", "items": ref("RegistryVersion")},
+                "next_cursor": nullable(STRING)})
+    detail = {"allOf": [ref("RegistryVersion"), obj({"url": STRING, "manifest_url": STRING})]}
+    return {
+        "/v1/registry": {"get": op(
+            "listRegistryNames", "Registered model names (developer, analyst, admin)",
+            {**ok(200, "One page", obj({"names": {"type": "array", "items": ref("RegistryName")},
+                                        "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
+            tag="registry", params=LIST_PARAMS)},
+        "/v1/registry/{name}/versions": {
+            "post": op("createRegistryVersion", "Register a published round (the experiment's developer)",
+                       {**ok(201, "Registered", ref("RegistryVersion")), **errors(400, *AUTH, 404, 409, 413)},
+                       tag="registry", params=[name], body=json_body(create)),
+            "get": op("listRegistryVersions", "Versions of a name, highest first",
+                      {**ok(200, "One page", page), **errors(400, *AUTH, 404)}, tag="registry",
+                      params=[name, *LIST_PARAMS]),
+        },
+        "/v1/registry/{name}/versions/{version}": {
+            "get": op("getRegistryVersion", "One version with presigned downloads of its model and manifest",
+                      {**ok(200, "The version", detail), **errors(400, *AUTH, 404)}, tag="registry",
+                      params=[name, version]),
+            "patch": op("setRegistryStage", "Move a version to a stage; one production version per name",
+                        {**ok(200, "The version after the change", ref("RegistryVersion")),
+                         **errors(400, *AUTH, 404, 409, 413)}, tag="registry", params=[name, version],
+                        body=json_body(obj({"stage": {"enum": STAGES}}, closed=True))),
+        },
+    }
+
+
 def errors(*codes: int) -> dict[str, Schema]:
     return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
 
@@ -167,6 +227,8 @@ def paths() -> dict[str, Schema]:
                      "default": "fedavg", "description": "fedavg, fedprox, fedadam, krum, ... (or a plugin)"},
         "rounds": nullable(ref("RoundPolicy")), "client_config": nullable({"type": "object"}),
         "max_update_bytes": {"type": "integer", "minimum": 1},
+        "from": {**obj({"experiment_id": STRING, "round": COUNT}, closed=True),
+                 "description": "fork: start RUNNING from this published round's model (no upload)"},
     }, closed=True)
     return {
         "/v1/health": {"get": op("health", "Liveness check", ok(200, "Up", obj({"status": {"const": "ok"}})),
@@ -184,9 +246,9 @@ def paths() -> dict[str, Schema]:
             }, closed=True)))},
         "/v1/experiments": {
             "post": op("createExperiment", "Create an experiment (developer, admin)",
-                       {**ok(201, "Created; upload the initial model next", obj({
-                           "experiment": ref("Experiment"), "upload": ref("PresignedPost")})),
-                        **errors(400, *AUTH, 413)}, tag="experiments", body=json_body(create)),
+                       {**ok(201, "Created; upload the initial model next (a fork: upload is null)", obj({
+                           "experiment": ref("Experiment"), "upload": nullable(ref("PresignedPost"))})),
+                        **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", body=json_body(create)),
             "get": op("listExperiments", "Experiments visible to the token (developer: its own)",
                       {**ok(200, "One page", obj({"experiments": {"type": "array", "items": ref("Experiment")},
                                                   "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
@@ -259,6 +321,7 @@ def paths() -> dict[str, Schema]:
             "getPublishedModel", "A published model (developer, analyst, admin); n=0 is the initial model",
             {**ok(200, "Its presigned URL", ref("PublishedModel")), **errors(400, *AUTH, 404)},
             tag="rounds", params=[EXP_ID, ROUND_N])},
+        **registry_paths(),
     }
 
 
@@ -270,7 +333,7 @@ def document() -> Schema:
                                 '`{"error": {"code", "message", "details"}}`; see docs/api-contract.md.'},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "tags": [{"name": n} for n in ("meta", "tokens", "experiments", "participation", "rounds")],
+        "tags": [{"name": n} for n in ("meta", "tokens", "experiments", "participation", "rounds", "registry")],
         "paths": paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.logging import correlation_paths
 
 from api.errors import register_error_handlers
-from api.routes import experiments, openapi, rounds, tokens
+from api.routes import experiments, openapi, registry, rounds, tokens
 from api.settings import cors_origin
 
 logger = Logger()
@@ -15,7 +15,7 @@ cors = CORSConfig(allow_origin=cors_origin(),
                   allow_headers=["Authorization", "Content-Type", "If-None-Match"],
                   expose_headers=["ETag", "Retry-After"], max_age=600)
 app = APIGatewayRestResolver(cors=cors, serializer=None)
-for router in (tokens.router, experiments.router, rounds.router, openapi.router):
+for router in (tokens.router, experiments.router, rounds.router, registry.router, openapi.router):
     app.include_router(router, prefix="/v1")
 register_error_handlers(app)
 

@@ -183,8 +183,52 @@ class EvaluationItem(_Base):
     created_at = NumberAttribute()
 
 
+class RegistryNameItem(_Base):
+    """pk = REGISTRY, sk = NAME#{name}: one per model name (GET /v1/registry lists this partition;
+    it is written once per registered version or stage change, far below a hot key's rate)."""
+
+    name = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    versions = NumberAttribute(default=0)
+    latest_version = UnicodeAttribute(null=True)
+    production_version = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class RegistryVersionItem(_Base):
+    """pk = REG#{name}, sk = VER#{semver sort key}: immutable except `stage`."""
+
+    name = UnicodeAttribute()
+    version = UnicodeAttribute()
+    experiment_id = UnicodeAttribute()
+    round = NumberAttribute()
+    sha256 = UnicodeAttribute()
+    size = NumberAttribute()
+    stage = UnicodeAttribute()
+    notes = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    manifest_key = UnicodeAttribute()
+    manifest_sha256 = UnicodeAttribute()
+
+
+class LinkItem(_Base):
+    """pk = EXP#{id}, sk = LINK#PARENT | LINK#CHILD#{child} | LINK#REG#{name}#{version}: an
+    experiment's lineage and registry versions, read with one query of its own partition."""
+
+    kind = UnicodeAttribute()
+    other_id = UnicodeAttribute(null=True)
+    round = NumberAttribute()
+    name = UnicodeAttribute(null=True)
+    version = UnicodeAttribute(null=True)
+    stage = UnicodeAttribute(null=True)
+    manifest_sha256 = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
-                                       UpdateItem, EvaluationItem)
+                                       UpdateItem, EvaluationItem, RegistryNameItem, RegistryVersionItem, LinkItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:

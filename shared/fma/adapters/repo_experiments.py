@@ -38,16 +38,21 @@ def to_experiment(item: ExperimentItem) -> Experiment:
     )
 
 
+def experiment_item(exp: Experiment) -> ExperimentItem:
+    """The META item of a new experiment (also saved inside the fork transaction of repo_registry)."""
+    return ExperimentItem(
+        exp_pk(exp.id), "META", name=exp.name, owner=exp.owner, status=str(exp.status),
+        strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
+        policy=exp.policy.to_json(), client_config=exp.client_config,
+        max_update_bytes=exp.max_update_bytes, current_round=0, clients=0,
+        created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
+        list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
+    )
+
+
 class ExperimentRepository:
     def create_experiment(self, exp: Experiment) -> None:
-        ExperimentItem(
-            exp_pk(exp.id), "META", name=exp.name, owner=exp.owner, status=str(exp.status),
-            strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
-            policy=exp.policy.to_json(), client_config=exp.client_config,
-            max_update_bytes=exp.max_update_bytes, current_round=0, clients=0,
-            created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
-            list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
-        ).save(condition=ExperimentItem.pk.does_not_exist())
+        experiment_item(exp).save(condition=ExperimentItem.pk.does_not_exist())
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
         try:

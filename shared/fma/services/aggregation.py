@@ -20,6 +20,7 @@ from fma.domain.errors import UpdateRejected
 from fma.domain.experiment import Experiment, new_round
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
+from fma.services import history
 from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
 from fma.services.dp_noise import noise_seed
 
@@ -92,11 +93,13 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
         "state": state_object, "metrics": result.metrics, "info": info,
         "timings": {"load_seconds": t1 - t0, "aggregate_seconds": t2 - t1,
                     "write_seconds": time.perf_counter() - t2},
+        **history.chain_fields(deps, exp.to_public(), n, global_bytes),
     }
-    deps.store.put(manifest_key(exp.id, n), json.dumps(manifest, indent=1, sort_keys=True).encode(),
-                   content_type="application/json")
+    written = history.write_manifest(deps, manifest_key(exp.id, n),
+                                     json.dumps(manifest, indent=1, sort_keys=True).encode())
     round_info = {k: info[k] for k in ROUND_INFO_KEYS if k in info}  # lists of clients stay in the manifest
     round_info[STATE_SAVED] = state_object is not None  # the next round reads state only when this says so
+    round_info["manifest_sha256"] = hashlib.sha256(written).hexdigest()
     return model_bytes, round_info, dict(result.metrics)
 
 

@@ -24,7 +24,7 @@ from fma.services.access import mint_token
 from fma.services.bodies import optional_int, require_object
 from fma.services.deps import Deps, model_key
 
-CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes")
+CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from")
 
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
@@ -37,6 +37,13 @@ def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experi
     if exp is None or not can_read_experiment(caller, experiment_id, exp.owner):
         raise NotFound(f"experiment {experiment_id} not found", code="EXPERIMENT_NOT_FOUND")
     return exp
+
+
+def experiment_detail(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, Any]:
+    """GET /v1/experiments/{id}: the experiment, its lineage and its registry versions."""
+    from fma.services import lineage
+
+    return load_experiment(deps, caller, experiment_id).to_public() | lineage.links(deps, experiment_id)
 
 
 def load_managed(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
@@ -65,6 +72,10 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
         client_config=parse_client_config(data.get("client_config")), max_update_bytes=max_bytes,
         created_at=stamp, updated_at=stamp,
     )
+    if data.get("from") is not None:  # a fork starts from another experiment's round (services/lineage.py)
+        from fma.services import lineage
+
+        return lineage.create_fork(deps, caller, exp, data["from"], load_experiment)
     deps.repo.create_experiment(exp)
     upload = deps.store.presigned_post(model_key(exp.id, 0), 1, max_bytes, deps.limits.presign_seconds)
     return {"experiment": exp.to_public(), "upload": upload}
