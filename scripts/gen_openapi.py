@@ -103,6 +103,7 @@ SCHEMAS: dict[str, Schema] = {
         "published_at": nullable(TIMESTAMP), "seal_seconds": nullable(NUMBER),
         "aggregation_seconds": nullable(NUMBER), "metrics": METRICS, "evaluation_metrics": METRICS,
         "evaluations": COUNT, "model_sha256": nullable(STRING), "privacy": nullable({"type": "object"}),
+        "manifest_sha256": {**nullable(STRING), "description": "sha256 of the round's manifest, kept at publish"},
         "reason": nullable(STRING), "attempts": COUNT,
         "updates": {"type": "array", "items": ref("UpdateEntry"),
                     "description": "a client sees only its own entries"},
@@ -150,7 +151,14 @@ def registry_paths() -> dict[str, Schema]:
     page = obj({"name": STRING, "versions": {"type": "array", "items": ref("RegistryVersion")},
                 "next_cursor": nullable(STRING)})
     detail = {"allOf": [ref("RegistryVersion"), obj({"url": STRING, "manifest_url": STRING})]}
+    artifacts = obj({"round": COUNT, "objects": {"type": "array", "items": obj(
+        {"key": STRING, "version_id": nullable(STRING), "url": STRING})}})
     return {
+        "/v1/experiments/{experiment_id}/rounds/{n}/artifacts": {"get": op(
+            "getRoundArtifacts", "Presigned downloads of a round's model, manifest, state and pinned inputs "
+            "(the experiment's developer; for fma verify --url)",
+            {**ok(200, "The objects", artifacts), **errors(400, *AUTH, 404)}, tag="registry",
+            params=[EXP_ID, ROUND_N])},
         "/v1/registry": {"get": op(
             "listRegistryNames", "Registered model names (developer, analyst, admin)",
             {**ok(200, "One page", obj({"names": {"type": "array", "items": ref("RegistryName")},

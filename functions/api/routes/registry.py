@@ -1,13 +1,13 @@
-"""The model registry: named, immutable versions of published rounds (issue 16)."""
+"""The model registry (named, immutable versions of published rounds) and round history artifacts."""
 
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from api.context import json_body, principal
+from api.context import json_body, principal, round_number
 from api.deps import deps
-from fma.services import registry
+from fma.services import history, registry
 from fma.services.bodies import parse_limit
 
 router = APIGatewayRouter()
@@ -42,3 +42,9 @@ def version(name: str, version: str) -> dict:
 @router.patch("/registry/<name>/versions/<version>")
 def patch(name: str, version: str) -> dict:
     return registry.patch_version(deps(), principal(router), name, version, json_body(router))
+
+
+@router.get("/experiments/<experiment_id>/rounds/<n>/artifacts")
+def artifacts(experiment_id: str, n: str) -> dict:
+    """Presigned downloads of a round's history objects (for `fma verify --url`)."""
+    return history.artifacts(deps(), principal(router), experiment_id, round_number(n))

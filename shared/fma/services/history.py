@@ -73,3 +73,40 @@ def write_manifest(deps: Deps, key: str, data: bytes) -> bytes:
     if deps.store.put_new(key, data, content_type="application/json"):
         return data
     return deps.store.get(key)
+
+
+def artifacts(deps: Deps, caller: Any, experiment_id: str, n: int) -> dict[str, Any]:
+    """GET .../rounds/{n}/artifacts: presigned downloads of what round n's history names (its model,
+    manifest, server state and pinned inputs), for `fma verify --url` (the experiment's developer)."""
+    from fma.domain.errors import NotFound
+    from fma.domain.states import RoundState
+    from fma.services.experiments import load_managed
+
+    exp = load_managed(deps, caller, experiment_id)
+    rnd = deps.repo.get_round(exp.id, n) if n else None
+    if (n == 0 and exp.model_version is None) or (n and (rnd is None or rnd.state != RoundState.PUBLISHED)):
+        raise NotFound(f"round {n} is not published", code="MODEL_NOT_FOUND")
+    keys: list[tuple[str, str | None]] = [(f"models/{exp.id}/{n:08d}.safetensors", None)]
+    if n:
+        keys.append((manifest_key(exp.id, n), None))
+        keys += _named_objects(deps, exp.id, n)
+    expires = deps.limits.presign_seconds
+    return {"round": n, "objects": [{"key": k, "version_id": v, "url": deps.store.presigned_get(k, expires, v)}
+                                    for k, v in keys]}
+
+
+def _named_objects(deps: Deps, experiment_id: str, n: int) -> list[tuple[str, str | None]]:
+    """The pinned inputs and the server state the manifest names, limited to this round's prefixes
+    (no HEAD probes: what exists is what the manifest recorded)."""
+    try:
+        manifest = json.loads(deps.store.get(manifest_key(experiment_id, n)))
+        objects = list(manifest.get("input_objects") or [])
+        state = manifest.get("state")
+    except Exception:  # no readable manifest: verify reports that; nothing else to grant
+        return []
+    prefix = f"updates/{experiment_id}/{n:08d}/"
+    out = [(o["key"], o.get("version_id") if isinstance(o.get("version_id"), str) else None) for o in objects
+           if isinstance(o, dict) and isinstance(o.get("key"), str) and o["key"].startswith(prefix)]
+    if isinstance(state, dict) and state.get("key") == f"state/{experiment_id}/{n:08d}.safetensors":
+        out.append((state["key"], None))
+    return out

@@ -1,0 +1,57 @@
+"""Re-run one round's aggregation from its manifest alone, with the engine the aggregate function uses.
+
+The manifest names the strategy and its parameters, the global model it started from, and each
+input: the pinned object version, its sha256 and the num_examples the strategy weighed it by.
+The server optimizer state of the previous round is read from `state/`. Same inputs, same
+engine, same seed: the same bytes, so a different sha256 means the recorded history is not
+what produced the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fma.domain.aggregation import UpdateInput, aggregate
+from fma.domain.codec import decode, encode
+from fma.domain.safetensors_header import parse_header
+from fma.domain.update_meta import parse_update_meta
+from fma.services.aggregation import _seed as round_seed
+from fma.services.deps import state_key
+from fma.services.history import sha256_hex
+from fma.verify_sources import Source
+
+
+class RerunError(RuntimeError):
+    pass
+
+
+def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, Any]) -> str:
+    """The sha256 of the model that the manifest's inputs give."""
+    strategy = manifest["strategy"]
+    global_bytes = _need(source, manifest["global_model"]["key"], None, "global model")
+    global_model, _ = decode(global_bytes)
+    state_bytes = source.read(state_key(experiment_id, n - 1)) if n > 1 else None
+    state = {k: v.copy() for k, v in decode(state_bytes)[0].items()} if state_bytes else {}
+    declared = {i["client_id"]: i for i in manifest["inputs"]}
+    inputs = [_input(source, obj, declared[obj["client_id"]]) for obj in manifest["input_objects"]]
+    result = aggregate(strategy["name"], strategy.get("params") or {}, global_model, inputs, state,
+                       round_number=n, seed=round_seed(experiment_id, n))
+    model = encode(result.model, {"fma.round": str(n), "fma.experiment": experiment_id,
+                                  "fma.strategy": strategy["name"]})
+    return sha256_hex(model)
+
+
+def _need(source: Source, key: str, version_id: str | None, what: str) -> bytes:
+    data = source.read(key, version_id)
+    if data is None:
+        raise RerunError(f"{what} {key} is missing")
+    return data
+
+
+def _input(source: Source, obj: dict[str, Any], declared: dict[str, Any]) -> UpdateInput:
+    """The update as the manifest declares it: its pinned bytes, weighed by the declared num_examples."""
+    data = _need(source, obj["key"], obj.get("version_id"), f"input of {obj['client_id']}")
+    meta = parse_update_meta(parse_header(data, total_size=len(data)).metadata)
+    return UpdateInput(client_id=obj["client_id"], num_examples=int(declared["num_examples"]),
+                       sha256=declared.get("sha256") or "", size=len(data), fetch=lambda: data,
+                       fetch_range=lambda a, b: data[a:b], metrics=meta.metrics)
