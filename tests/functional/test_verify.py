@@ -146,3 +146,26 @@ def test_rerun_of_an_unpublished_round_and_missing_source_are_errors(finished, c
     assert main(["verify", exp_id]) == 2
     assert "give --url and --token, or --bucket and --table" in capsys.readouterr().err
     assert main(["verify", "feedfeedfeedfeed", "--bucket", BUCKET, "--table", os.environ["FMA_TABLE_NAME"]]) == 2
+
+
+def test_round_artifacts_grant_exactly_what_the_manifest_names(finished):
+    from history_helpers import snapshot
+
+    stack, dev, exp_id = finished
+    res = stack.api("GET", f"/v1/experiments/{exp_id}/rounds/2/artifacts", dev)
+    assert res.status == 200, res.body
+    objects = {(o["key"], o["version_id"]): o["url"] for o in res.json()["objects"]}
+    expected = {(f"models/{exp_id}/00000002.safetensors", None), (f"models/{exp_id}/00000002.manifest.json", None)}
+    expected |= {(o["key"], o["version_id"]) for o in manifest(stack, exp_id, 2)["input_objects"]}
+    assert set(objects) == expected
+    assert all("Signature=" in url for url in objects.values())
+    assert all(f"versionId={v}" in objects[(k, v)] for k, v in objects if v)
+    assert stack.api("GET", f"/v1/experiments/{exp_id}/rounds/0/artifacts", dev).json()["objects"][0]["key"] == (
+        f"models/{exp_id}/00000000.safetensors")
+    analyst, other = stack.token(Role.ANALYST), stack.token(Role.DEVELOPER, "dev-2")
+    before = snapshot(stack)
+    for token, n, status, code in ((analyst, "2", 403, "FORBIDDEN_ROLE"), (other, "2", 404, "EXPERIMENT_NOT_FOUND"),
+                                   (dev, "9", 404, "MODEL_NOT_FOUND"), (dev, "x", 400, "INVALID_ROUND")):
+        res = stack.api("GET", f"/v1/experiments/{exp_id}/rounds/{n}/artifacts", token)
+        assert (res.status, res.json()["error"]["code"]) == (status, code)
+    assert snapshot(stack) == before

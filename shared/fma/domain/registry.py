@@ -56,14 +56,14 @@ class SemVer:
 
 
 def parse_version(value: object) -> SemVer:
-    if not isinstance(value, str) or len(value) > MAX_VERSION or not (m := SEMVER.match(value)):
+    if not isinstance(value, str) or len(value) > MAX_VERSION or not (m := SEMVER.fullmatch(value)):
         raise InvalidInput("version must be a semantic version such as 1.2.3 (semver.org)",
                            code="INVALID_VERSION", details={"field": "version"})
     return SemVer(int(m[1]), int(m[2]), int(m[3]), m[4], m[5], value)
 
 
 def parse_registry_name(value: object) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise InvalidInput("name must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
                            code="INVALID_REGISTRY_NAME", details={"field": "name"})
     return value

@@ -12,7 +12,6 @@ import hashlib
 from typing import Any
 
 from fma.domain.auth import Principal
-from fma.domain.clock import iso
 from fma.domain.errors import Conflict, FmaError, InvalidInput, NotFound
 from fma.domain.experiment import Experiment, new_round
 from fma.domain.registry import RoundRef
@@ -56,7 +55,6 @@ def create_fork(deps: Deps, caller: Principal, exp: Experiment, source: object,
     exp.model_sha256 = exp.initial_sha256 = sha
     if not deps.repo.create_fork(exp, parent.model_spec, sha, new_round(exp, 1, deps.clock()), ref, manifest_sha):
         raise Conflict("the parent round changed while forking; retry", code="FORK_CONFLICT")
-    exp.updated_at = iso(deps.clock())
     return {"experiment": exp.to_public() | links(deps, exp.id), "upload": None}
 
 
