@@ -80,6 +80,7 @@ BAD = [
     ("from-round-bool", "dev", {"experiment_id": "{parent}", "round": True}, 400, "INVALID_FROM"),
     ("from-id-number", "dev", {"experiment_id": 7, "round": 1}, 400, "INVALID_FROM"),
     ("from-open-round", "dev", {"experiment_id": "{running}", "round": 2}, 409, "ROUND_NOT_PUBLISHED"),
+    ("from-missing-id", "dev", {"round": 1}, 400, "MISSING_FIELD"),
     ("from-future-round", "dev", {"experiment_id": "{parent}", "round": 9}, 409, "ROUND_NOT_PUBLISHED"),
     ("from-pending-model", "dev", {"experiment_id": "{pending}", "round": 0}, 409, "ROUND_NOT_PUBLISHED"),
     ("from-unknown-experiment", "dev", {"experiment_id": "feedfeedfeedfeed", "round": 1}, 404, "PARENT_NOT_FOUND"),
@@ -89,8 +90,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
-def test_bad_fork_is_refused_and_changes_nothing(parent, case):
-    stack, dev, parent_id = parent
+def test_bad_fork_is_refused_and_changes_nothing(stack, case):
+    dev = stack.token(Role.DEVELOPER, "dev-1")
+    parent_id = finished_experiment(stack, dev, rounds=1, clients=1)
     running = stack.create_experiment(dev, initial_model(), rounds={"min_updates": 1, "total_rounds": 3})
     run_rounds(stack, running, stack.enroll(dev, running, 1), 1, 1)
     pending = stack.api("POST", "/v1/experiments", dev, json_body={"name": "p"}).json()["experiment"]["id"]

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from history_helpers import finished_experiment, initial_model, snapshot
+from history_helpers import finished_experiment, initial_model, run_rounds, snapshot
 
 from fma.domain.auth import Role
 
@@ -92,10 +92,10 @@ def test_experiment_detail_lists_its_registry_versions(world):
     assert detail["registry"] == [{"name": "m", "version": "1.0.0", "round": 2, "stage": "staging"}]
 
 
-def _other_world(stack, exp_id):
+def _other_world(stack):
     """A second developer with a finished experiment and a name of its own."""
     other = stack.token(Role.DEVELOPER, "dev-2")
-    theirs = finished_experiment(stack, other, rounds=1)
+    theirs = finished_experiment(stack, other, rounds=1, clients=1)
     assert post(stack, other, "theirs", {"experiment_id": theirs, "round": 1}).status == 201
     return other, theirs
 
@@ -162,15 +162,13 @@ def test_at_least_thirty_registry_refusals():
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
-def test_bad_registry_input_is_refused_and_changes_nothing(world, case):
+def test_bad_registry_input_is_refused_and_changes_nothing(stack, case):
     # Given a name with version 1.0.0 and an open round 3, and another developer's name
-    stack, dev, _ = world
-    exp_id = stack.create_experiment(dev, initial_model(), rounds={"min_updates": 2, "total_rounds": 3})
-    from history_helpers import run_rounds
-
-    run_rounds(stack, exp_id, stack.enroll(dev, exp_id, 2), 1, 2)
+    dev = stack.token(Role.DEVELOPER, "dev-1")
+    exp_id = stack.create_experiment(dev, initial_model(), rounds={"min_updates": 1, "total_rounds": 3})
+    run_rounds(stack, exp_id, stack.enroll(dev, exp_id, 1), 1, 2)
     assert post(stack, dev, "m", {"experiment_id": exp_id, "round": 1}).status == 201
-    _, theirs = _other_world(stack, exp_id)
+    _, theirs = _other_world(stack)
     names_cursor = stack.api("GET", "/v1/registry", dev, query={"limit": "1"}).json()["next_cursor"]
     tokens = {"dev": dev, "analyst": stack.token(Role.ANALYST), "client": stack.enroll(dev, exp_id, 1)[0][1]}
     _, who, method, path, body, query, status, code = case
