@@ -51,7 +51,8 @@ def source_from_args(args: argparse.Namespace) -> Source:
 
     region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     repo = DynamoRepository(args.table, region, args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"))
-    store = S3ObjectStore(args.bucket, endpoint_url=args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"))
+    store = S3ObjectStore(args.bucket, endpoint_url=args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"),
+                          region=region)
     return StoreSource(Deps(repo=repo, store=store), args.experiment_id)
 
 

@@ -9,6 +9,7 @@ what produced the model.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fma.domain.aggregation import UpdateInput, aggregate
@@ -16,7 +17,7 @@ from fma.domain.codec import decode, encode
 from fma.domain.safetensors_header import parse_header
 from fma.domain.update_meta import parse_update_meta
 from fma.services.aggregation import _seed as round_seed
-from fma.services.deps import state_key
+from fma.services.deps import manifest_key, state_key
 from fma.services.history import sha256_hex
 from fma.verify_sources import Source
 
@@ -30,8 +31,7 @@ def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, 
     strategy = manifest["strategy"]
     global_bytes = _need(source, manifest["global_model"]["key"], None, "global model")
     global_model, _ = decode(global_bytes)
-    state_bytes = source.read(state_key(experiment_id, n - 1)) if n > 1 else None
-    state = {k: v.copy() for k, v in decode(state_bytes)[0].items()} if state_bytes else {}
+    state = _previous_state(source, experiment_id, n)
     declared = {i["client_id"]: i for i in manifest["inputs"]}
     inputs = [_input(source, obj, declared[obj["client_id"]]) for obj in manifest["input_objects"]]
     result = aggregate(strategy["name"], strategy.get("params") or {}, global_model, inputs, state,
@@ -39,6 +39,24 @@ def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, 
     model = encode(result.model, {"fma.round": str(n), "fma.experiment": experiment_id,
                                   "fma.strategy": strategy["name"]})
     return sha256_hex(model)
+
+
+def _previous_state(source: Source, experiment_id: str, n: int) -> dict[str, Any]:
+    """The optimizer state round n-1 saved (its manifest says whether it saved one)."""
+    if n < 2:
+        return {}
+    previous = source.read(manifest_key(experiment_id, n - 1))
+    recorded = json.loads(previous).get("state") if previous is not None else None
+    data = source.read(state_key(experiment_id, n - 1))
+    if data is None:
+        if recorded:
+            raise RerunError(f"the server state of round {n - 1} ({recorded.get('key')}) cannot be read "
+                             "(the API does not serve state/: re-run with --bucket and --table)")
+        return {}
+    if recorded and sha256_hex(data) != recorded.get("sha256"):
+        raise RerunError(f"the server state of round {n - 1} has sha256 {sha256_hex(data)}, its manifest "
+                         f"records {recorded.get('sha256')}")
+    return {k: v.copy() for k, v in decode(data)[0].items()}
 
 
 def _need(source: Source, key: str, version_id: str | None, what: str) -> bytes:

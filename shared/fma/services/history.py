@@ -85,7 +85,7 @@ def write_manifest(deps: Deps, key: str, data: bytes) -> bytes:
 
 def artifacts(deps: Deps, caller: Any, experiment_id: str, n: int) -> dict[str, Any]:
     """GET .../rounds/{n}/artifacts: presigned downloads of what round n's history names (its model,
-    manifest, server state and pinned inputs), for `fma verify --url` (the experiment's developer)."""
+    manifest and pinned inputs), for `fma verify --url` (the experiment's developer)."""
     from fma.domain.errors import NotFound
     from fma.domain.states import RoundState
     from fma.services.experiments import load_managed
@@ -104,17 +104,12 @@ def artifacts(deps: Deps, caller: Any, experiment_id: str, n: int) -> dict[str, 
 
 
 def _named_objects(deps: Deps, experiment_id: str, n: int) -> list[tuple[str, str | None]]:
-    """The pinned inputs and the server state the manifest names, limited to this round's prefixes
-    (no HEAD probes: what exists is what the manifest recorded)."""
+    """The pinned inputs the manifest names, limited to this round's update prefix. (The server
+    optimizer state stays out: the API may not read state/; verify re-runs those over the bucket.)"""
     try:
-        manifest = json.loads(deps.store.get(manifest_key(experiment_id, n)))
-        objects = list(manifest.get("input_objects") or [])
-        state = manifest.get("state")
+        objects = list(json.loads(deps.store.get(manifest_key(experiment_id, n))).get("input_objects") or [])
     except Exception:  # no readable manifest: verify reports that; nothing else to grant
         return []
     prefix = f"updates/{experiment_id}/{n:08d}/"
-    out = [(o["key"], o.get("version_id") if isinstance(o.get("version_id"), str) else None) for o in objects
-           if isinstance(o, dict) and isinstance(o.get("key"), str) and o["key"].startswith(prefix)]
-    if isinstance(state, dict) and state.get("key") == f"state/{experiment_id}/{n:08d}.safetensors":
-        out.append((state["key"], None))
-    return out
+    return [(o["key"], o.get("version_id") if isinstance(o.get("version_id"), str) else None) for o in objects
+            if isinstance(o, dict) and isinstance(o.get("key"), str) and o["key"].startswith(prefix)]
