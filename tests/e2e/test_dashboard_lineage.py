@@ -132,3 +132,19 @@ def test_dashboard_draws_the_lineage_and_the_registry_versions(page, forked):  #
     model = forked.download(forked.parent.experiment_id, 3)
     assert Path(download.value.path()).read_bytes() == model
     assert page.console.unexpected() == []
+
+
+def test_fma_export_mlflow_over_http_logs_the_fork(forked, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([*fma_command(), "export", "mlflow", forked.fork_id, "--url", forked.mode.url, "--token",
+                           forked.dev, "--tracking-uri", uri], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name("fma").experiment_id],
+                               f"tags.`fma.experiment_id` = '{forked.fork_id}'")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train.loss")] == [1, 2]
+    assert run.data.tags["fma.parent"] == f"{forked.parent.experiment_id}@2"
+    [mv] = client.search_model_versions("name = 'digits'")
+    assert mv.tags["fma.version"] == "1.0.1"
