@@ -16,7 +16,7 @@ from fma.domain.aggregation import UpdateInput, aggregate
 from fma.domain.codec import decode, encode
 from fma.domain.safetensors_header import parse_header
 from fma.domain.update_meta import parse_update_meta
-from fma.services.aggregation import _seed as round_seed
+from fma.services.aggregation import engine_seed, model_metadata
 from fma.services.deps import manifest_key, state_key
 from fma.services.history import sha256_hex
 from fma.verify_sources import Source
@@ -35,10 +35,24 @@ def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, 
     declared = {i["client_id"]: i for i in manifest["inputs"]}
     inputs = [_input(source, obj, declared[obj["client_id"]]) for obj in manifest["input_objects"]]
     result = aggregate(strategy["name"], strategy.get("params") or {}, global_model, inputs, state,
-                       round_number=n, seed=round_seed(experiment_id, n))
-    model = encode(result.model, {"fma.round": str(n), "fma.experiment": experiment_id,
-                                  "fma.strategy": strategy["name"]})
-    return sha256_hex(model)
+                       round_number=n, seed=engine_seed(experiment_id, n),
+                       noise_seed=_noise_seed(source, experiment_id, n, manifest))
+    return sha256_hex(encode(result.model, model_metadata(experiment_id, n, strategy["name"])))
+
+
+def _noise_seed(source: Source, experiment_id: str, n: int, manifest: dict[str, Any]) -> Any:
+    """DP noise is seeded from the deployment's secret key (services/dp_noise.py): a re-run needs
+    a source that holds that key; without one it says so instead of reporting a mismatch."""
+    noise = ((manifest.get("info") or {}).get("privacy") or {}).get("noise")
+    if not noise:
+        return None
+    secrets = getattr(source, "secrets", None)
+    if secrets is None:
+        raise RerunError(f"round {n} adds DP noise seeded by the deployment's secret key "
+                         f"({noise.get('key_id') or noise.get('source')}); this source cannot read it")
+    from fma.services.dp_noise import reproduce_seed
+
+    return reproduce_seed(secrets, noise, experiment_id, n)
 
 
 def _previous_state(source: Source, experiment_id: str, n: int) -> dict[str, Any]:
