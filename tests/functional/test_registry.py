@@ -172,7 +172,7 @@ def test_bad_registry_input_is_refused_and_changes_nothing(stack, case):
     names_cursor = stack.api("GET", "/v1/registry", dev, query={"limit": "1"}).json()["next_cursor"]
     tokens = {"dev": dev, "analyst": stack.token(Role.ANALYST), "client": stack.enroll(dev, exp_id, 1)[0][1]}
     _, who, method, path, body, query, status, code = case
-    if isinstance(body, dict):
+    if isinstance(body, dict) and method == "POST":
         body = {"experiment_id": exp_id, **body}
         body = json.loads(json.dumps(body).replace("{theirs}", theirs))
     if query and query.get("cursor") == "{names_cursor}":
