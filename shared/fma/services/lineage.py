@@ -22,7 +22,10 @@ from fma.services.deps import Deps, manifest_key, model_key
 
 def links(deps: Deps, experiment_id: str) -> dict[str, Any]:
     """`parent` (null for a root), `children` and `registry` versions of an experiment's detail."""
-    lineage = deps.repo.get_lineage(experiment_id)
+    get_lineage = getattr(deps.repo, "get_lineage", None)
+    if get_lineage is None:  # a connector without lineage rows has no forks and no registry links
+        return {"parent": None, "children": [], "registry": []}
+    lineage = get_lineage(experiment_id)
     return {"parent": lineage.parent.to_public() if lineage.parent else None,
             "children": [c.to_public() for c in lineage.children], "registry": lineage.registry}
 
