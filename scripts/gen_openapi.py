@@ -76,6 +76,12 @@ POLICY = {
     "min_updates_at_deadline": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
 }
 
+UPDATE_LIMITS = {
+    "max_num_examples": {"type": "integer", "minimum": 1, "maximum": 10**15, "default": 1_000_000},
+    "max_weight_share": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+    "max_update_norm": nullable({"type": "number", "exclusiveMinimum": 0}),
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({"code": {**STRING, "description": "stable machine code, e.g. ROUND_CLOSED"},
                                 "message": STRING, "details": {"type": "object"}})},
@@ -85,11 +91,14 @@ SCHEMAS: dict[str, Schema] = {
     "Strategy": obj({"name": STRING, "params": {"type": "object"}}),
     "RoundPolicy": obj({}, POLICY, closed=True, description="How rounds seal; every field has a default."),
     "RoundPolicyView": obj(POLICY, description="The stored policy, every field filled in."),
+    "UpdateLimits": obj({}, UPDATE_LIMITS, closed=True, description="What one client may count (docs/weighting.md)."),
+    "UpdateLimitsView": obj(UPDATE_LIMITS, description="The stored limits, every field filled in."),
     "TensorSpec": obj({"name": STRING, "dtype": STRING, "shape": {"type": "array", "items": COUNT}}),
     "Experiment": obj({
         "id": STRING, "name": STRING, "owner": STRING, "status": {"enum": EXPERIMENT_STATUSES},
         "strategy": ref("Strategy"), "rounds": ref("RoundPolicyView"), "client_config": {"type": "object"},
-        "max_update_bytes": INT, "current_round": COUNT, "model_version": nullable(COUNT),
+        "max_update_bytes": INT, "update_limits": ref("UpdateLimitsView"), "current_round": COUNT,
+        "model_version": nullable(COUNT),
         "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
         "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
         "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
@@ -227,14 +236,14 @@ RETRY_AFTER = {"Retry-After": {"required": False, "schema": {"type": "string", "
 
 
 def paths() -> dict[str, Schema]:
-    upload_request = obj({"size": {"type": "integer", "minimum": 1}}, {"sha256": SHA256}, closed=True)
+    upload_request = obj({"size": {"type": "integer", "minimum": 1}, "sha256": SHA256}, closed=True)
     evaluation = obj({"num_examples": {"type": "integer", "minimum": 1, "maximum": 10**12}, "metrics": METRICS},
                      closed=True)
     create = obj({"name": NAME}, {
         "strategy": {"anyOf": [STRING, obj({"name": STRING}, {"params": {"type": "object"}}, closed=True)],
                      "default": "fedavg", "description": "fedavg, fedprox, fedadam, krum, ... (or a plugin)"},
         "rounds": nullable(ref("RoundPolicy")), "client_config": nullable({"type": "object"}),
-        "max_update_bytes": {"type": "integer", "minimum": 1},
+        "max_update_bytes": {"type": "integer", "minimum": 1}, "update_limits": nullable(ref("UpdateLimits")),
         "from": {**obj({"experiment_id": STRING, "round": COUNT}, closed=True),
                  "description": "fork: start RUNNING from this published round's model (no upload)"},
     }, closed=True)

@@ -106,6 +106,7 @@ class ExperimentItem(_Base):
     model_sha256 = UnicodeAttribute(null=True)
     model_error = UnicodeAttribute(null=True)
     initial_sha256 = UnicodeAttribute(null=True)
+    update_limits = JSONAttribute(null=True)
     clients = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
@@ -164,6 +165,7 @@ class UpdateItem(_Base):
     sha256 = UnicodeAttribute(null=True)
     size = NumberAttribute(null=True)
     version_id = UnicodeAttribute(null=True)
+    declared_sha256 = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     # unexpected ingest failures so far (repo_failures): bounded, then the update is FAILED.
     attempts = NumberAttribute(null=True)

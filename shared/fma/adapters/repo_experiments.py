@@ -20,6 +20,7 @@ from fma.domain.errors import Conflict, Forbidden
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord, TokenRecord
 from fma.domain.states import ENDED, ExperimentStatus
+from fma.domain.update_limits import UpdateLimits
 
 REGISTERING = frozenset(ExperimentStatus) - ENDED  # from the one state table
 
@@ -34,7 +35,7 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         model_version=int(item.model_version) if item.model_version is not None else None,
         model_spec=item.model_spec, model_sha256=item.model_sha256, clients=int(item.clients or 0),
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
-        initial_sha256=item.initial_sha256,
+        initial_sha256=item.initial_sha256, update_limits=UpdateLimits.from_json(item.update_limits),
     )
 
 
@@ -44,8 +45,8 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
         exp_pk(exp.id), "META", name=exp.name, owner=exp.owner, status=str(exp.status),
         strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
         policy=exp.policy.to_json(), client_config=exp.client_config,
-        max_update_bytes=exp.max_update_bytes, current_round=0, clients=0,
-        created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
+        max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
+        current_round=0, clients=0, created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
         list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
     )
 
