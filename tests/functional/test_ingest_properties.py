@@ -11,7 +11,7 @@ from hostile import bucket_objects, changed, model_header, table_items, update_k
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES = 25
+EXAMPLES = 20
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(10**420), max_value=10**420)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))

@@ -15,7 +15,7 @@ from hostile import model, submit_and_deliver, world
 from fma.adapters import repo_lifecycle
 from fma.local import dispatch
 
-TRIALS = 16
+TRIALS = 12
 
 
 def sealed_experiment(stack, total_rounds: int = 2) -> tuple[str, str, dict]:
