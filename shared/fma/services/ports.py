@@ -62,6 +62,9 @@ class ExperimentStore(Protocol):
 
     def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool: ...
 
+    def stop_experiment(self, experiment_id: str, allowed_from: set[ExperimentStatus], reason: str) -> bool:
+        """STOPPED and the current round (if unfinished) FAILED in one transaction."""
+
 
 @runtime_checkable
 class RoundStore(Protocol):
@@ -77,8 +80,10 @@ class RoundStore(Protocol):
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None: ...
 
-    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0) -> None:
-        """Record UPLOADING (due for reconciliation after `grace`); Conflict once accepted."""
+    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
+                     sha256: str | None = None) -> None:
+        """Record UPLOADING with the sha256 ingest must see (due for reconciliation after
+        `grace`); Conflict once accepted."""
 
     def accept_update(self, u: UpdateRecord) -> str:
         """"accepted" | "duplicate" | "closed" | "inactive": one transaction, counted once."""
