@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := local,dev,infra,dp,flower
+EXTRAS := local,dev,infra,dp,flower,mlflow
 # torch (pinned 2.13.0, a CPU build on the machines' disk) so the PyTorch examples and helpers run in CI;
 # bf16 (ml_dtypes) for bfloat16 models.
 CLIENT_EXTRAS := torch,bf16

@@ -91,6 +91,11 @@ class Config:
     # Storage lifecycle.
     update_retention_days: int = 30
     noncurrent_version_days: int = 30
+    # S3 Object Lock on the model bucket (issue 16): "governance" or "compliance" default
+    # retention of every object version (models, manifests, and the pinned update versions a
+    # re-run needs) for object_lock_days. Only at bucket creation; needs retain (prod).
+    object_lock: str | None = None
+    object_lock_days: int = 365
     # Edge protection: a regional WAF web ACL on the API stage (costs money while idle).
     waf: bool = False
     waf_rate_limit_per_5min: int = 3000
@@ -196,6 +201,10 @@ def _validate(config: Config) -> None:
     check(1 <= config.poll_retry_after_seconds <= 3600, "poll_retry_after_seconds must be 1..3600")
     check(config.expected_clients >= 1, "expected_clients must be positive")
     check(config.api_burst_limit >= config.api_rate_limit >= 1, "api_burst_limit must be >= api_rate_limit >= 1")
+    check(config.object_lock in (None, "governance", "compliance"), "object_lock must be governance or compliance")
+    check(1 <= config.object_lock_days <= 36500, "object_lock_days must be 1..36500")
+    check(config.object_lock is None or config.retain, "object_lock needs retain=true (locked objects cannot be "
+          "auto-deleted)")
     misfits = memory_misfits(config)
     check(not misfits, "; ".join(misfits))
 

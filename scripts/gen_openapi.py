@@ -81,6 +81,12 @@ POLICY = {
     "min_updates_at_deadline": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
 }
 
+UPDATE_LIMITS = {
+    "max_num_examples": {"type": "integer", "minimum": 1, "maximum": 10**15, "default": 1_000_000},
+    "max_weight_share": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+    "max_update_norm": nullable({"type": "number", "exclusiveMinimum": 0}),
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({"code": {**STRING, "description": "stable machine code, e.g. ROUND_CLOSED"},
                                 "message": STRING, "details": {"type": "object"}})},
@@ -90,11 +96,14 @@ SCHEMAS: dict[str, Schema] = {
     "Strategy": obj({"name": STRING, "params": {"type": "object"}}),
     "RoundPolicy": obj({}, POLICY, closed=True, description="How rounds seal; every field has a default."),
     "RoundPolicyView": obj(POLICY, description="The stored policy, every field filled in."),
+    "UpdateLimits": obj({}, UPDATE_LIMITS, closed=True, description="What one client may count (docs/weighting.md)."),
+    "UpdateLimitsView": obj(UPDATE_LIMITS, description="The stored limits, every field filled in."),
     "TensorSpec": obj({"name": STRING, "dtype": STRING, "shape": {"type": "array", "items": COUNT}}),
     "Experiment": obj({
         "id": STRING, "name": STRING, "owner": STRING, "status": {"enum": EXPERIMENT_STATUSES},
         "strategy": ref("Strategy"), "rounds": ref("RoundPolicyView"), "client_config": {"type": "object"},
-        "max_update_bytes": INT, "current_round": COUNT, "model_version": nullable(COUNT),
+        "max_update_bytes": INT, "update_limits": ref("UpdateLimitsView"), "current_round": COUNT,
+        "model_version": nullable(COUNT),
         "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
         "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
         "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
@@ -109,6 +118,7 @@ SCHEMAS: dict[str, Schema] = {
         "published_at": nullable(TIMESTAMP), "seal_seconds": nullable(NUMBER),
         "aggregation_seconds": nullable(NUMBER), "metrics": METRICS, "evaluation_metrics": METRICS,
         "evaluations": COUNT, "model_sha256": nullable(STRING), "privacy": nullable({"type": "object"}),
+        "manifest_sha256": {**nullable(STRING), "description": "sha256 of the round's manifest, kept at publish"},
         "reason": nullable(STRING), "attempts": COUNT,
         "updates": {"type": "array", "items": ref("UpdateEntry"),
                     "description": "a client sees only its own entries"},
@@ -120,6 +130,73 @@ SCHEMAS: dict[str, Schema] = {
     }),
     "PublishedModel": obj({"round": COUNT, "sha256": nullable(STRING), "size": nullable(COUNT), "url": STRING}),
 }
+
+
+STAGES = ["none", "staging", "production"]
+ROUND_REF = obj({"experiment_id": STRING, "round": COUNT}, description="A round of an experiment")
+SEMVER = {"type": "string", "maxLength": 64, "description": "a semantic version (semver.org), e.g. 1.2.3"}
+SCHEMAS.update({
+    "RoundRef": ROUND_REF,
+    "RegistryVersion": obj({
+        "name": STRING, "version": SEMVER, "experiment_id": STRING, "round": COUNT, "sha256": SHA256,
+        "size": COUNT, "stage": {"enum": STAGES}, "notes": nullable(STRING), "created_by": STRING,
+        "created_at": TIMESTAMP, "manifest": obj({"key": STRING, "sha256": SHA256}),
+    }, description="An immutable named model version; only its stage changes."),
+    "RegistryName": obj({"name": STRING, "owner": STRING, "versions": COUNT, "latest_version": nullable(SEMVER),
+                         "production_version": nullable(SEMVER), "created_at": TIMESTAMP,
+                         "updated_at": TIMESTAMP}),
+})
+SCHEMAS["Experiment"]["properties"].update({
+    "parent": {**nullable(ref("RoundRef")), "description": "the round this fork started from (detail only)"},
+    "children": {"type": "array", "items": ref("RoundRef"), "description": "forks of this experiment (detail)"},
+    "registry": {"type": "array", "description": "its registry versions (detail)", "items": obj(
+        {"name": STRING, "version": SEMVER, "round": COUNT, "stage": {"enum": STAGES}})},
+})
+
+
+def registry_paths() -> dict[str, Schema]:
+    """Issue 16: the model registry."""
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}}
+    version = {"name": "version", "in": "path", "required": True, "schema": SEMVER}
+    create = obj({"experiment_id": STRING, "round": {"type": "integer", "minimum": 1}}, {
+        "version": {**SEMVER, "description": "default: the next patch of the highest version (first: 1.0.0)"},
+        "stage": {"enum": STAGES, "default": "none"}, "notes": nullable({"type": "string", "maxLength": 2000}),
+    }, closed=True)
+    page = obj({"name": STRING, "versions": {"type": "array", "items": ref("RegistryVersion")},
+                "next_cursor": nullable(STRING)})
+    detail = {"allOf": [ref("RegistryVersion"), obj({"url": STRING, "manifest_url": STRING})]}
+    artifacts = obj({"round": COUNT, "objects": {"type": "array", "items": obj(
+        {"key": STRING, "version_id": nullable(STRING), "url": STRING})}})
+    return {
+        "/v1/experiments/{experiment_id}/rounds/{n}/artifacts": {"get": op(
+            "getRoundArtifacts", "Presigned downloads of a round's model, manifest, state and pinned inputs "
+            "(the experiment's developer; for fma verify --url)",
+            {**ok(200, "The objects", artifacts), **errors(400, *AUTH, 404)}, tag="registry",
+            params=[EXP_ID, ROUND_N])},
+        "/v1/registry": {"get": op(
+            "listRegistryNames", "Registered model names (developer, analyst, admin)",
+            {**ok(200, "One page", obj({"names": {"type": "array", "items": ref("RegistryName")},
+                                        "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
+            tag="registry", params=LIST_PARAMS)},
+        "/v1/registry/{name}/versions": {
+            "post": op("createRegistryVersion", "Register a published round (the experiment's developer)",
+                       {**ok(201, "Registered", ref("RegistryVersion")), **errors(400, *AUTH, 404, 409, 413)},
+                       tag="registry", params=[name], body=json_body(create)),
+            "get": op("listRegistryVersions", "Versions of a name, highest first",
+                      {**ok(200, "One page", page), **errors(400, *AUTH, 404)}, tag="registry",
+                      params=[name, *LIST_PARAMS]),
+        },
+        "/v1/registry/{name}/versions/{version}": {
+            "get": op("getRegistryVersion", "One version with presigned downloads of its model and manifest",
+                      {**ok(200, "The version", detail), **errors(400, *AUTH, 404)}, tag="registry",
+                      params=[name, version]),
+            "patch": op("setRegistryStage", "Move a version to a stage; one production version per name",
+                        {**ok(200, "The version after the change", ref("RegistryVersion")),
+                         **errors(400, *AUTH, 404, 409, 413)}, tag="registry", params=[name, version],
+                        body=json_body(obj({"stage": {"enum": STAGES}}, closed=True))),
+        },
+    }
 
 
 def errors(*codes: int) -> dict[str, Schema]:
@@ -165,14 +242,16 @@ RETRY_AFTER = {"Retry-After": {"required": False, "schema": {"type": "string", "
 
 
 def paths() -> dict[str, Schema]:
-    upload_request = obj({"size": {"type": "integer", "minimum": 1}}, {"sha256": SHA256}, closed=True)
+    upload_request = obj({"size": {"type": "integer", "minimum": 1}, "sha256": SHA256}, closed=True)
     evaluation = obj({"num_examples": {"type": "integer", "minimum": 1, "maximum": 10**12}, "metrics": METRICS},
                      closed=True)
     create = obj({"name": NAME}, {
         "strategy": {"anyOf": [STRING, obj({"name": STRING}, {"params": {"type": "object"}}, closed=True)],
                      "default": "fedavg", "description": "fedavg, fedprox, fedadam, krum, ... (or a plugin)"},
         "rounds": nullable(ref("RoundPolicy")), "client_config": nullable({"type": "object"}),
-        "max_update_bytes": {"type": "integer", "minimum": 1},
+        "max_update_bytes": {"type": "integer", "minimum": 1}, "update_limits": nullable(ref("UpdateLimits")),
+        "from": {**obj({"experiment_id": STRING, "round": COUNT}, closed=True),
+                 "description": "fork: start RUNNING from this published round's model (no upload)"},
     }, closed=True)
     return {
         "/v1/health": {"get": op("health", "Liveness check", ok(200, "Up", obj({"status": {"const": "ok"}})),
@@ -196,9 +275,9 @@ def paths() -> dict[str, Schema]:
             params=[{"name": "token_id", "in": "path", "required": True, "schema": TOKEN_ID}])},
         "/v1/experiments": {
             "post": op("createExperiment", "Create an experiment (developer, admin)",
-                       {**ok(201, "Created; upload the initial model next", obj({
-                           "experiment": ref("Experiment"), "upload": ref("PresignedPost")})),
-                        **errors(400, *AUTH, 413)}, tag="experiments", body=json_body(create)),
+                       {**ok(201, "Created; upload the initial model next (a fork: upload is null)", obj({
+                           "experiment": ref("Experiment"), "upload": nullable(ref("PresignedPost"))})),
+                        **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", body=json_body(create)),
             "get": op("listExperiments", "Experiments visible to the token (developer: its own), newest first",
                       {**ok(200, "One page", obj({"experiments": {"type": "array", "items": ref("Experiment")},
                                                   "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
@@ -285,6 +364,7 @@ def paths() -> dict[str, Schema]:
             "getPublishedModel", "A published model (developer, analyst, admin); n=0 is the initial model",
             {**ok(200, "Its presigned URL", ref("PublishedModel")), **errors(400, *AUTH, 404)},
             tag="rounds", params=[EXP_ID, ROUND_N])},
+        **registry_paths(),
     }
 
 
@@ -311,7 +391,7 @@ def document() -> Schema:
                                 '`{"error": {"code", "message", "details"}}`; see docs/api-contract.md.'},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "tags": [{"name": n} for n in ("meta", "tokens", "experiments", "participation", "rounds")],
+        "tags": [{"name": n} for n in ("meta", "tokens", "experiments", "participation", "rounds", "registry")],
         "paths": with_idempotency(paths()),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",

@@ -46,6 +46,16 @@ def private_bucket_props(config: Config) -> dict:
     }
 
 
+def object_lock_props(config: Config) -> dict:
+    """Object Lock (issue 16): enabled at creation with the configured default retention, or nothing."""
+    if config.object_lock is None:
+        return {}
+    retention = {"governance": s3.ObjectLockRetention.governance,
+                 "compliance": s3.ObjectLockRetention.compliance}[config.object_lock]
+    return {"object_lock_enabled": True,
+            "object_lock_default_retention": retention(Duration.days(config.object_lock_days))}
+
+
 class Storage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: Config) -> None:
         super().__init__(scope, construct_id)
@@ -71,6 +81,7 @@ class Storage(Construct):
             "Models",
             **private_bucket_props(config),
             versioned=True,
+            **object_lock_props(config),
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="models-bucket/",
             lifecycle_rules=[

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                       help="worker processes for the API handlers (0: all in the demo's process)")
     demo.set_defaults(fn=_demo)
+    from fma.history_cli import add_commands
+
+    add_commands(sub)  # fma verify, fma export mlflow
     return parser
 
 

@@ -52,14 +52,15 @@ class LocalMode:
     log_path: Path
 
     @classmethod
-    def start(cls, state_dir: Path, timeout: float = 90.0) -> LocalMode:
+    def start(cls, state_dir: Path, timeout: float = 90.0, extra_args: tuple[str, ...] = ()) -> LocalMode:
         port = free_port()
         log_path = state_dir / "local-mode.log"
         log = log_path.open("wb")
         # the test session's fake AWS_* / FMA_* settings belong to moto-in-process tests
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FMA_"))}
         env["PYTHONUNBUFFERED"] = "1"
-        cmd = [*fma_command(), "local", "up", "--host", HOST, "--port", str(port), "--state-dir", str(state_dir)]
+        cmd = [*fma_command(), "local", "up", "--host", HOST, "--port", str(port), "--state-dir", str(state_dir),
+               *extra_args]
         process = subprocess.Popen(
             cmd,
             stdout=log,  # the child keeps its own copy of the descriptor

@@ -51,7 +51,7 @@ ROUTES = [
     ("register", "POST", "/v1/experiments/{id}/clients", {},
      expect({"enrollment": 201}) | {"other_dev": 403} | UNSCOPED),
     ("get model", "GET", "/v1/experiments/{id}/model", None, expect({"admin": 200, "owner": 200, "client": 200})),
-    ("request upload", "POST", "/v1/experiments/{id}/rounds/1/updates", {"size": 100},
+    ("request upload", "POST", "/v1/experiments/{id}/rounds/1/updates", {"size": 100, "sha256": "0" * 64},
      expect({"client": 201}) | {"other_dev": 403}),
     ("direct upload", "PUT", "/v1/experiments/{id}/rounds/1/updates", "update",
      expect({"client": 202}) | {"other_dev": 403}),

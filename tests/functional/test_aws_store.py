@@ -78,9 +78,9 @@ def test_presigned_post_binds_the_declared_sha256(stack):
     assert {"x-amz-checksum-sha256": digest} in conditions
     assert {"x-amz-checksum-algorithm": "SHA256"} in conditions
     assert ["content-length-range", len(data), len(data)] in conditions
-    # Without a declared sha256 nothing is bound (the field stays optional in the contract).
+    # The sha256 is required (ingest accepts only the declared bytes): without it, 400.
     res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", token, json_body={"size": len(data)})
-    assert res.status == 201 and "x-amz-checksum-sha256" not in res.json()["upload"]["fields"]
+    assert res.status == 400 and res.json()["error"]["code"] == "MISSING_FIELD"
 
 
 class HeadForbiddenClient:

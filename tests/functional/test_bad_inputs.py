@@ -121,7 +121,8 @@ def test_body_over_limit_is_413(exp):
 
 def test_upload_request_over_max_update_bytes_is_413(exp):
     stack, _, exp_id, clients = exp
-    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", clients[0][1], json_body={"size": 10**12})
+    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", clients[0][1],
+                    json_body={"size": 10**12, "sha256": "0" * 64})
     assert_error(res, 413)
 
 

@@ -52,7 +52,8 @@ def test_stopped_experiment_refuses_everything_but_reads(stack):
     rnd = stack.round(dev, exp_id, 1)
     assert rnd["state"] == "FAILED" and rnd["reason"].startswith("EXPERIMENT_STOPPED")
     assert stack.submit(exp_id, 1, t0, update_bytes(model(), 1, 1)).status == 410
-    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", t0, json_body={"size": 10})
+    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", t0,
+                    json_body={"size": 10, "sha256": "0" * 64})
     assert res.status == 410
     res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/0/evaluations", t0,
                     json_body={"num_examples": 1, "metrics": {"accuracy": 0.5}})

@@ -108,7 +108,8 @@ def test_dropped_s3_event_is_reconciled(stack):
 
 def test_upload_never_made_is_abandoned_after_a_day(stack):
     _dev, exp_id, clients = start(stack)
-    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", clients[0][1], json_body={"size": 100})
+    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", clients[0][1],
+                    json_body={"size": 100, "sha256": "0" * 64})
     assert res.status == 201
     assert stack.sweep(advance=301)["reconciled"] == []
     stack.sweep(advance=90_000)

@@ -133,7 +133,7 @@ def test_authorizer_can_only_get_items_from_the_table(dev):
 def test_api_may_presign_only_models_and_updates(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["api"])
     assert actions_on(statements, "/models/*") == {"s3:PutObject", "s3:GetObject"}
-    assert actions_on(statements, "/updates/*") == {"s3:PutObject", "s3:GetObject"}
+    assert actions_on(statements, "/updates/*") == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"}
     assert actions_on(statements, "/state/*") == set()
     assert "dynamodb:Query" in actions_on(statements, "/index/experiments-all")
     assert "dynamodb:Query" in actions_on(statements, "/index/experiments-by-owner")

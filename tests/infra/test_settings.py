@@ -22,7 +22,7 @@ FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "sweeper")
 ENV_READERS = {"shared/fma/adapters/settings.py", "shared/fma/domain/strategy_catalog.py"}
 # Local mode, the CLI and the connectors only local mode and unit tests use (DESIGN section 8).
 NOT_SHIPPED_TO_LAMBDA = ("shared/fma/local/", "shared/fma/cli.py", "shared/fma/adapters/sqlite_fs/",
-                         "shared/fma/adapters/memory/")
+                         "shared/fma/adapters/memory/", "shared/fma/history_cli.py")
 
 
 @pytest.fixture(scope="module")

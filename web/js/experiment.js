@@ -3,6 +3,7 @@
 
 import { lineChart } from "./chart.js";
 import { badge, empty, h, num, scrollTable, section, seconds, timeEl, when } from "./dom.js";
+import { lineage } from "./lineage.js";
 import { roundOf } from "./list.js";
 import { participation, rejectedUpdates } from "./participation.js";
 
@@ -187,6 +188,7 @@ export function renderExperiment(root, e, rounds, getModel) {
     section("participation", "Client participation", participation(e, rounds)),
     section("rejected", "Rejected and late updates", rejectedUpdates(rounds)),
     section("models", "Model versions", models(e, rounds, getModel)),
+    section("lineage", "Lineage and registry", lineage(e)),
     h("div", { class: "two" },
       section("strategy", "Strategy and settings", strategy(e)),
       section("privacy", "Privacy spent", privacy(e, rounds))));

@@ -31,7 +31,7 @@ def list_all() -> dict:
 
 @router.get("/experiments/<experiment_id>")
 def get(experiment_id: str) -> dict:
-    return experiments.load_experiment(deps(), principal(router), experiment_id).to_public()
+    return experiments.experiment_detail(deps(), principal(router), experiment_id)
 
 
 @router.patch("/experiments/<experiment_id>")

@@ -108,6 +108,7 @@ class ExperimentItem(_Base):
     model_error = UnicodeAttribute(null=True)
     initial_sha256 = UnicodeAttribute(null=True)
     archived = BooleanAttribute(null=True)
+    update_limits = JSONAttribute(null=True)
     clients = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
@@ -168,6 +169,7 @@ class UpdateItem(_Base):
     sha256 = UnicodeAttribute(null=True)
     size = NumberAttribute(null=True)
     version_id = UnicodeAttribute(null=True)
+    declared_sha256 = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     # unexpected ingest failures so far (repo_failures): bounded, then the update is FAILED.
     attempts = NumberAttribute(null=True)
@@ -199,8 +201,53 @@ class IdempotencyItem(_Base):
     ttl = NumberAttribute()
 
 
+class RegistryNameItem(_Base):
+    """pk = REGISTRY, sk = NAME#{name}: one per model name (GET /v1/registry lists this partition;
+    it is written once per registered version or stage change, far below a hot key's rate)."""
+
+    name = UnicodeAttribute()
+    owner = UnicodeAttribute()
+    versions = NumberAttribute(default=0)
+    latest_version = UnicodeAttribute(null=True)
+    production_version = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class RegistryVersionItem(_Base):
+    """pk = REG#{name}, sk = VER#{semver sort key}: immutable except `stage`."""
+
+    name = UnicodeAttribute()
+    version = UnicodeAttribute()
+    experiment_id = UnicodeAttribute()
+    round = NumberAttribute()
+    sha256 = UnicodeAttribute()
+    size = NumberAttribute()
+    stage = UnicodeAttribute()
+    notes = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    manifest_key = UnicodeAttribute()
+    manifest_sha256 = UnicodeAttribute()
+
+
+class LinkItem(_Base):
+    """pk = EXP#{id}, sk = LINK#PARENT | LINK#CHILD#{child} | LINK#REG#{name}#{version}: an
+    experiment's lineage and registry versions, read with one query of its own partition."""
+
+    kind = UnicodeAttribute()
+    other_id = UnicodeAttribute(null=True)
+    round = NumberAttribute()
+    name = UnicodeAttribute(null=True)
+    version = UnicodeAttribute(null=True)
+    stage = UnicodeAttribute(null=True)
+    manifest_sha256 = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
-                                       UpdateItem, EvaluationItem, IdempotencyItem)
+                                       UpdateItem, EvaluationItem, IdempotencyItem, RegistryNameItem,
+                                       RegistryVersionItem, LinkItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:

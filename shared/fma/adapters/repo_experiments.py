@@ -20,6 +20,7 @@ from fma.domain.errors import Conflict, Forbidden, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord, TokenRecord
 from fma.domain.states import ENDED, ExperimentStatus
+from fma.domain.update_limits import UpdateLimits
 
 REGISTERING = frozenset(ExperimentStatus) - ENDED  # from the one state table
 
@@ -35,8 +36,20 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         model_spec=item.model_spec, model_sha256=item.model_sha256, clients=int(item.clients or 0),
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
         initial_sha256=item.initial_sha256, archived=bool(item.archived),
+        update_limits=UpdateLimits.from_json(item.update_limits),
     )
 
+
+def experiment_item(exp: Experiment) -> ExperimentItem:
+    """The META item of a new experiment (also saved inside the fork transaction of repo_registry)."""
+    return ExperimentItem(
+        exp_pk(exp.id), "META", name=exp.name, owner=exp.owner, status=str(exp.status),
+        strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
+        policy=exp.policy.to_json(), client_config=exp.client_config,
+        max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
+        current_round=0, clients=0, created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
+        list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
+    )
 
 
 def list_partitions(owner: str, archived: bool) -> tuple[str, str]:
@@ -48,14 +61,7 @@ def list_partitions(owner: str, archived: bool) -> tuple[str, str]:
 
 class ExperimentRepository:
     def create_experiment(self, exp: Experiment) -> None:
-        ExperimentItem(
-            exp_pk(exp.id), "META", name=exp.name, owner=exp.owner, status=str(exp.status),
-            strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
-            policy=exp.policy.to_json(), client_config=exp.client_config,
-            max_update_bytes=exp.max_update_bytes, current_round=0, clients=0,
-            created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
-            list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
-        ).save(condition=ExperimentItem.pk.does_not_exist())
+        experiment_item(exp).save(condition=ExperimentItem.pk.does_not_exist())
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
         try:

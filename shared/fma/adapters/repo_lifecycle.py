@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-from pynamodb.exceptions import UpdateError
+import random
+import time
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from fma.adapters.dynamo_common import transact
 from fma.adapters.dynamo_models import DUE_PK, ExperimentItem, RoundItem, exp_pk, round_sk
 from fma.adapters.repo_rounds import due_key, round_item, to_round
 from fma.domain.clock import iso
+from fma.domain.errors import Conflict
 from fma.domain.records import RoundRecord
 from fma.domain.states import ExperimentStatus, RoundState
+
+_ACTIVE = (str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))
+_UNFINISHED = (str(RoundState.OPEN), str(RoundState.SEALED), str(RoundState.AGGREGATING))
+
+
+def _round_or_none(experiment_id: str, n: int) -> RoundItem | None:
+    try:
+        return RoundItem.get(exp_pk(experiment_id), round_sk(n), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _stop_items(t, experiment_id: str, allowed_from: set[ExperimentStatus], reason: str, n: int,
+                rnd: RoundItem | None) -> None:
+    t.update(ExperimentItem(exp_pk(experiment_id), "META"),
+             actions=[ExperimentItem.status.set(str(ExperimentStatus.STOPPED)), ExperimentItem.updated_at.set(iso())],
+             condition=ExperimentItem.status.is_in(*[str(s) for s in allowed_from])
+             & (ExperimentItem.current_round == n))
+    if rnd is not None and rnd.state in _UNFINISHED:  # a finished round stays as it is
+        t.update(RoundItem(exp_pk(experiment_id), round_sk(n)), actions=[
+            RoundItem.state.set(str(RoundState.FAILED)), RoundItem.reason.set(reason[:1000]),
+            RoundItem.due_pk.remove(), RoundItem.due_sk.remove(),
+        ], condition=RoundItem.state == rnd.state)
 
 
 def _conditional(fn) -> bool:
@@ -47,7 +74,12 @@ class LifecycleRepository:
 
     def publish_round(self, experiment_id: str, n: int, owner: str, *, sha256: str, metrics: dict,
                       info: dict, seconds: float, now: float, next_round: RoundRecord | None) -> bool:
-        """Round n PUBLISHED and round n+1 OPEN (or the experiment COMPLETED) in one transaction."""
+        """Round n PUBLISHED and round n+1 OPEN (or the experiment COMPLETED) in one transaction.
+
+        The experiment must still be RUNNING or PAUSED with round n current: a stop that took
+        effect first (and failed round n) makes this publish fail, so nothing is published and
+        no round opens after STOPPED.
+        """
         def build(t):
             t.update(RoundItem(exp_pk(experiment_id), round_sk(n)), actions=[
                 RoundItem.state.set(str(RoundState.PUBLISHED)), RoundItem.published_at.set(now),
@@ -57,15 +89,34 @@ class LifecycleRepository:
             ], condition=(RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_owner == owner))
             actions = [ExperimentItem.model_version.set(n), ExperimentItem.model_sha256.set(sha256),
                        ExperimentItem.updated_at.set(iso(now))]
-            condition = ExperimentItem.current_round == n
+            condition = (ExperimentItem.current_round == n) & ExperimentItem.status.is_in(*_ACTIVE)
             if next_round is not None:
                 actions.append(ExperimentItem.current_round.set(n + 1))
                 t.save(round_item(next_round), condition=RoundItem.pk.does_not_exist())
             else:  # the last round: the experiment completes in the same transaction
                 actions.append(ExperimentItem.status.set(str(ExperimentStatus.COMPLETED)))
-                condition &= ExperimentItem.status.is_in(str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))
             t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=actions, condition=condition)
         return not transact(build)
+
+    def stop_experiment(self, experiment_id: str, allowed_from: set[ExperimentStatus], reason: str,
+                        attempts: int = 25) -> bool:
+        """STOPPED, and the round that is current when the stop takes effect FAILED, in one
+        transaction conditioned on that round still being current: a publish that wins the race
+        moves `current_round` and makes this attempt fail, so the next one fails the round the
+        publish opened. False when the experiment is not in `allowed_from` (any more)."""
+        for attempt in range(attempts):
+            try:
+                exp = ExperimentItem.get(exp_pk(experiment_id), "META", consistent_read=True)
+            except DoesNotExist:
+                return False
+            if exp.status not in {str(s) for s in allowed_from}:
+                return False
+            n = int(exp.current_round or 0)
+            rnd = _round_or_none(experiment_id, n) if n else None
+            if not transact(lambda t, n=n, rnd=rnd: _stop_items(t, experiment_id, allowed_from, reason, n, rnd)):
+                return True
+            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+        raise Conflict("the experiment changed during every attempt to stop it; retry", code="STOP_CONFLICT")
 
     def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool:
         item = ExperimentItem(exp_pk(experiment_id), "META")

@@ -63,6 +63,7 @@ def to_update(item: UpdateItem) -> UpdateRecord:
         num_examples=int(item.num_examples) if item.num_examples is not None else None,
         metrics=item.metrics, sha256=item.sha256, size=int(item.size) if item.size is not None else None,
         reason=item.reason, updated_at=float(item.updated_at), version_id=item.version_id,
+        declared_sha256=item.declared_sha256,
     )
 
 
@@ -104,15 +105,18 @@ class RoundRepository:
         except DoesNotExist:
             return None
 
-    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0) -> None:
-        """Record UPLOADING; a client whose update was accepted may not send another (409).
+    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
+                     sha256: str | None = None) -> None:
+        """Record UPLOADING with the sha256 the bytes must have; a client whose update was
+        accepted may not send another (409). Ingest accepts an object only against this record.
 
         The item is due for the sweeper after `grace`: if its S3 event never arrives, the
         sweeper ingests the object itself.
         """
         try:
             UpdateItem(exp_pk(experiment_id), update_sk(n, client_id), round=n, client_id=client_id,
-                       status=str(UpdateStatus.UPLOADING), updated_at=now, due_pk=DUE_UPLOAD_PK,
+                       status=str(UpdateStatus.UPLOADING), updated_at=now, declared_sha256=sha256,
+                       due_pk=DUE_UPLOAD_PK,
                        due_sk=upload_due_key(now + grace, experiment_id, n, client_id)).save(
                 condition=UpdateItem.pk.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
         except PutError as exc:

@@ -7,12 +7,13 @@ from fma.adapters.repo_experiments import ExperimentRepository
 from fma.adapters.repo_failures import FailureRepository
 from fma.adapters.repo_idempotency import IdempotencyRepository
 from fma.adapters.repo_lifecycle import LifecycleRepository, SweepRepository
+from fma.adapters.repo_registry import LineageRepository, RegistryRepository
 from fma.adapters.repo_rounds import RoundRepository
 from fma.adapters.repo_tokens import TokenRepository
 
 
 class DynamoRepository(TokenRepository, ExperimentRepository, RoundRepository, LifecycleRepository, SweepRepository,
-                       FailureRepository, IdempotencyRepository):
+                       FailureRepository, IdempotencyRepository, RegistryRepository, LineageRepository):
     """Binds the pynamodb models to `table_name` (and a local endpoint) on construction."""
 
     def __init__(self, table_name: str, region: str = "us-east-1", host: str | None = None):

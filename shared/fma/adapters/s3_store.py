@@ -28,6 +28,20 @@ class S3ObjectStore:
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write `key` only if it does not exist yet (S3 conditional write); False if it did."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                return False
+            raise
+        return True
+
+    def copy(self, source_key: str, key: str) -> None:
+        """Server-side copy within the bucket (the bytes never pass through the caller)."""
+        self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key})
+
     def get(self, key: str, version_id: str | None = None) -> bytes:
         return self.get_versioned(key, version_id)[0]
 
@@ -76,10 +90,9 @@ class S3ObjectStore:
             ExpiresIn=expires,
         )
 
-    def presigned_get(self, key: str, expires: int) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
-        )
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+        params = {"Bucket": self.bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
 
 
 def s3_client(region: str | None, endpoint_url: str | None = None) -> Any:

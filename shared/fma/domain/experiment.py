@@ -9,6 +9,7 @@ from typing import Any
 from fma.domain.errors import InvalidInput
 from fma.domain.records import RoundRecord
 from fma.domain.states import ExperimentStatus, RoundState
+from fma.domain.update_limits import UpdateLimits
 
 ON_DEADLINE = ("aggregate", "extend", "fail")
 MAX_NAME = 200
@@ -78,6 +79,7 @@ class Experiment:
     model_sha256: str | None = None
     model_error: str | None = None
     initial_sha256: str | None = None
+    update_limits: UpdateLimits = field(default_factory=UpdateLimits)
     clients: int = 0
     created_at: str = ""
     updated_at: str = ""
@@ -88,7 +90,8 @@ class Experiment:
             "id": self.id, "name": self.name, "owner": self.owner, "status": str(self.status),
             "strategy": {"name": self.strategy_name, "params": self.strategy_params},
             "rounds": self.policy.to_json(), "client_config": self.client_config,
-            "max_update_bytes": self.max_update_bytes, "current_round": self.current_round,
+            "max_update_bytes": self.max_update_bytes, "update_limits": self.update_limits.to_json(),
+            "current_round": self.current_round,
             "model_version": self.model_version, "model_spec": self.model_spec,
             "model_sha256": self.model_sha256, "initial_sha256": self.initial_sha256,
             "model_error": self.model_error, "clients": self.clients,

@@ -70,6 +70,8 @@ class UpdateRecord:
     reason: str | None = None
     updated_at: float = 0.0
     version_id: str | None = None
+    #: what the client declared when it asked for the upload (POST) or the API computed (PUT).
+    declared_sha256: str | None = None
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ class HeaderLimits:
     max_metadata_bytes: int = 64 << 10
     max_rank: int = 8
     max_name_length: int = 512
+    #: a header is an object of tensor entries holding lists: 3 levels; deeper is not safetensors.
+    max_json_depth: int = 8
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,7 @@ def parse_header(
     n = header_length(buf, limits)
     if len(buf) < 8 + n:
         raise UpdateRejected("NOT_SAFETENSORS", "file ends inside the safetensors header")
-    try:
-        raw = json.loads(bytes(buf[8 : 8 + n]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UpdateRejected("NOT_SAFETENSORS", f"header is not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise UpdateRejected("NOT_SAFETENSORS", "header is not a JSON object")
+    raw = _load_json_object(bytes(buf[8 : 8 + n]), limits.max_json_depth)
     metadata = _parse_metadata(raw.pop("__metadata__", None), limits)
     if len(raw) > limits.max_tensors:
         raise UpdateRejected("TOO_MANY_TENSORS", f"{len(raw)} tensors exceed the limit of {limits.max_tensors}")
@@ -113,11 +111,76 @@ def parse_header(
     return SafetensorsHeader(tuple(tensors), metadata, n)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json's object hook that refuses duplicate keys: with them, two readers of one file could
+    see different tensors (the last or the first `w`), so such a file is not a safetensors file."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _DuplicateKey("duplicate key")
+    return out
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?')  # an unterminated string runs to the end: linear
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_too_deep(text: str, limit: int) -> bool:
+    """True when JSON text nests arrays/objects more than `limit` deep (strings are skipped).
+
+    Checked before json.loads so a nesting bomb costs one linear scan that stops at the limit,
+    and the verdict does not depend on the interpreter's recursion limit or stack depth."""
+    depth = 0
+    for ch in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if ch in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _load_json_object(raw: bytes, max_depth: int) -> dict[str, object]:
+    """The header as a dict; any malformed, duplicated, non-standard or deeply nested JSON is
+    NOT_SAFETENSORS."""
+    try:
+        text = raw.decode("utf-8")
+        if json_too_deep(text, max_depth):
+            raise UpdateRejected("NOT_SAFETENSORS", f"header JSON nests deeper than {max_depth} levels")
+        data = json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+    except _DuplicateKey:
+        raise UpdateRejected("NOT_SAFETENSORS", "header has a duplicate key") from None
+    except RecursionError:
+        raise UpdateRejected("NOT_SAFETENSORS", "header JSON is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UpdateRejected("NOT_SAFETENSORS", f"header is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise UpdateRejected("NOT_SAFETENSORS", "header is not a JSON object")
+    return data
+
+
+def is_utf8(text: str) -> bool:
+    """False for strings holding lone surrogates (JSON can escape them, UTF-8 cannot encode them,
+    so they could be neither stored nor shown)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse_metadata(meta: object, limits: HeaderLimits) -> dict[str, str]:
     if meta is None:
         return {}
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise UpdateRejected("BAD_METADATA", "__metadata__ must map strings to strings")
+    if not all(is_utf8(k) and is_utf8(v) for k, v in meta.items()):
+        raise UpdateRejected("BAD_METADATA", "__metadata__ holds a string that is not valid Unicode")
     size = sum(len(k) + len(v) for k, v in meta.items())
     if size > limits.max_metadata_bytes:
         raise UpdateRejected("METADATA_TOO_LARGE", f"metadata of {size} bytes exceeds {limits.max_metadata_bytes}")
@@ -125,13 +188,13 @@ def _parse_metadata(meta: object, limits: HeaderLimits) -> dict[str, str]:
 
 
 def _parse_tensor(name: str, entry: object, limits: HeaderLimits) -> TensorInfo:
-    if not name or len(name) > limits.max_name_length:
-        raise UpdateRejected("BAD_TENSOR", f"tensor names must be 1 to {limits.max_name_length} characters")
+    if not name or len(name) > limits.max_name_length or not is_utf8(name):
+        raise UpdateRejected("BAD_TENSOR", f"tensor names must be 1 to {limits.max_name_length} Unicode characters")
     if not isinstance(entry, dict):
         raise UpdateRejected("BAD_TENSOR", f"entry for {name!r} is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_SIZES:
-        raise UpdateRejected("BAD_DTYPE", f"tensor {name!r} has unsupported dtype {dtype!r}")
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        raise UpdateRejected("BAD_DTYPE", f"tensor {name!r} has an unsupported dtype")
     if (not isinstance(shape, list) or len(shape) > limits.max_rank
             or not all(type(d) is int and 0 <= d < 1 << 40 for d in shape)):
         raise UpdateRejected("BAD_SHAPE", f"tensor {name!r} has an invalid shape")

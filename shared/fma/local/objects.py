@@ -105,7 +105,9 @@ class GrantingStore:
         grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}/objects?grant={grant}", "fields": {"key": key}}
 
-    def presigned_get(self, key: str, expires: int) -> str:
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+        """A download grant of `key`; the gateway serves its newest version (`version_id`, which the
+        round artifacts route passes for pinned updates, cannot be bound into a grant yet)."""
         from urllib.parse import quote
 
         return f"{self.public_url}/objects/{quote(key)}?grant={self.signer.sign(DOWNLOAD, key, expires)}"

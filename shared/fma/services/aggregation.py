@@ -15,11 +15,13 @@ import uuid
 from typing import Any
 
 from fma.domain.aggregation import UpdateInput, aggregate
+from fma.domain.aggregation.weight_limits import clip_weights
 from fma.domain.codec import decode, encode
 from fma.domain.errors import UpdateRejected
 from fma.domain.experiment import Experiment, new_round
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
+from fma.services import history
 from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
 from fma.services.dp_noise import noise_seed
 
@@ -61,7 +63,8 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
     prev_state = load_state(deps, exp.id, n - 1)
     accepted = [u for u in deps.repo.list_updates(exp.id, n)
                 if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
-    inputs = [_input(deps, u) for u in accepted]
+    counted = clip_weights([int(u.num_examples or 0) for u in accepted], exp.update_limits.max_weight_share)
+    inputs = [_input(deps, u, c) for u, c in zip(accepted, counted, strict=True)]
     t1 = time.perf_counter()
     seed, noise = (noise_seed(getattr(deps, "secrets", None), exp.id, n)
                    if (exp.strategy_params or {}).get("dp") else (None, None))
@@ -82,9 +85,10 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
     manifest = {
         "experiment_id": exp.id, "round": n, "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
         "global_model": {"key": model_key(exp.id, n - 1), "sha256": hashlib.sha256(global_bytes).hexdigest()},
-        "inputs": info.get("inputs") or [
+        "inputs": _with_clipping(info.get("inputs") or [
             {"client_id": u.client_id, "sha256": u.sha256, "num_examples": u.num_examples,
-             "weight": (u.num_examples or 0) / total if total else 0.0} for u in accepted],
+             "weight": (u.num_examples or 0) / total if total else 0.0} for u in accepted], accepted, counted),
+        "update_limits": exp.update_limits.to_json(),
         "input_objects": [{"client_id": u.client_id, "key": update_key(exp.id, n, u.client_id),
                            "version_id": u.version_id, "size": u.size} for u in accepted],
         "output": {"key": model_key(exp.id, n), "sha256": hashlib.sha256(model_bytes).hexdigest(),
@@ -92,11 +96,13 @@ def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, A
         "state": state_object, "metrics": result.metrics, "info": info,
         "timings": {"load_seconds": t1 - t0, "aggregate_seconds": t2 - t1,
                     "write_seconds": time.perf_counter() - t2},
+        **history.chain_fields(deps, exp.to_public(), n, global_bytes),
     }
-    deps.store.put(manifest_key(exp.id, n), json.dumps(manifest, indent=1, sort_keys=True).encode(),
-                   content_type="application/json")
+    written = history.write_manifest(deps, manifest_key(exp.id, n),
+                                     json.dumps(manifest, indent=1, sort_keys=True).encode())
     round_info = {k: info[k] for k in ROUND_INFO_KEYS if k in info}  # lists of clients stay in the manifest
     round_info[STATE_SAVED] = state_object is not None  # the next round reads state only when this says so
+    round_info["manifest_sha256"] = hashlib.sha256(written).hexdigest()
     return model_bytes, round_info, dict(result.metrics)
 
 
@@ -104,7 +110,18 @@ def model_metadata(experiment_id: str, n: int, strategy: str) -> dict[str, str]:
     return {"fma.round": str(n), "fma.experiment": experiment_id, "fma.strategy": strategy}
 
 
-def _input(deps: Deps, u: UpdateRecord) -> UpdateInput:
+def _with_clipping(entries: list[dict[str, Any]], accepted: list[UpdateRecord],
+                   counted: list[float]) -> list[dict[str, Any]]:
+    """Per client in the manifest: the declared num_examples and what was counted after
+    max_weight_share clipping (the strategy's `weight` already reflects the clipped count)."""
+    facts = {u.client_id: (int(u.num_examples or 0), n) for u, n in zip(accepted, counted, strict=True)}
+    for entry in entries:
+        declared, used = facts.get(entry.get("client_id"), (entry.get("num_examples"), entry.get("num_examples")))
+        entry.update(num_examples=declared, counted_examples=used, weight_clipped=used != declared)
+    return entries
+
+
+def _input(deps: Deps, u: UpdateRecord, counted_examples: float) -> UpdateInput:
     key = update_key(u.experiment_id, u.round, u.client_id)
 
     def fetch() -> bytes:
@@ -116,7 +133,8 @@ def _input(deps: Deps, u: UpdateRecord) -> UpdateInput:
     def fetch_range(start: int, end: int) -> bytes:
         return deps.store.get_range(key, start, end, u.version_id)
 
-    return UpdateInput(client_id=u.client_id, num_examples=int(u.num_examples or 0), sha256=u.sha256 or "",
+    # Strategies weigh by num_examples: they see the count after max_weight_share clipping.
+    return UpdateInput(client_id=u.client_id, num_examples=counted_examples, sha256=u.sha256 or "",
                        size=int(u.size or 0), fetch=fetch, fetch_range=fetch_range, metrics=u.metrics or {})
 
 

@@ -20,11 +20,13 @@ from fma.domain.experiment import Experiment, RoundPolicy, parse_client_config, 
 from fma.domain.records import Page, TokenRecord
 from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
 from fma.domain.strategy_catalog import validate_strategy
+from fma.domain.update_limits import parse_update_limits
 from fma.services.access import client_token_expiry, mint_token
 from fma.services.bodies import listing, optional_int, require_object
 from fma.services.deps import Deps, model_key
 
-CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes")
+CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from",
+                 "update_limits")
 
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
@@ -45,6 +47,13 @@ def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experi
     return exp
 
 
+def experiment_detail(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, Any]:
+    """GET /v1/experiments/{id}: the experiment, its lineage and its registry versions."""
+    from fma.services import lineage
+
+    return load_experiment(deps, caller, experiment_id).to_public() | lineage.links(deps, experiment_id)
+
+
 def load_managed(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
     exp = load_experiment(deps, caller, experiment_id)
     if not can_manage_experiment(caller, exp.owner):
@@ -63,14 +72,20 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
     max_bytes = optional_int(data, "max_update_bytes", min(100 << 20, deps.limits.max_update_bytes), 1,
                              deps.limits.max_update_bytes)
     policy = RoundPolicy.parse(data.get("rounds"))
+    update_limits = parse_update_limits(data.get("update_limits"))
     _check_robust_quorum(strategy["name"], params, policy)
     stamp = iso(deps.clock())
     exp = Experiment(
         id=uuid.uuid4().hex[:16], name=parse_name(data["name"]), owner=caller.principal_id,
         strategy_name=strategy["name"], strategy_params=params, policy=policy,
         client_config=parse_client_config(data.get("client_config")), max_update_bytes=max_bytes,
+        update_limits=update_limits,
         created_at=stamp, updated_at=stamp,
     )
+    if data.get("from") is not None:  # a fork starts from another experiment's round (services/lineage.py)
+        from fma.services import lineage
+
+        return lineage.create_fork(deps, caller, exp, data["from"], load_experiment)
     deps.repo.create_experiment(exp)
     upload = deps.store.presigned_post(model_key(exp.id, 0), 1, max_bytes, deps.limits.presign_seconds)
     return {"experiment": exp.to_public(), "upload": upload}
@@ -112,9 +127,13 @@ def patch_experiment(deps: Deps, caller: Principal, experiment_id: str, body: ob
         exp = deps.repo.set_archived(experiment_id, exp.owner, archived)
     if target == exp.status:
         return exp.to_public()
-    updated = deps.repo.set_status(experiment_id, _sources(target), target)
-    if target == ExperimentStatus.STOPPED and exp.current_round:
-        deps.repo.fail_round(experiment_id, exp.current_round, "EXPERIMENT_STOPPED: stopped by its developer")
+    allowed = _sources(target)
+    if target == ExperimentStatus.STOPPED:  # one transaction with failing the current round
+        if not deps.repo.stop_experiment(experiment_id, allowed, "EXPERIMENT_STOPPED: stopped by its developer"):
+            raise Conflict(f"cannot change status from {exp.status} to {target}", code="INVALID_TRANSITION")
+        updated = deps.repo.get_experiment(experiment_id) or exp
+    else:
+        updated = deps.repo.set_status(experiment_id, allowed, target)
     return updated.to_public() | {"status": str(target)}
 
 

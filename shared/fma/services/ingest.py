@@ -1,5 +1,13 @@
 """Ingestion of S3 objects: the initial model activates an experiment; updates are validated,
-accepted exactly once, counted, and the round is sealed by exactly one caller."""
+accepted exactly once, counted, and the round is sealed by exactly one caller.
+
+An object's key is not proof of who wrote it: an update is considered only when the API
+recorded an upload request for that client and round (the UPLOADING record, made for a client
+token of that experiment), and accepted only when its bytes have the sha256 recorded there.
+Anything else under `updates/` is ignored with a log and counts nothing. Every byte of an
+object is untrusted: each way it can be wrong ends in UpdateRejected (a REJECTED update, or the
+experiment's `model_error`), never in an exception that would make the event retry.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +22,20 @@ from fma.domain.records import UpdateRecord
 from fma.domain.safetensors_header import HeaderLimits, header_length, parse_header
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
 from fma.domain.update_meta import parse_update_meta
-from fma.domain.validation import UpdateLimits, validate_update
-from fma.services.deps import Deps
+from fma.domain.validation import (
+    GlobalReader,
+    ValidationLimits,
+    ValidUpdate,
+    global_reader,
+    validate_initial_model,
+    validate_update,
+)
+from fma.services.deps import Deps, model_key
 
 MODEL_KEY = re.compile(r"^models/(?P<exp>[A-Za-z0-9-]{1,64})/00000000\.safetensors$")
 UPDATE_KEY = re.compile(
-    r"^updates/(?P<exp>[A-Za-z0-9-]{1,64})/(?P<round>\d{8})/(?P<client>[A-Za-z0-9-]{1,64})\.safetensors$"
+    r"^updates/(?P<exp>[A-Za-z0-9-]{1,64})/(?P<round>\d{8})/(?P<client>[A-Za-z0-9-]{1,64})\.safetensors$",
+    re.ASCII,
 )
 FINAL_UPDATE = (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED, UpdateStatus.LATE)
 
@@ -69,11 +85,7 @@ def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutc
         return IngestOutcome("duplicate" if exp else "ignored", experiment_id)
     try:
         data, _ = _read_checked(deps, key, exp.max_update_bytes)
-        header = parse_header(data, total_size=len(data))
-        spec = ModelSpec.from_header(header)
-        if not spec.tensors:
-            raise UpdateRejected("EMPTY_MODEL", "the model has no tensors")
-        _check_finite(data)
+        spec = validate_initial_model(data)
     except UpdateRejected as exc:
         deps.repo.set_model_error(experiment_id, exc.reason)
         return IngestOutcome("rejected", experiment_id, 0, reason=exc.reason)
@@ -83,32 +95,20 @@ def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutc
     return IngestOutcome("activated", experiment_id, 0)
 
 
-def _check_finite(data: bytes) -> None:
-    import numpy as np
-
-    from fma.domain.codec import decode
-
-    tensors, _ = decode(data)
-    for name, arr in tensors.items():
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise UpdateRejected("NON_FINITE", f"{name} holds NaN or Inf")
-
-
 def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: str) -> IngestOutcome:
     exp = deps.repo.get_experiment(experiment_id)
     if exp is None or exp.model_spec is None:
         return IngestOutcome("ignored", experiment_id, n, client_id, reason="unknown experiment")
     existing = deps.repo.get_update(experiment_id, n, client_id)
-    if existing is not None and existing.status in FINAL_UPDATE:
+    if existing is None:  # never asked for: an unknown client, another experiment's, or no request
+        return IngestOutcome("ignored", experiment_id, n, client_id, reason="no upload request for this key")
+    if existing.status in FINAL_UPDATE:
         return IngestOutcome("duplicate", experiment_id, n, client_id, sealed=try_seal(deps, exp, n))
     now = deps.clock()
-    record = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now)
+    record = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now,
+                          declared_sha256=existing.declared_sha256)
     try:
-        spec = ModelSpec.from_json(exp.model_spec)
-        data, record.version_id = _read_checked(deps, key, exp.max_update_bytes, spec)
-        record.sha256, record.size = hashlib.sha256(data).hexdigest(), len(data)
-        valid = validate_update(data, spec,
-                                UpdateLimits(max_update_bytes=exp.max_update_bytes), expected_round=n)
+        valid = _validate(deps, exp, record, key)
     except UpdateRejected as exc:
         record.reason = exc.reason
         deps.repo.reject_update(record)
@@ -123,6 +123,29 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
         return IngestOutcome("deferred", experiment_id, n, client_id, reason="experiment is not running")
     status = "accepted" if result == "accepted" else "duplicate"
     return IngestOutcome(status, experiment_id, n, client_id, sealed=try_seal(deps, exp, n))
+
+
+def _validate(deps: Deps, exp: Experiment, record: UpdateRecord, key: str) -> ValidUpdate:
+    """Read the object (pinning the version read), check its sha256, then its contents."""
+    spec = ModelSpec.from_json(exp.model_spec or [])
+    data, record.version_id = _read_checked(deps, key, exp.max_update_bytes, spec)
+    record.sha256, record.size = hashlib.sha256(data).hexdigest(), len(data)
+    if record.sha256 != record.declared_sha256:
+        raise UpdateRejected("SHA256_MISMATCH", "the uploaded bytes do not have the sha256 declared when "
+                             "the upload was requested")
+    limits = ValidationLimits(max_update_bytes=exp.max_update_bytes,
+                              max_num_examples=exp.update_limits.max_num_examples,
+                              max_update_norm=exp.update_limits.max_update_norm)
+    reader = _global_model(deps, exp.id, record.round - 1) if limits.max_update_norm is not None else None
+    return validate_update(data, spec, limits, expected_round=record.round, global_model=reader)
+
+
+def _global_model(deps: Deps, experiment_id: str, version: int) -> GlobalReader:
+    """The model round `version + 1` trains from, read tensor range by tensor range."""
+    key = model_key(experiment_id, version)
+    n = header_length(deps.store.get_range(key, 0, 8))
+    header = parse_header(deps.store.get_range(key, 0, 8 + n))
+    return global_reader(header, lambda a, b: deps.store.get_range(key, a, b))
 
 
 def try_seal(deps: Deps, exp: Experiment, n: int) -> bool:

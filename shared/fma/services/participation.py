@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -54,16 +55,18 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
 
 
 def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, body: object) -> dict[str, Any]:
-    data = require_object(body, ("size", "sha256"), ("size",))
+    """A presigned POST for the declared size; ingest accepts only bytes of the declared sha256."""
+    data = require_object(body, ("size", "sha256"), ("size", "sha256"))
     exp = _open_round_for(deps, caller, experiment_id, n)
     size = required_int(data, "size", 1, 1 << 62)
     if size > exp.max_update_bytes:
         raise PayloadTooLarge(f"size {size} exceeds max_update_bytes={exp.max_update_bytes}",
                               details={"limit": exp.max_update_bytes})
     sha = data.get("sha256")
-    if sha is not None and (not isinstance(sha, str) or not SHA256.match(sha)):
+    if not isinstance(sha, str) or not SHA256.fullmatch(sha):
         raise InvalidInput("sha256 must be 64 lowercase hex characters", details={"field": "sha256"})
-    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds)
+    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds,
+                           sha256=sha)
     key = update_key(experiment_id, n, caller.principal_id)
     upload = deps.store.presigned_post(key, size, size, deps.limits.presign_seconds, sha256=sha)
     return {"update_id": f"{n}:{caller.principal_id}", "upload": upload}
@@ -72,7 +75,8 @@ def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, bo
 def put_update(deps: Deps, caller: Principal, experiment_id: str, n: int, body: bytes) -> dict[str, Any]:
     exp = _open_round_for(deps, caller, experiment_id, n)
     _check_body_size(deps, body, exp.max_update_bytes)
-    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds)
+    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds,
+                           sha256=hashlib.sha256(body).hexdigest())
     deps.store.put(update_key(experiment_id, n, caller.principal_id), body)
     return {"update_id": f"{n}:{caller.principal_id}", "status": "UPLOADING"}
 

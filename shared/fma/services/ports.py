@@ -107,6 +107,9 @@ class ExperimentStore(Protocol):
         """Mark the client revoked, revoke its token and uncount it, all or nothing; False (and
         nothing changed) if it was already revoked."""
 
+    def stop_experiment(self, experiment_id: str, allowed_from: set[ExperimentStatus], reason: str) -> bool:
+        """STOPPED and the current round (if unfinished) FAILED in one transaction."""
+
 
 @runtime_checkable
 class RoundStore(Protocol):
@@ -122,8 +125,10 @@ class RoundStore(Protocol):
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None: ...
 
-    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0) -> None:
-        """Record UPLOADING (due for reconciliation after `grace`); Conflict once accepted."""
+    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
+                     sha256: str | None = None) -> None:
+        """Record UPLOADING with the sha256 ingest must see (due for reconciliation after
+        `grace`); Conflict once accepted."""
 
     def accept_update(self, u: UpdateRecord) -> str:
         """"accepted" | "duplicate" | "closed" | "inactive": one transaction, counted once."""
@@ -190,6 +195,22 @@ class FailureStore(Protocol):
 class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, FailureStore,
                     IdempotencyStore, Protocol):
     """Everything the services keep about experiments: one connector object implements it all."""
+
+
+@runtime_checkable
+class RegistryStore(Protocol):
+    """The model registry and lineage (issue 16); so far on the aws connector only."""
+
+    def get_registry_name(self, name: str) -> Any: ...
+    def list_registry_names(self, limit: int, cursor: str | None) -> Page: ...
+    def list_registry_versions(self, name: str, limit: int, cursor: str | None) -> Page: ...
+    def get_registry_version(self, name: str, version: str) -> Any: ...
+    def highest_registry_version(self, name: str) -> Any: ...
+    def create_registry_version(self, v: Any, *, owner: str, enforce_owner: bool, demote: Any) -> bool: ...
+    def set_registry_stage(self, v: Any, stage: Any, demote: Any, now: str) -> bool: ...
+    def create_fork(self, exp: Experiment, spec: list[dict], sha256: str, first_round: RoundRecord, parent: Any,
+                    parent_manifest_sha256: str | None) -> bool: ...
+    def get_lineage(self, experiment_id: str) -> Any: ...
 
 
 @runtime_checkable

@@ -12,7 +12,8 @@ from fma.domain.errors import UpdateRejected
 from fma.domain.model_spec import ModelSpec
 from fma.domain.safetensors_header import parse_header
 from fma.domain.update_meta import check_metrics, parse_metrics, parse_update_meta
-from fma.domain.validation import UpdateLimits, validate_update
+from fma.domain.validation import ValidationLimits as UpdateLimits
+from fma.domain.validation import validate_update
 
 MODEL = {"dense/kernel": np.zeros((2, 2), np.float32), "dense/bias": np.zeros(2, np.float32)}
 
@@ -84,5 +85,9 @@ def test_validation_refuses_size_round_non_finite_and_norm():
     assert code_of(validate_update, nan, spec(), UpdateLimits(1 << 20)) == "NON_FINITE"
     far = encode({k: v + 10 for k, v in MODEL.items()}, meta)
     limits = UpdateLimits(1 << 20, max_update_norm=1.0)
-    glob = {k: v.astype(np.float64) for k, v in MODEL.items()}
+    arrays = {k: v.astype(np.float64).ravel() for k, v in MODEL.items()}
+
+    def glob(name, start, count):  # a GlobalReader: elements [start, start + count) of a tensor
+        return arrays[name][start : start + count]
+
     assert code_of(validate_update, far, spec(), limits, global_model=glob) == "NORM_TOO_LARGE"

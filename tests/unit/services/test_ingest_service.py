@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from fma.domain.codec import encode
@@ -69,7 +71,10 @@ def test_quota_seals_the_round_and_invokes_aggregation_once(world):
     assert ingest_object(world.deps, update_key(exp_id, 1, bob.principal_id)).sealed is False
     assert world.invoker.calls == [{"experiment_id": exp_id, "round": 1}]
     assert world.repo.get_round(exp_id, 1).state == RoundState.SEALED
-    world.deps.store.put(update_key(exp_id, 1, carol.principal_id), update_file({"w": np.ones(3, np.float32)}, 5, 1))
+    late = update_file({"w": np.ones(3, np.float32)}, 5, 1)  # requested before the seal, arriving after it
+    world.deps.repo.begin_upload(exp_id, 1, carol.principal_id, world.clock(), 30,
+                                 sha256=hashlib.sha256(late).hexdigest())
+    world.deps.store.put(update_key(exp_id, 1, carol.principal_id), late)
     assert ingest_object(world.deps, update_key(exp_id, 1, carol.principal_id)).status == "late"
     assert world.repo.get_round(exp_id, 1).late == 1
 
@@ -77,9 +82,11 @@ def test_quota_seals_the_round_and_invokes_aggregation_once(world):
 def test_update_while_paused_is_deferred_then_reconciled(world):
     exp_id = world.experiment()
     [alice, _] = world.clients(exp_id, 2)
-    world.deps.repo.begin_upload(exp_id, 1, alice.principal_id, world.clock(), 30)
+    data = update_file({"w": np.ones(3, np.float32)}, 3, 1)
+    world.deps.repo.begin_upload(exp_id, 1, alice.principal_id, world.clock(), 30,
+                                 sha256=hashlib.sha256(data).hexdigest())
     experiments.patch_experiment(world.deps, world.dev, exp_id, {"status": "PAUSED"})
-    world.deps.store.put(update_key(exp_id, 1, alice.principal_id), update_file({"w": np.ones(3, np.float32)}, 3, 1))
+    world.deps.store.put(update_key(exp_id, 1, alice.principal_id), data)
     assert ingest_object(world.deps, update_key(exp_id, 1, alice.principal_id)).status == "deferred"
     assert world.repo.get_round(exp_id, 1).accepted == 0
     experiments.patch_experiment(world.deps, world.dev, exp_id, {"status": "RUNNING"})

@@ -52,13 +52,13 @@ def test_stopping_fails_the_open_round(world):
 def test_upload_grant_names_the_clients_key_and_exact_size(world):
     exp_id = world.experiment()
     [alice] = world.clients(exp_id, 1)
-    reply = participation.request_upload(world.deps, alice, exp_id, 1, {"size": 120})
+    reply = participation.request_upload(world.deps, alice, exp_id, 1, {"size": 120, "sha256": "0" * 64})
     fields = reply["upload"]["fields"]
     assert (fields["key"], fields["min_size"], fields["max_size"]) == (update_key(exp_id, 1, alice.principal_id),
                                                                       "120", "120")
     assert world.repo.get_update(exp_id, 1, alice.principal_id).status == UpdateStatus.UPLOADING
     with pytest.raises(Conflict) as err:
-        participation.request_upload(world.deps, alice, exp_id, 2, {"size": 120})
+        participation.request_upload(world.deps, alice, exp_id, 2, {"size": 120, "sha256": "0" * 64})
     assert err.value.code == "ROUND_NOT_OPEN"
 
 

@@ -83,14 +83,16 @@ class RoundRecords:
             row = tx.get("updates", (experiment_id, n, client_id))
         return R.to_update(row) if row else None
 
-    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0) -> None:
+    def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
+                     sha256: str | None = None) -> None:
         """Record UPLOADING, due for reconciliation after `grace`; 409 once an update was accepted."""
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
             if row is not None and row["status"] not in REOPENABLE:
                 raise Conflict(f"an update for round {n} was already accepted from this client",
                                code="ALREADY_SUBMITTED")
-            fresh = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now)
+            fresh = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now,
+                                 declared_sha256=sha256)
             tx.put("updates", R.update_row(fresh, R.upload_due_key(now + grace, experiment_id, n, client_id)))
 
     def accept_update(self, u: UpdateRecord) -> str:
@@ -232,8 +234,8 @@ class LifecycleRecords:
             exp = tx.get("experiments", (experiment_id,))
             if found is None or found[0].state not in PUBLISHABLE or found[0].lease_owner != owner:
                 return False
-            if exp is None or exp["current_round"] != n:
-                return False
+            if exp is None or exp["current_round"] != n or exp["status"] not in COMPLETABLE:
+                return False  # a stop that took effect first: nothing published, no round opened
             exp.update(model_version=n, model_sha256=sha256, updated_at=iso(now))
             if next_round is not None:
                 if tx.get("rounds", (experiment_id, next_round.round)) is not None:
@@ -262,6 +264,20 @@ class LifecycleRecords:
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool:
         """Move a sealed round's next check later (it was re-invoked)."""
         return self._move(experiment_id, n, frozenset({state}), R.due_key(when, experiment_id, n)) is not None
+
+    def stop_experiment(self, experiment_id: str, allowed_from: set[ExperimentStatus], reason: str) -> bool:
+        """STOPPED and the current round (if unfinished) FAILED in one transaction."""
+        with self.rows.write() as tx:
+            exp = tx.get("experiments", (experiment_id,))
+            if exp is None or exp["status"] not in {str(s) for s in allowed_from}:
+                return False
+            n = int(exp["current_round"] or 0)
+            found = _round(tx, experiment_id, n) if n else None
+            if found is not None and found[0].state in FAILABLE:
+                _put_round(tx, dataclasses.replace(found[0], state=RoundState.FAILED, reason=reason[:1000]), None)
+            exp.update(status=str(ExperimentStatus.STOPPED), updated_at=iso())
+            tx.put("experiments", exp)
+        return True
 
     def fail_round(self, experiment_id: str, n: int, reason: str) -> bool:
         ok = self._move(experiment_id, n, FAILABLE, None, state=RoundState.FAILED, reason=reason[:1000]) is not None

@@ -14,6 +14,7 @@ from fma.domain.errors import InvalidInput
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import EvaluationRecord, RoundRecord, TokenRecord, UpdateRecord
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+from fma.domain.update_limits import UpdateLimits
 
 Row = dict[str, Any]
 Key = tuple[str | int, ...]
@@ -66,7 +67,8 @@ def experiment_row(exp: Experiment) -> Row:
 def to_experiment(row: Row) -> Experiment:
     fields = {f.name for f in dataclasses.fields(Experiment)}
     data = {k: v for k, v in row.items() if k in fields}
-    data.update(policy=RoundPolicy(**row["policy"]), status=ExperimentStatus(row["status"]))
+    data.update(policy=RoundPolicy(**row["policy"]), status=ExperimentStatus(row["status"]),
+                update_limits=UpdateLimits.from_json(row.get("update_limits")))
     return Experiment(**data)
 
 

@@ -20,7 +20,7 @@ class UpdateInput:
     returns bytes [a, b) of it. Both may be called more than once (a retry re-reads)."""
 
     client_id: str
-    num_examples: int
+    num_examples: float  # the count the strategy weighs by (after max_weight_share clipping)
     sha256: str
     size: int
     fetch: Callable[[], bytes | memoryview]
