@@ -113,9 +113,10 @@ def test_upload_never_made_is_abandoned_after_a_day(stack):
     assert res.status == 201
     assert stack.sweep(advance=301)["reconciled"] == []
     stack.sweep(advance=90_000)
-    from fma.adapters.dynamo_models import UpdateItem, exp_pk, update_sk
+    from fma.adapters.dynamo_models import UpdateItem, update_sk
+    from fma.adapters.dynamo_shards import update_pk
 
-    item = UpdateItem.get(exp_pk(exp_id), update_sk(1, clients[0][0]))
+    item = UpdateItem.get(update_pk(exp_id, clients[0][0]), update_sk(1, clients[0][0]))
     assert item.status == "UPLOADING" and item.due_pk is None
 
 

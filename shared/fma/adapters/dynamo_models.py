@@ -110,6 +110,9 @@ class ExperimentItem(_Base):
     archived = BooleanAttribute(null=True)
     update_limits = JSONAttribute(null=True)
     clients = NumberAttribute(default=0)
+    # how many partition keys its per-client items and round counters are spread over (dynamo_shards)
+    shards = NumberAttribute(null=True)
+    expected_clients = NumberAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     list_pk = UnicodeAttribute(null=True)
@@ -124,7 +127,9 @@ class RoundItem(_Base):
 
     round = NumberAttribute()
     state = UnicodeAttribute()
+    # while OPEN the count is the sum of the round's counter shards; the seal writes it here (final)
     accepted = NumberAttribute(default=0)
+    final = BooleanAttribute(null=True)
     rejected = NumberAttribute(default=0)
     late = NumberAttribute(default=0)
     min_updates = UnicodeAttribute()
@@ -148,6 +153,13 @@ class RoundItem(_Base):
     due_index = DueRoundsIndex()
 
 
+class CounterShardItem(_Base):
+    """pk = EXP#{id}#N{k}, sk = ROUND#{n:08d}: shard k of round n's accepted count (dynamo_shards)."""
+
+    accepted = NumberAttribute(default=0)
+    closed = BooleanAttribute(null=True)
+
+
 class ClientItem(_Base):
     """pk = EXP#{id}, sk = CLIENT#{client_id}."""
 
@@ -159,7 +171,7 @@ class ClientItem(_Base):
 
 
 class UpdateItem(_Base):
-    """pk = EXP#{id}, sk = UPDATE#{n:08d}#{client_id}."""
+    """pk = EXP#{id}#P{k} (k: the client's shard, dynamo_shards), sk = UPDATE#{n:08d}#{client_id}."""
 
     round = NumberAttribute()
     client_id = UnicodeAttribute()
@@ -247,7 +259,7 @@ class LinkItem(_Base):
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
                                        UpdateItem, EvaluationItem, IdempotencyItem, RegistryNameItem,
-                                       RegistryVersionItem, LinkItem)
+                                       RegistryVersionItem, LinkItem, CounterShardItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:

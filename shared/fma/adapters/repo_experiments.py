@@ -37,6 +37,7 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
         initial_sha256=item.initial_sha256, archived=bool(item.archived),
         update_limits=UpdateLimits.from_json(item.update_limits),
+        expected_clients=int(item.expected_clients or 0), shards=int(item.shards or 1),
     )
 
 
@@ -47,7 +48,8 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
         strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
         policy=exp.policy.to_json(), client_config=exp.client_config,
         max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
-        current_round=0, clients=0, created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
+        current_round=0, clients=0, shards=exp.shards, expected_clients=exp.expected_clients,
+        created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
         list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
     )
 

@@ -8,6 +8,7 @@ SQS redeliveries, sweeps and local mode alike.
 from __future__ import annotations
 
 from fma.adapters.dynamo_models import RoundItem, UpdateItem, exp_pk, round_sk, update_sk
+from fma.adapters.dynamo_shards import update_pk
 from fma.adapters.repo_lifecycle import _conditional
 from fma.domain.states import RoundState, UpdateStatus
 
@@ -18,7 +19,7 @@ class FailureRepository:
     def note_update_failure(self, experiment_id: str, n: int, client_id: str, reason: str, now: float) -> int:
         """Count one failed attempt at an update that is still UPLOADING; the attempts so far
         (0 when there is no such UPLOADING update: nothing to count or fail)."""
-        item = UpdateItem(exp_pk(experiment_id), update_sk(n, client_id))
+        item = UpdateItem(update_pk(experiment_id, client_id), update_sk(n, client_id))
         ok = _conditional(lambda: item.update(
             actions=[UpdateItem.attempts.add(1), UpdateItem.reason.set(f"RETRYING: {reason}"[:REASON_LIMIT]),
                      UpdateItem.updated_at.set(now)],
@@ -28,7 +29,7 @@ class FailureRepository:
     def fail_update(self, experiment_id: str, n: int, client_id: str, reason: str, now: float) -> bool:
         """UPLOADING -> FAILED with its reason, out of the sweeper's due index; never overrides
         an acceptance or a rejection."""
-        item = UpdateItem(exp_pk(experiment_id), update_sk(n, client_id))
+        item = UpdateItem(update_pk(experiment_id, client_id), update_sk(n, client_id))
         return _conditional(lambda: item.update(
             actions=[UpdateItem.status.set(str(UpdateStatus.FAILED)), UpdateItem.reason.set(reason[:REASON_LIMIT]),
                      UpdateItem.updated_at.set(now), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove()],

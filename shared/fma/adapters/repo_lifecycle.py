@@ -7,6 +7,7 @@ import time
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from fma.adapters import dynamo_shards as shards
 from fma.adapters.dynamo_common import transact
 from fma.adapters.dynamo_models import DUE_PK, ExperimentItem, RoundItem, exp_pk, round_sk
 from fma.adapters.repo_rounds import due_key, round_item, to_round
@@ -39,6 +40,20 @@ def _stop_items(t, experiment_id: str, allowed_from: set[ExperimentStatus], reas
         ], condition=RoundItem.state == rnd.state)
 
 
+def _seal(experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
+    """Close every counter shard (nothing counts after this), then write their sum on the ROUND
+    item as the final count with OPEN -> SEALED: racing sealers close the same shards, read the
+    same sum, and one of them wins the conditional write."""
+    shards.close_counters(experiment_id, n)
+    total = shards.count_accepted(experiment_id, n)
+    item = RoundItem(exp_pk(experiment_id), round_sk(n))
+    return _conditional(lambda: item.update(
+        actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
+                 RoundItem.accepted.set(total), RoundItem.final.set(True), RoundItem.due_pk.set(DUE_PK),
+                 RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
+        condition=RoundItem.state == str(RoundState.OPEN)))
+
+
 def _conditional(fn) -> bool:
     try:
         fn()
@@ -51,13 +66,11 @@ def _conditional(fn) -> bool:
 
 class LifecycleRepository:
     def seal_round(self, experiment_id: str, n: int, quota: int, now: float, lease_seconds: float) -> bool:
-        """OPEN -> SEALED when at least `quota` updates are accepted; exactly one caller wins."""
-        item = RoundItem(exp_pk(experiment_id), round_sk(n))
-        return _conditional(lambda: item.update(
-            actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
-                     RoundItem.due_pk.set(DUE_PK),
-                     RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
-            condition=(RoundItem.state == str(RoundState.OPEN)) & (RoundItem.accepted >= quota)))
+        """OPEN -> SEALED when the counter shards sum to at least `quota`; exactly one caller wins."""
+        rnd = _round_or_none(experiment_id, n)
+        if rnd is None or rnd.state != str(RoundState.OPEN) or shards.count_accepted(experiment_id, n) < quota:
+            return False
+        return _seal(experiment_id, n, now, lease_seconds)
 
     def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
                       lease_seconds: float) -> RoundRecord | None:
@@ -114,6 +127,8 @@ class LifecycleRepository:
             n = int(exp.current_round or 0)
             rnd = _round_or_none(experiment_id, n) if n else None
             if not transact(lambda t, n=n, rnd=rnd: _stop_items(t, experiment_id, allowed_from, reason, n, rnd)):
+                if rnd is not None and rnd.state == str(RoundState.OPEN):
+                    shards.close_counters(experiment_id, n)  # a late accept now hears "closed"
                 return True
             time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
         raise Conflict("the experiment changed during every attempt to stop it; retry", code="STOP_CONFLICT")
@@ -133,12 +148,8 @@ class SweepRepository:
 
     def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
         """Seal at the deadline with whatever was accepted (the caller checked the minimum)."""
-        item = RoundItem(exp_pk(experiment_id), round_sk(n))
-        return _conditional(lambda: item.update(
-            actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
-                     RoundItem.due_pk.set(DUE_PK),
-                     RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
-            condition=RoundItem.state == str(RoundState.OPEN)))
+        rnd = _round_or_none(experiment_id, n)
+        return rnd is not None and rnd.state == str(RoundState.OPEN) and _seal(experiment_id, n, now, lease_seconds)
 
     def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool:
         item = RoundItem(exp_pk(experiment_id), round_sk(n))
@@ -160,5 +171,6 @@ class SweepRepository:
             condition=RoundItem.state.is_in(str(RoundState.OPEN), str(RoundState.SEALED),
                                             str(RoundState.AGGREGATING))))
         if ok:
+            shards.close_counters(experiment_id, n)
             self.finish_experiment(experiment_id, ExperimentStatus.FAILED)
         return ok

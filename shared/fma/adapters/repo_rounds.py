@@ -6,10 +6,11 @@ import contextlib
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from fma.adapters import dynamo_shards as shards
 from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, transact
 from fma.adapters.dynamo_models import (
     DUE_PK,
-    DUE_UPLOAD_PK,
+    CounterShardItem,
     EvaluationItem,
     ExperimentItem,
     RoundItem,
@@ -43,9 +44,13 @@ def upload_due_key(when: float, experiment_id: str, n: int, client_id: str) -> s
 
 
 def to_round(item: RoundItem) -> RoundRecord:
+    """The record; an OPEN round's count is the sum of its counter shards (dynamo_shards), a
+    sealed (or failed) one's the final count the seal wrote."""
+    experiment_id = item.pk.removeprefix("EXP#")
+    accepted = int(item.accepted or 0) if item.final else shards.count_accepted(experiment_id, int(item.round))
     rec = RoundRecord(
-        experiment_id=item.pk.removeprefix("EXP#"), round=int(item.round), state=RoundState(item.state),
-        accepted=int(item.accepted or 0), rejected=int(item.rejected or 0), late=int(item.late or 0),
+        experiment_id=experiment_id, round=int(item.round), state=RoundState(item.state),
+        accepted=accepted, rejected=int(item.rejected or 0), late=int(item.late or 0),
         min_updates=item.min_updates, opened_at=float(item.opened_at), lease_owner=item.lease_owner,
         attempts=int(item.attempts or 0), metrics=item.metrics, info=item.info,
         model_sha256=item.model_sha256, reason=item.reason,
@@ -58,7 +63,7 @@ def to_round(item: RoundItem) -> RoundRecord:
 
 def to_update(item: UpdateItem) -> UpdateRecord:
     return UpdateRecord(
-        experiment_id=item.pk.removeprefix("EXP#"), round=int(item.round), client_id=item.client_id,
+        experiment_id=shards.experiment_of(item.pk), round=int(item.round), client_id=item.client_id,
         status=UpdateStatus(item.status),
         num_examples=int(item.num_examples) if item.num_examples is not None else None,
         metrics=item.metrics, sha256=item.sha256, size=int(item.size) if item.size is not None else None,
@@ -68,7 +73,7 @@ def to_update(item: UpdateItem) -> UpdateRecord:
 
 
 def _upd(experiment_id: str, n: int, client_id: str) -> UpdateItem:
-    return UpdateItem(exp_pk(experiment_id), update_sk(n, client_id))
+    return UpdateItem(shards.update_pk(experiment_id, client_id), update_sk(n, client_id))
 
 
 def _rnd(experiment_id: str, n: int) -> RoundItem:
@@ -95,13 +100,15 @@ class RoundRepository:
         return Page(items, encode_cursor(result.last_evaluated_key))
 
     def list_updates(self, experiment_id: str, n: int) -> list[UpdateRecord]:
-        """Every update of a round in client-id order (the sort key orders them)."""
-        return [to_update(i) for i in UpdateItem.query(
-            exp_pk(experiment_id), UpdateItem.sk.startswith(f"UPDATE#{n:08d}#"), consistent_read=True)]
+        """Every update of a round in client-id order, gathered from the experiment's partitions."""
+        found = [to_update(i) for pk in shards.update_partitions(experiment_id) for i in UpdateItem.query(
+            pk, UpdateItem.sk.startswith(f"UPDATE#{n:08d}#"), consistent_read=True)]
+        return sorted(found, key=lambda u: u.client_id)
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None:
         try:
-            return to_update(UpdateItem.get(exp_pk(experiment_id), update_sk(n, client_id), consistent_read=True))
+            return to_update(UpdateItem.get(shards.update_pk(experiment_id, client_id), update_sk(n, client_id),
+                                            consistent_read=True))
         except DoesNotExist:
             return None
 
@@ -114,9 +121,9 @@ class RoundRepository:
         sweeper ingests the object itself.
         """
         try:
-            UpdateItem(exp_pk(experiment_id), update_sk(n, client_id), round=n, client_id=client_id,
-                       status=str(UpdateStatus.UPLOADING), updated_at=now, declared_sha256=sha256,
-                       due_pk=DUE_UPLOAD_PK,
+            UpdateItem(shards.update_pk(experiment_id, client_id), update_sk(n, client_id), round=n,
+                       client_id=client_id, status=str(UpdateStatus.UPLOADING), updated_at=now,
+                       declared_sha256=sha256, due_pk=shards.upload_due_pk(client_id),
                        due_sk=upload_due_key(now + grace, experiment_id, n, client_id)).save(
                 condition=UpdateItem.pk.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
         except PutError as exc:
@@ -126,11 +133,17 @@ class RoundRepository:
             raise
 
     def accept_update(self, u: UpdateRecord) -> str:
-        """One transaction: mark ACCEPTED, count it, require the round OPEN and the experiment RUNNING.
+        """One transaction over the update item and one counter shard of the round (no ROUND or
+        META item: dynamo_shards); the experiment's status is read first.
 
-        Returns "accepted", "duplicate" (already accepted/applied/late), "closed" (round not OPEN)
-        or "inactive" (experiment paused or stopped: left UPLOADING for reconciliation).
+        Returns "accepted", "duplicate" (already accepted/applied/late), "closed" (round not OPEN:
+        its shards are closed by the seal) or "inactive" (experiment paused or stopped: left
+        UPLOADING for reconciliation).
         """
+        refused = self._classify_refused(u)
+        if refused:
+            return refused
+
         def build(t):
             t.update(_upd(u.experiment_id, u.round, u.client_id), actions=[
                 UpdateItem.round.set(u.round), UpdateItem.client_id.set(u.client_id),
@@ -140,25 +153,43 @@ class RoundRepository:
                 UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
                 UpdateItem.version_id.set(u.version_id) if u.version_id else UpdateItem.version_id.remove(),
             ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
-            t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.accepted.add(1)],
-                     condition=RoundItem.state == str(RoundState.OPEN))
-            t.condition_check(ExperimentItem, exp_pk(u.experiment_id), "META",
-                              condition=ExperimentItem.status == str(ExperimentStatus.RUNNING))
+            t.update(shards.counter(u.experiment_id, u.round, u.client_id),
+                     actions=[CounterShardItem.accepted.add(1)], condition=CounterShardItem.closed.does_not_exist())
         codes = transact(build)
         if not codes:
             return "accepted"
-        # Classify by reading back (consistent reads): DynamoDB implementations differ in how
-        # they report which condition of a cancelled transaction failed.
+        found = self._classify_refused(u)
+        if found:
+            return found
+        raise RuntimeError(f"accept transaction failed for a transient reason: {codes}")
+
+    def _classify_refused(self, u: UpdateRecord) -> str | None:
+        """Why an accept cannot happen (or did not), by consistent reads in the order the states
+        decide it: "duplicate", "closed" (round not OPEN, or its shard closed by the seal),
+        "inactive" (experiment not RUNNING); None when it may happen."""
         current = self.get_update(u.experiment_id, u.round, u.client_id)
         if current is not None and current.status not in _REOPENABLE:
             return "duplicate"
-        rnd = self.get_round(u.experiment_id, u.round)
-        if rnd is None or rnd.state != RoundState.OPEN:
+        rnd = self._round_item(u.experiment_id, u.round)
+        shard = shards.counter(u.experiment_id, u.round, u.client_id)
+        try:
+            closed = bool(CounterShardItem.get(shard.pk, shard.sk, consistent_read=True).closed)
+        except DoesNotExist:
+            closed = False
+        if closed or rnd is None or rnd.state != str(RoundState.OPEN):
             return "closed"
-        exp = ExperimentItem.get(exp_pk(u.experiment_id), "META", consistent_read=True)
-        if exp.status != str(ExperimentStatus.RUNNING):
-            return "inactive"
-        raise RuntimeError(f"accept transaction failed for a transient reason: {codes}")
+        try:
+            status = ExperimentItem.get(exp_pk(u.experiment_id), "META", consistent_read=True).status
+        except DoesNotExist:
+            return "closed"
+        return None if status == str(ExperimentStatus.RUNNING) else "inactive"
+
+    @staticmethod
+    def _round_item(experiment_id: str, n: int) -> RoundItem | None:
+        try:
+            return RoundItem.get(exp_pk(experiment_id), round_sk(n), consistent_read=True)
+        except DoesNotExist:
+            return None
 
     def reject_update(self, u: UpdateRecord) -> bool:
         """Mark REJECTED with its reason and count it once; never overrides an acceptance."""
@@ -195,9 +226,12 @@ class RoundRepository:
         return not transact(build)
 
     def list_due_uploads(self, now: float, limit: int = 100) -> list[UpdateRecord]:
-        """UPLOADING updates whose S3 event is overdue (sparse index partition DUE_UPLOAD)."""
+        """UPLOADING updates whose S3 event is overdue, oldest first, from the sparse index's
+        `DUE_UPLOAD#{j}` partitions (spread by client, so no upload writes one service-wide key)."""
         key = f"{now:017.3f}~"
-        return [to_update(i) for i in UpdateItem.due_index.query(DUE_UPLOAD_PK, UpdateItem.due_sk <= key, limit=limit)]
+        found = [i for pk in shards.UPLOAD_DUE_PARTITIONS
+                 for i in UpdateItem.due_index.query(pk, UpdateItem.due_sk <= key, limit=limit)]
+        return [to_update(i) for i in sorted(found, key=lambda i: i.due_sk)[:limit]]
 
     def push_upload_due(self, experiment_id: str, n: int, client_id: str, when: float | None) -> None:
         """Check again at `when`, or never (None) for an upload that was abandoned."""

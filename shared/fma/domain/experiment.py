@@ -84,6 +84,9 @@ class Experiment:
     created_at: str = ""
     updated_at: str = ""
     archived: bool = False
+    #: what its write spread is derived from (fma.domain.sharding); fixed at creation.
+    expected_clients: int = 0
+    shards: int = 1
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class Experiment:
             "model_sha256": self.model_sha256, "initial_sha256": self.initial_sha256,
             "model_error": self.model_error, "clients": self.clients,
             "created_at": self.created_at, "updated_at": self.updated_at, "archived": self.archived,
+            "expected_clients": self.expected_clients, "shards": self.shards,
         }
 
 

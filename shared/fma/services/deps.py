@@ -24,6 +24,8 @@ class Limits:
     #: client tokens: at most this long from registration, and this long past their experiment's end
     client_token_max_seconds: int = 365 * 86400
     client_token_grace_seconds: int = 7 * 86400
+    #: clients an experiment expects when its creator does not say (fma.domain.sharding: its shards)
+    expected_clients: int = 1000
 
 
 @dataclass
