@@ -160,8 +160,15 @@ class CounterShardItem(_Base):
     closed = BooleanAttribute(null=True)
 
 
+class TallyShardItem(_Base):
+    """pk = EXP#{id}#N{k}, sk = CLIENTS (enrolled clients of shard k) or pk = TOKEN#{hash}#U{j},
+    sk = USES (shard j's uses of an enrollment token, at most its part of max_uses): repo_enrollment."""
+
+    count = NumberAttribute(default=0)
+
+
 class ClientItem(_Base):
-    """pk = EXP#{id}, sk = CLIENT#{client_id}."""
+    """pk = EXP#{id}#P{k} (the client's shard), sk = CLIENT#{client_id}."""
 
     client_id = UnicodeAttribute()
     name = UnicodeAttribute(null=True)
@@ -259,7 +266,8 @@ class LinkItem(_Base):
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
                                        UpdateItem, EvaluationItem, IdempotencyItem, RegistryNameItem,
-                                       RegistryVersionItem, LinkItem, CounterShardItem)
+                                       RegistryVersionItem, LinkItem, CounterShardItem,
+                                       TallyShardItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:

@@ -13,8 +13,15 @@ from __future__ import annotations
 
 from pynamodb.exceptions import DoesNotExist
 
-from fma.adapters.dynamo_models import DUE_UPLOAD_PK, CounterShardItem, ExperimentItem, exp_pk, round_sk
-from fma.domain.sharding import UPLOAD_DUE_SHARDS, shard_of
+from fma.adapters.dynamo_models import (
+    DUE_UPLOAD_PK,
+    CounterShardItem,
+    ExperimentItem,
+    TallyShardItem,
+    exp_pk,
+    round_sk,
+)
+from fma.domain.sharding import UPLOAD_DUE_SHARDS, shard_of, tally_shards
 
 #: experiment id -> its shard count (immutable once created, so a process may keep it).
 _SHARDS: dict[str, int] = {}
@@ -74,3 +81,30 @@ def upload_due_pk(client_id: str) -> str:
 
 
 UPLOAD_DUE_PARTITIONS = [f"{DUE_UPLOAD_PK}#{j:02d}" for j in range(UPLOAD_DUE_SHARDS)]
+
+
+def enrolled_item(experiment_id: str, k: int) -> TallyShardItem:
+    return TallyShardItem(f"EXP#{experiment_id}#N{k:03d}", "CLIENTS")
+
+
+def uses_item(token_hash: str, j: int) -> TallyShardItem:
+    return TallyShardItem(f"TOKEN#{token_hash}#U{j:03d}", "USES")
+
+
+def tally(items: list[TallyShardItem]) -> list[int]:
+    """Each shard's count, in the order given (consistent batch reads; absent shards are 0)."""
+    found = {(i.pk, i.sk): int(i.count or 0)
+             for i in TallyShardItem.batch_get([(i.pk, i.sk) for i in items], consistent_read=True)}
+    return [found.get((i.pk, i.sk), 0) for i in items]
+
+
+def count_clients(experiment_id: str) -> int:
+    """Enrolled (not revoked) clients: the sum of the experiment's CLIENTS shards."""
+    t = tally_shards(shards_of(experiment_id))
+    return sum(tally([enrolled_item(experiment_id, k) for k in range(t)]))
+
+
+def count_uses(token_hash: str, experiment_id: str | None) -> int:
+    """An enrollment token's uses: the sum of its USES shards."""
+    t = tally_shards(shards_of(experiment_id)) if experiment_id else 1
+    return sum(tally([uses_item(token_hash, j) for j in range(t)]))

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from fma.adapters import dynamo_shards as shards
 from fma.adapters.dynamo_common import decode_cursor, encode_cursor, transact
 from fma.adapters.dynamo_models import (
     LIST_PK,
-    ClientItem,
     ExperimentItem,
     RoundItem,
-    TokenItem,
     exp_pk,
 )
 from fma.adapters.repo_rounds import round_item
-from fma.adapters.repo_tokens import token_item, token_pk
 from fma.domain.clock import iso
-from fma.domain.errors import Conflict, Forbidden, NotFound
+from fma.domain.errors import Conflict, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
-from fma.domain.records import Page, RoundRecord, TokenRecord
+from fma.domain.records import Page, RoundRecord
 from fma.domain.states import ENDED, ExperimentStatus
 from fma.domain.update_limits import UpdateLimits
 
@@ -33,7 +31,8 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         max_update_bytes=int(item.max_update_bytes), status=ExperimentStatus(item.status),
         current_round=int(item.current_round or 0),
         model_version=int(item.model_version) if item.model_version is not None else None,
-        model_spec=item.model_spec, model_sha256=item.model_sha256, clients=int(item.clients or 0),
+        model_spec=item.model_spec, model_sha256=item.model_sha256,
+        clients=int(item.clients or 0) + shards.count_clients(item.pk.removeprefix("EXP#")),
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
         initial_sha256=item.initial_sha256, archived=bool(item.archived),
         update_limits=UpdateLimits.from_json(item.update_limits),
@@ -130,70 +129,4 @@ class ExperimentRepository:
                 ExperimentItem.model_error.remove(),
             ], condition=ExperimentItem.status == str(ExperimentStatus.PENDING_MODEL))
             t.save(round_item(first_round), condition=RoundItem.pk.does_not_exist())
-        return not transact(build)
-
-    def register_client(self, experiment_id: str, client_id: str, name: str | None,
-                        enrollment_hash: str, client_token: TokenRecord, now: float) -> None:
-        """Consume one use of the enrollment token, add the client and its token, count it.
-
-        A refused transaction is classified by consistent reads, not by its cancellation reasons
-        (which moto and DynamoDB report differently): so every racer past `max_uses` hears
-        ENROLLMENT_EXHAUSTED, not a conflict.
-        """
-        for _ in range(3):
-            if not transact(lambda t: self._register(t, experiment_id, client_id, name, enrollment_hash,
-                                                     client_token, now)):
-                return
-            self._explain_refused_registration(experiment_id, enrollment_hash, now)
-        raise Conflict("registration conflicted with others; retry", code="REGISTRATION_CONFLICT")
-
-    @staticmethod
-    def _register(t, experiment_id: str, client_id: str, name: str | None, enrollment_hash: str,
-                  client_token: TokenRecord, now: float) -> None:
-        t.update(TokenItem(token_pk(enrollment_hash), "TOKEN"), actions=[TokenItem.uses.add(1)],
-                 condition=(TokenItem.revoked == False)  # noqa: E712 (pynamodb condition)
-                 & (TokenItem.expires_at.does_not_exist() | (TokenItem.expires_at > now))
-                 & (TokenItem.max_uses.does_not_exist() | (TokenItem.uses < TokenItem.max_uses)))
-        t.save(ClientItem(exp_pk(experiment_id), f"CLIENT#{client_id}", client_id=client_id, name=name,
-                          created_at=iso(now), token_hash=client_token.token_hash),
-               condition=ClientItem.pk.does_not_exist())
-        t.save(token_item(client_token), condition=TokenItem.pk.does_not_exist())
-        t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(1)],
-                 condition=ExperimentItem.status.is_in(*(str(s) for s in sorted(REGISTERING))))
-
-    def _explain_refused_registration(self, experiment_id: str, enrollment_hash: str, now: float) -> None:
-        """Raise the reason a registration was refused; return if it was only a write conflict."""
-        token = self.get_token(enrollment_hash)
-        if token is None or token.revoked:
-            raise Forbidden("the enrollment token was revoked", code="TOKEN_REVOKED")
-        if token.expires_at is not None and token.expires_at <= now:
-            raise Forbidden("the enrollment token has expired", code="ENROLLMENT_EXHAUSTED",
-                            details={"reason": "expired"})
-        if token.max_uses is not None and token.uses >= token.max_uses:
-            raise Forbidden(f"the enrollment token has reached its max_uses ({token.max_uses})",
-                            code="ENROLLMENT_EXHAUSTED", details={"reason": "max_uses", "max_uses": token.max_uses})
-        exp = self.get_experiment(experiment_id)
-        if exp is None or exp.status not in REGISTERING:
-            raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
-
-    def get_client_token_hash(self, experiment_id: str, client_id: str) -> tuple[str | None, bool] | None:
-        """(token hash, revoked) of an enrolled client; None if there is no such client."""
-        try:
-            item = ClientItem.get(exp_pk(experiment_id), f"CLIENT#{client_id}", consistent_read=True)
-        except DoesNotExist:
-            return None
-        return item.token_hash, bool(item.revoked)
-
-    def revoke_client(self, experiment_id: str, client_id: str, token_hash: str | None) -> bool:
-        """Mark the client revoked, revoke its token and stop counting it toward `"all"`, in one
-        transaction; False if it was already revoked (nothing changes twice)."""
-        def build(t):
-            t.update(ClientItem(exp_pk(experiment_id), f"CLIENT#{client_id}"),
-                     actions=[ClientItem.revoked.set(True)],
-                     condition=ClientItem.pk.exists() & ClientItem.revoked.does_not_exist())
-            if token_hash:
-                t.update(TokenItem(token_pk(token_hash), "TOKEN"), actions=[TokenItem.revoked.set(True)],
-                         condition=TokenItem.pk.exists())
-            t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(-1)],
-                     condition=ExperimentItem.pk.exists())
         return not transact(build)

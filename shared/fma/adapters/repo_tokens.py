@@ -33,12 +33,18 @@ class TokenRepository:
             item = TokenItem.get(token_pk(token_hash), "TOKEN", consistent_read=True)
         except DoesNotExist:
             return None
+        role = Role(item.role)
+        uses = int(item.uses or 0)
+        if role == Role.ENROLLMENT:  # counted on use shards (repo_enrollment), not on this item
+            from fma.adapters.dynamo_shards import count_uses
+
+            uses += count_uses(token_hash, item.experiment_id)
         return TokenRecord(
-            token_hash=token_hash, role=Role(item.role), principal_id=item.principal_id,
+            token_hash=token_hash, role=role, principal_id=item.principal_id,
             experiment_id=item.experiment_id,
             expires_at=float(item.expires_at) if item.expires_at is not None else None,
             max_uses=int(item.max_uses) if item.max_uses is not None else None,
-            uses=int(item.uses or 0), revoked=bool(item.revoked), name=item.name, minted_by=item.minted_by,
+            uses=uses, revoked=bool(item.revoked), name=item.name, minted_by=item.minted_by,
         )
 
     def revoke_token(self, token_hash: str) -> None:

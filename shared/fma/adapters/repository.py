@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fma.adapters.dynamo_models import configure_table
+from fma.adapters.repo_enrollment import EnrollmentRepository
 from fma.adapters.repo_experiments import ExperimentRepository
 from fma.adapters.repo_failures import FailureRepository
 from fma.adapters.repo_idempotency import IdempotencyRepository
@@ -12,7 +13,8 @@ from fma.adapters.repo_rounds import RoundRepository
 from fma.adapters.repo_tokens import TokenRepository
 
 
-class DynamoRepository(TokenRepository, ExperimentRepository, RoundRepository, LifecycleRepository, SweepRepository,
+class DynamoRepository(TokenRepository, EnrollmentRepository, ExperimentRepository,
+                       RoundRepository, LifecycleRepository, SweepRepository,
                        FailureRepository, IdempotencyRepository, RegistryRepository, LineageRepository):
     """Binds the pynamodb models to `table_name` (and a local endpoint) on construction."""
 

@@ -30,3 +30,18 @@ def shard_of(name: str, shards: int) -> int:
     if shards <= 1:
         return 0
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % shards
+#: experiment-level tallies read on every experiment read (enrolled clients, enrollment-token
+#: uses) use at most this many shards: one batch read sums them.
+MAX_TALLY_SHARDS = 32
+
+
+def tally_shards(shards: int) -> int:
+    return max(1, min(shards, MAX_TALLY_SHARDS))
+
+
+def use_budget(max_uses: int | None, shards: int, j: int) -> int | None:
+    """Shard j's part of an enrollment token's `max_uses` (the parts sum to it exactly); None:
+    unlimited."""
+    if max_uses is None:
+        return None
+    return max_uses // shards + (1 if j < max_uses % shards else 0)
