@@ -75,6 +75,27 @@ POLICY = {
     "on_deadline": {"enum": ["aggregate", "extend", "fail"], "default": "aggregate"},
     "min_updates_at_deadline": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
 }
+MODE = {"enum": ["sync", "async"], "default": "sync",
+        "description": "async (docs/async.md): buffers of buffer_size updates publish versions (FedBuff)"}
+STALENESS = {"oneOf": [
+    obj({"fn": {"const": "constant"}}, closed=True),
+    obj({"fn": {"const": "polynomial"}}, {"exponent": {"type": "number", "minimum": 0, "maximum": 10,
+                                                      "default": 0.5}}, closed=True),
+    obj({"fn": {"const": "hinge"}, "a": {"type": "number", "minimum": 0, "maximum": 1000},
+         "b": {"type": "number", "minimum": 0, "maximum": 1000}}, closed=True),
+], "description": "s(tau): 1; (1 + tau)^-exponent; 1 if tau <= b else 1 / (a (tau - b) + 1)"}
+ASYNC_POLICY = {
+    "buffer_size": {"type": "integer", "minimum": 1, "maximum": 100_000,
+                    "description": "updates per new version (required in async mode)"},
+    "max_staleness": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 10},
+    "max_wait_seconds": nullable({"type": "integer", "minimum": 1, "maximum": 30 * 86400}),
+    "min_buffer": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
+    "staleness": STALENESS,
+    "server_learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 1.0},
+}
+ASYNC_VIEW = obj({"mode": {"const": "async"}, "total_rounds": POLICY["total_rounds"], **ASYNC_POLICY},
+                 description="An async policy, every field filled in.")
+SYNC_VIEW = obj(POLICY, {"mode": {"const": "sync"}}, description="A sync policy, every field filled in.")
 
 UPDATE_LIMITS = {
     "max_num_examples": {"type": "integer", "minimum": 1, "maximum": 10**15, "default": 1_000_000},
@@ -89,8 +110,11 @@ SCHEMAS: dict[str, Schema] = {
     "PresignedPost": obj({"url": STRING, "fields": {"type": "object", "additionalProperties": STRING}},
                          description="A presigned S3 POST: send `fields` then the file as multipart form data."),
     "Strategy": obj({"name": STRING, "params": {"type": "object"}}),
-    "RoundPolicy": obj({}, POLICY, closed=True, description="How rounds seal; every field has a default."),
-    "RoundPolicyView": obj(POLICY, description="The stored policy, every field filled in."),
+    "RoundPolicy": obj({}, {**POLICY, "mode": MODE, **ASYNC_POLICY}, closed=True,
+                       description="How rounds seal; every field has a default. Sync fields (min_updates, "
+                                   "deadline_seconds, on_deadline, min_updates_at_deadline) and async ones "
+                                   "(buffer_size ... server_learning_rate) exclude each other: 400."),
+    "RoundPolicyView": {"oneOf": [SYNC_VIEW, ASYNC_VIEW], "description": "The stored policy."},
     "UpdateLimits": obj({}, UPDATE_LIMITS, closed=True, description="What one client may count (docs/weighting.md)."),
     "UpdateLimitsView": obj(UPDATE_LIMITS, description="The stored limits, every field filled in."),
     "TensorSpec": obj({"name": STRING, "dtype": STRING, "shape": {"type": "array", "items": COUNT}}),
