@@ -95,7 +95,7 @@ ASYNC_POLICY = {
 }
 ASYNC_VIEW = obj({"mode": {"const": "async"}, "total_rounds": POLICY["total_rounds"], **ASYNC_POLICY},
                  description="An async policy, every field filled in.")
-SYNC_VIEW = obj(POLICY, {"mode": {"const": "sync"}}, description="A sync policy, every field filled in.")
+SYNC_VIEW = obj(POLICY, description="A sync policy (no `mode` key), every field filled in.")
 
 UPDATE_LIMITS = {
     "max_num_examples": {"type": "integer", "minimum": 1, "maximum": 10**15, "default": 1_000_000},
@@ -128,7 +128,14 @@ SCHEMAS: dict[str, Schema] = {
         "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
     }),
     "UpdateEntry": obj({"client_id": STRING, "status": {"enum": UPDATE_STATUSES}, "reason": nullable(STRING),
-                        "num_examples": nullable(INT), "metrics": METRICS}),
+                        "num_examples": nullable(INT), "metrics": METRICS,
+                        "applied_in": {**nullable(COUNT), "description": "async mode: the version whose buffer "
+                                       "this update joined (null until accepted, and in sync mode)"}}),
+    "BufferEntry": obj({"client_id": STRING, "round": COUNT, "base_version": COUNT, "staleness": COUNT,
+                        "staleness_weight": NUMBER, "num_examples": nullable(INT),
+                        "counted_examples": nullable(NUMBER), "weight": nullable(NUMBER),
+                        "effective_weight": nullable(NUMBER)},
+                       description="One update in the buffer that published a version (docs/async.md)"),
     "Round": obj({
         "round": COUNT, "state": {"enum": ROUND_STATES}, "accepted": COUNT, "rejected": COUNT, "late": COUNT,
         "min_updates": {**STRING, "description": "updates needed to seal (an integer as a string)"},
@@ -140,10 +147,14 @@ SCHEMAS: dict[str, Schema] = {
         "reason": nullable(STRING), "attempts": COUNT,
         "updates": {"type": "array", "items": ref("UpdateEntry"),
                     "description": "a client sees only its own entries"},
+        "buffer": {**nullable({"type": "array", "items": ref("BufferEntry")}),
+                   "description": "async mode, once published: the buffer of this version (a client sees its own "
+                                  "entries); null in sync mode"},
     }),
     "ModelInfo": obj({
         "round": {**nullable(COUNT), "description": "the round to train for; null once the experiment ended"},
         "version": COUNT, "sha256": SHA256, "status": {"enum": EXPERIMENT_STATUSES},
+        "mode": {"enum": ["sync", "async"], "description": "async: train on the newest version, no quota to wait for"},
         "url": {**STRING, "description": "presigned GET of the model file"}, "client_config": {"type": "object"},
     }),
     "PublishedModel": obj({"round": COUNT, "sha256": nullable(STRING), "size": nullable(COUNT), "url": STRING}),

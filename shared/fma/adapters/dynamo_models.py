@@ -170,9 +170,20 @@ class UpdateItem(_Base):
     # unexpected ingest failures so far (repo_failures): bounded, then the update is FAILED.
     attempts = NumberAttribute(null=True)
     updated_at = NumberAttribute()
+    # async mode: the version whose buffer this update joined (repo_buffers).
+    applied_in = NumberAttribute(null=True)
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
     due_index = DueRoundsIndex()
+
+
+class BufferItem(_Base):
+    """pk = EXP#{id}, sk = BUFFER#{version:08d}#{round:08d}#{client_id}: an update in the buffer
+    that publishes `version` (async mode), written with its acceptance, listed by one query."""
+
+    version = NumberAttribute()
+    round = NumberAttribute()
+    client_id = UnicodeAttribute()
 
 
 class EvaluationItem(_Base):
@@ -230,7 +241,8 @@ class LinkItem(_Base):
 
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
-                                       UpdateItem, EvaluationItem, RegistryNameItem, RegistryVersionItem, LinkItem)
+                                       UpdateItem, EvaluationItem, RegistryNameItem, RegistryVersionItem, LinkItem,
+                                       BufferItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:
@@ -259,3 +271,7 @@ def round_sk(n: int) -> str:
 
 def update_sk(n: int, client_id: str) -> str:
     return f"UPDATE#{n:08d}#{client_id}"
+
+
+def buffer_sk(version: int, n: int, client_id: str) -> str:
+    return f"BUFFER#{version:08d}#{n:08d}#{client_id}"

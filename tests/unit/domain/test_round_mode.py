@@ -15,10 +15,13 @@ from fma.domain.round_mode import DEFAULT_STALENESS, parse_staleness, staleness_
 from fma.domain.strategy_catalog import check_async_strategy, validate_strategy
 
 
-def test_sync_is_the_default_and_its_json_names_the_mode():
+def test_sync_is_the_default_and_its_json_reads_as_before_async_mode():
+    """A sync policy has no "mode" key (absent = sync): earlier histories' genesis hashes hold."""
     policy = RoundPolicy.parse({"min_updates": 3})
     assert policy.mode == "sync" and not policy.is_async
-    assert policy.to_json()["mode"] == "sync" and policy.to_json()["min_updates"] == 3
+    assert policy.to_json() == {"min_updates": 3, "total_rounds": 10, "deadline_seconds": None,
+                                "on_deadline": "aggregate", "min_updates_at_deadline": 1}
+    assert RoundPolicy.parse({"mode": "sync", "min_updates": 3}) == policy
 
 
 def test_async_policy_fills_defaults_and_round_trips_through_its_stored_json():
