@@ -6,6 +6,7 @@ import { badge, empty, h, num, scrollTable, section, seconds, timeEl, when } fro
 import { lineage } from "./lineage.js";
 import { roundOf } from "./list.js";
 import { participation, rejectedUpdates } from "./participation.js";
+import { asyncVersions, isAsync } from "./versions.js";
 
 const ACTIVE = new Set(["PENDING_MODEL", "RUNNING", "PAUSED"]);
 
@@ -184,6 +185,7 @@ export function renderExperiment(root, e, rounds, getModel) {
   root.replaceChildren(
     summary(e, rounds),
     section("timeline", "Round timeline", timeline(rounds)),
+    ...(isAsync(e) ? [section("versions", "Versions and their buffers (async)", asyncVersions(e, rounds))] : []),
     section("metrics", "Metrics per round", charts(rounds)),
     section("participation", "Client participation", participation(e, rounds)),
     section("rejected", "Rejected and late updates", rejectedUpdates(rounds)),

@@ -64,6 +64,7 @@ def to_update(item: UpdateItem) -> UpdateRecord:
         metrics=item.metrics, sha256=item.sha256, size=int(item.size) if item.size is not None else None,
         reason=item.reason, updated_at=float(item.updated_at), version_id=item.version_id,
         declared_sha256=item.declared_sha256,
+        applied_in=int(item.applied_in) if item.applied_in is not None else None,
     )
 
 

@@ -36,6 +36,10 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
     rnd = deps.repo.get_round(experiment_id, n)
     if exp is None or rnd is None:
         return {"status": "ignored", "reason": "unknown experiment or round"}
+    if exp.policy.is_async:  # issue 15: a version from a sealed buffer (services/buffered_aggregation.py)
+        from fma.services.buffered_aggregation import aggregate_version
+
+        return aggregate_version(deps, exp, n, owner)
     if rnd.state == RoundState.PUBLISHED:
         _mark_applied(deps, experiment_id, n)
         return {"status": "already_published", "sha256": rnd.model_sha256}

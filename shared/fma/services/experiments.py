@@ -19,7 +19,7 @@ from fma.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Paylo
 from fma.domain.experiment import Experiment, RoundPolicy, parse_client_config, parse_name
 from fma.domain.records import Page, TokenRecord
 from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
-from fma.domain.strategy_catalog import validate_strategy
+from fma.domain.strategy_catalog import check_async_strategy, validate_strategy
 from fma.domain.update_limits import parse_update_limits
 from fma.services.access import client_token_expiry, mint_token
 from fma.services.bodies import listing, optional_int, require_object
@@ -74,6 +74,9 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
     policy = RoundPolicy.parse(data.get("rounds"))
     update_limits = parse_update_limits(data.get("update_limits"))
     _check_robust_quorum(strategy["name"], params, policy)
+    if policy.is_async:  # which strategies run on staleness-weighted deltas (issue 15)
+        check_async_strategy(strategy["name"], params, server_learning_rate=policy.server_learning_rate,
+                             smallest_buffer=policy.smallest_buffer())
     stamp = iso(deps.clock())
     exp = Experiment(
         id=uuid.uuid4().hex[:16], name=parse_name(data["name"]), owner=caller.principal_id,

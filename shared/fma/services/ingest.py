@@ -114,6 +114,10 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
         deps.repo.reject_update(record)
         return IngestOutcome("rejected", experiment_id, n, client_id, reason=exc.reason)
     record.num_examples, record.metrics = valid.meta.num_examples, valid.meta.metrics
+    if exp.policy.is_async:  # issue 15: it joins the open buffer, not round n (services/buffered_ingest.py)
+        from fma.services.buffered_ingest import accept_async
+
+        return accept_async(deps, exp, record)
     result = deps.repo.accept_update(record)
     if result == "closed":
         deps.repo.mark_late(record)
@@ -150,6 +154,11 @@ def _global_model(deps: Deps, experiment_id: str, version: int) -> GlobalReader:
 
 def try_seal(deps: Deps, exp: Experiment, n: int) -> bool:
     """Seal when the quota is met; only the caller whose conditional write wins invokes aggregation."""
+    if exp.policy.is_async:  # the open buffer seals (and opens the next one), whatever round n is
+        from fma.services.buffered_ingest import try_seal_buffer
+
+        current = deps.repo.get_experiment(exp.id) or exp
+        return try_seal_buffer(deps, current, current.current_round)
     rnd = deps.repo.get_round(exp.id, n)
     if rnd is None or rnd.state != RoundState.OPEN:
         return False

@@ -192,8 +192,31 @@ class FailureStore(Protocol):
 
 
 @runtime_checkable
+class BufferStore(Protocol):
+    """Async mode's buffers (issue 15, docs/async.md): round v OPEN is the buffer of version v."""
+
+    def accept_buffered(self, u: UpdateRecord, version: int, capacity: int) -> str:
+        """ACCEPTED into buffer `version` (`applied_in`) and counted there, in one transaction,
+        while that round is OPEN with fewer than `capacity` updates and the experiment RUNNING:
+        "accepted" | "duplicate" | "closed" | "full" | "inactive"."""
+
+    def list_buffer(self, experiment_id: str, version: int) -> list[UpdateRecord]:
+        """The updates that joined buffer `version`, in (round, client id) order."""
+
+    def seal_buffer(self, experiment_id: str, version: int, quota: int, now: float, lease_seconds: float,
+                    next_round: RoundRecord | None) -> bool:
+        """OPEN -> SEALED with at least `quota` updates, and `next_round` OPEN as the current
+        round, in one transaction (exactly one winner)."""
+
+    def publish_version(self, experiment_id: str, version: int, owner: str, *, sha256: str, metrics: dict,
+                        info: dict, seconds: float, now: float, complete: bool) -> bool:
+        """PUBLISHED by the lease owner on top of version - 1 (in order), the experiment
+        COMPLETED with the last version, in one transaction."""
+
+
+@runtime_checkable
 class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, FailureStore,
-                    IdempotencyStore, Protocol):
+                    IdempotencyStore, BufferStore, Protocol):
     """Everything the services keep about experiments: one connector object implements it all."""
 
 

@@ -28,6 +28,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "updates": ("experiment_id", "round", "client_id"),
     "evaluations": ("experiment_id", "round", "client_id"),
     "idempotency": ("record_id",),
+    # async mode: which updates joined the buffer of a version (records_buffers.py)
+    "buffers": ("experiment_id", "version", "round", "client_id"),
 }
 #: tables with a sparse `due` column (the sweeper's index) and the experiments' listing column.
 DUE_TABLES = ("rounds", "updates")
