@@ -8,6 +8,7 @@ from fma.adapters.memory.objects import MemoryEvents, MemoryModelStore, ObjectNo
 from fma.adapters.memory.records import ExperimentRecords, TokenRecords
 from fma.adapters.memory.records_buffers import BufferRecords
 from fma.adapters.memory.records_failures import FailureRecords
+from fma.adapters.memory.records_registry import LineageRecords, RegistryRecords
 from fma.adapters.memory.records_rounds import LifecycleRecords, RoundRecords
 
 __all__ = ["MemoryEvents", "MemoryModelStore", "MemoryRepository", "ObjectNotFound", "RecordRepository",
@@ -15,7 +16,7 @@ __all__ = ["MemoryEvents", "MemoryModelStore", "MemoryRepository", "ObjectNotFou
 
 
 class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords,
-                       BufferRecords):
+                       BufferRecords, RegistryRecords, LineageRecords):
     """Every metadata port over one transactional row store (dictionaries or SQLite)."""
 
     def __init__(self, rows: RowStore):

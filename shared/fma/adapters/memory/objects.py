@@ -63,6 +63,20 @@ class MemoryModelStore:
         if self.events is not None:
             self.events.publish(key)
 
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write `key` only if it has no version yet (checked and written under the lock)."""
+        with self.lock:
+            if self.objects.get(key):
+                return False
+            self.objects[key] = [(uuid.uuid4().hex, bytes(data))]
+        if self.events is not None:
+            self.events.publish(key)
+        return True
+
+    def copy(self, source_key: str, key: str) -> None:
+        """A new version of `key` with the newest bytes of `source_key` (ObjectNotFound if none)."""
+        self.put(key, self.get(source_key))
+
     def get(self, key: str, version_id: str | None = None) -> bytes:
         return self.get_versioned(key, version_id)[0]
 

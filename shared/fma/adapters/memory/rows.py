@@ -28,6 +28,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "evaluations": ("experiment_id", "round", "client_id"),
     # async mode: which updates joined the buffer of a version (records_buffers.py)
     "buffers": ("experiment_id", "version", "round", "client_id"),
+    "registry_names": ("name",),
+    "registry_versions": ("name", "sort_key"),
+    "links": ("experiment_id", "sk"),
 }
 #: tables with a sparse `due` column (the sweeper's index) and the experiments' listing column.
 DUE_TABLES = ("rounds", "updates")
