@@ -248,8 +248,9 @@ class ModelStore(Protocol):
         """`{"url", "fields"}`: a multipart POST of one object of an allowed size (and, given
         `sha256`, exactly those bytes) to `key`."""
 
-    def presigned_get(self, key: str, expires: int) -> str:
-        """A URL that downloads `key` (and nothing else) until it expires."""
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+        """A URL that downloads `key` (and nothing else) until it expires: its newest version, or
+        exactly `version_id` when given (a pinned update a manifest names)."""
 
 
 @dataclass(frozen=True)

@@ -109,5 +109,6 @@ class MemoryModelStore:
         fields = {"key": key, "min_size": str(min_size), "max_size": str(max_size), "expires": str(expires)}
         return {"url": "memory://upload", "fields": fields | ({"sha256": sha256} if sha256 else {})}
 
-    def presigned_get(self, key: str, expires: int) -> str:
-        return f"memory://{quote(key)}?expires={expires}"
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+        pinned = f"&version={quote(version_id)}" if version_id else ""
+        return f"memory://{quote(key)}?expires={expires}{pinned}"

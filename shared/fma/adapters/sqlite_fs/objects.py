@@ -148,8 +148,9 @@ class FileModelStore:
         grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}{UPLOAD_PATH}?grant={grant}", "fields": {"key": key}}
 
-    def presigned_get(self, key: str, expires: int) -> str:
-        grant = self.signer.sign(DOWNLOAD, key, expires)
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+        """A download of `key`'s newest version, or of exactly `version_id` (a pinned update)."""
+        grant = self.signer.sign(DOWNLOAD, key, expires, version_id=version_id)
         return f"{self.public_url}{UPLOAD_PATH}/{quote(key)}?grant={grant}"
 
 
