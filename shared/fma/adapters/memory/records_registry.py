@@ -189,14 +189,16 @@ class LineageRecords:
         return True
 
     def get_lineage(self, experiment_id: str) -> Lineage:
-        """Parent, children (oldest first) and registry versions of one experiment's link rows."""
+        """Parent, children (oldest first) and registry versions of one experiment's link rows
+        (the parent read by its key, so however many children there are it is never cut off)."""
         parent, children, registry, manifest = None, [], [], None
         with self.rows.read() as tx:
-            links = tx.scan("links", (experiment_id,), limit=MAX_LINKS)
-        for link in links:
-            if link["kind"] == "parent":
-                parent, manifest = RoundRef(link["other_id"], int(link["round"])), link.get("manifest_sha256")
-            elif link["kind"] == "child":
+            link = tx.get("links", (experiment_id, PARENT_SK))
+            links = [r for r in tx.scan("links", (experiment_id,), limit=MAX_LINKS + 1) if r["kind"] != "parent"]
+        if link is not None:
+            parent, manifest = RoundRef(link["other_id"], int(link["round"])), link.get("manifest_sha256")
+        for link in links[:MAX_LINKS]:
+            if link["kind"] == "child":
                 children.append(RoundRef(link["other_id"], int(link["round"])))
             elif link["kind"] == "registry":
                 registry.append({"name": link["name"], "version": link["version"], "round": int(link["round"]),
