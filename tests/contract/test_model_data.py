@@ -93,3 +93,14 @@ def test_copy_makes_a_new_version_with_the_newest_source_bytes(connector):
     with pytest.raises(missing_object()):
         store.copy("models/none/00000001.safetensors", "models/g/00000000.safetensors")
     assert store.exists("models/g/00000000.safetensors") is False
+
+
+def test_head_names_the_newest_version_and_pins_ranged_reads_to_it(connector):
+    store = connector.store
+    key = "updates/e/00000001/c-2.safetensors"
+    assert store.head(key) is None
+    store.put(key, b"first version")
+    size, version = store.head(key)
+    store.put(key, b"second")
+    assert size == 13 and version and store.get_range(key, 0, size, version) == b"first version"
+    assert store.head(key)[0] == 6 and store.head(key)[1] != version

@@ -97,6 +97,9 @@ class GrantingStore:
     def size(self, key: str) -> int | None:
         return self.inner.size(key)
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        return self.inner.head(key)
+
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)
 

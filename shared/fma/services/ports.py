@@ -235,6 +235,10 @@ class ModelStore(Protocol):
     def size(self, key: str) -> int | None:
         """The newest version's size, None if the key does not exist."""
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        """(size, version id) of the newest version, None if the key does not exist: ranged
+        reads pinned to that id see one version however often the key is rewritten."""
+
     def exists(self, key: str) -> bool: ...
 
     def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:

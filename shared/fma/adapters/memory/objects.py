@@ -101,6 +101,11 @@ class MemoryModelStore:
             versions = self.objects.get(key)
             return len(versions[-1][1]) if versions else None
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        with self.lock:
+            versions = self.objects.get(key)
+            return (len(versions[-1][1]), versions[-1][0]) if versions else None
+
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 

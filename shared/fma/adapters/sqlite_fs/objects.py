@@ -138,6 +138,13 @@ class FileModelStore:
         except ObjectNotFound:
             return None
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        try:
+            vid, size = self._version(key, None)
+        except ObjectNotFound:
+            return None
+        return size, vid
+
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
