@@ -75,7 +75,7 @@ def test_streaming_functions_need_the_same_memory_whatever_the_update_size():
                                "aggregate_memory_mb": 10240})
     assert required_memory_mb(big, "ingest") == required_memory_mb(big, "sweeper") == RUNTIME_MB + STREAMING_MB
     assert not [m for m in memory_misfits(big) if "ingest" in m or "sweeper" in m]
-    with pytest.raises(ValueError, match="ingest function's memory.*128 MB of ranged reads"):
+    with pytest.raises(ValueError, match=r"ingest function's memory.*128 MB of ranged reads"):
         Config.from_mapping({"max_update_bytes": 1 << 20, "ingest_memory_mb": 256})
 
 
