@@ -25,13 +25,16 @@ FEATURE_FLAGS = {
 }
 
 # Memory a function needs for one update of max_update_bytes (MEMORY_FIT): the Python runtime
-# and the layer (numpy, powertools, boto3) take about RUNTIME_MB; reading an object whole peaks
-# at twice its size (botocore joins the streamed chunks), and aggregation also holds the global
-# model and a float accumulator. {function: (memory setting, multiple of max_update_bytes)}.
+# and the layer (numpy, powertools, boto3) take about RUNTIME_MB; aggregation holds one update
+# read whole (botocore joins the streamed chunks: twice its size), the global model and a float
+# accumulator. {function: (memory setting, multiple of max_update_bytes)}; multiple 0: the
+# function streams (ingest and the sweeper check updates over ranged reads of at most 16 MiB,
+# fma.domain.ranged) and needs STREAMING_MB whatever the update's size.
 RUNTIME_MB = 256
+STREAMING_MB = 128
 MEMORY_FIT = {
-    "ingest": ("ingest_memory_mb", 2),
-    "sweeper": ("sweeper_memory_mb", 2),
+    "ingest": ("ingest_memory_mb", 0),
+    "sweeper": ("sweeper_memory_mb", 0),
     "aggregate": ("aggregate_memory_mb", 4),
 }
 
@@ -55,7 +58,7 @@ class Config:
     api_timeout_s: int = 29
     authorizer_memory_mb: int = 256
     authorizer_timeout_s: int = 10
-    # ingest and the sweeper (which ingests lost uploads) read an update whole: see MEMORY_FIT.
+    # ingest and the sweeper (which ingests lost uploads) stream updates: see MEMORY_FIT.
     ingest_memory_mb: int = 1536
     ingest_timeout_s: int = 120
     aggregate_memory_mb: int = 3008
@@ -212,6 +215,8 @@ def _validate(config: Config) -> None:
 def required_memory_mb(config: Config, function: str) -> int:
     """The memory `function` needs to hold one update of ``max_update_bytes`` (MEMORY_FIT)."""
     _, multiple = MEMORY_FIT[function]
+    if multiple == 0:
+        return RUNTIME_MB + STREAMING_MB
     return RUNTIME_MB + -(-multiple * config.max_update_bytes // (1024 * 1024))
 
 
@@ -221,9 +226,10 @@ def memory_misfits(config: Config) -> list[str]:
     for function, (setting, multiple) in MEMORY_FIT.items():
         need, have = required_memory_mb(config, function), getattr(config, setting)
         if have < need:
+            working = f"{multiple} x the update" if multiple else f"{STREAMING_MB} MB of ranged reads"
             problems.append(
                 f"max_update_bytes={config.max_update_bytes} does not fit the {function} function's memory: "
-                f"{setting}={have} MB, it needs at least {need} MB ({RUNTIME_MB} MB runtime + {multiple} x the "
-                f"update); raise {setting} or lower max_update_bytes"
+                f"{setting}={have} MB, it needs at least {need} MB ({RUNTIME_MB} MB runtime + {working}); "
+                f"raise {setting} or lower max_update_bytes"
             )
     return problems

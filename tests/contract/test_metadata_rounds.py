@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from fma.domain.errors import Conflict
@@ -11,23 +9,7 @@ from fma.domain.experiment import new_round
 from fma.domain.records import EvaluationRecord
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
 
-from .contract_records import NOW, accept_all, running, update
-
-
-def race(fn, count: int = 8) -> list:
-    """Run `fn(i)` on `count` threads released together; their results in thread order."""
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = fn(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+from .contract_records import NOW, accept_all, race, running, update
 
 
 def test_racing_accepts_of_one_update_count_it_once(connector):

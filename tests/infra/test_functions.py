@@ -143,8 +143,8 @@ def test_api_may_presign_only_models_and_updates(dev):
 def test_ingest_reads_objects_and_invokes_only_aggregate(dev):
     fns = functions_by_handler(dev)
     statements = policy_statements(dev, fns["ingest"])
-    assert actions_on(statements, "/updates/*") == {"s3:GetObject"}
-    assert actions_on(statements, "/models/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     aggregate = _logical(dev, fns["aggregate"])
     invoke = [st for st in statements if st["Action"] == "lambda:InvokeFunction"]
     assert invoke == [
@@ -175,7 +175,8 @@ def test_sweeper_lists_only_the_updates_prefix(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["sweeper"])
     listing = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["updates/*"]}}
-    assert actions_on(statements, "/updates/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     assert "/index/due-rounds" in json.dumps(statements)
 
 

@@ -30,6 +30,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "idempotency": ("record_id",),
     # async mode: which updates joined the buffer of a version (records_buffers.py)
     "buffers": ("experiment_id", "version", "round", "client_id"),
+    "registry_names": ("name",),
+    "registry_versions": ("name", "sort_key"),
+    "links": ("experiment_id", "sk"),
 }
 #: tables with a sparse `due` column (the sweeper's index) and the experiments' listing column.
 DUE_TABLES = ("rounds", "updates")
