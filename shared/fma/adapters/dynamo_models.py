@@ -109,6 +109,7 @@ class ExperimentItem(_Base):
     initial_sha256 = UnicodeAttribute(null=True)
     archived = BooleanAttribute(null=True)
     update_limits = JSONAttribute(null=True)
+    aggregation = JSONAttribute(null=True)
     clients = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()

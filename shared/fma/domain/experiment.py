@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fma.domain import round_mode
+from fma.domain.aggregation_config import AggregationSettings
 from fma.domain.errors import InvalidInput
 from fma.domain.records import RoundRecord
 from fma.domain.states import ExperimentStatus, RoundState
@@ -125,6 +126,7 @@ class Experiment:
     model_error: str | None = None
     initial_sha256: str | None = None
     update_limits: UpdateLimits = field(default_factory=UpdateLimits)
+    aggregation: AggregationSettings = field(default_factory=AggregationSettings)
     clients: int = 0
     created_at: str = ""
     updated_at: str = ""
@@ -136,6 +138,7 @@ class Experiment:
             "strategy": {"name": self.strategy_name, "params": self.strategy_params},
             "rounds": self.policy.to_json(), "client_config": self.client_config,
             "max_update_bytes": self.max_update_bytes, "update_limits": self.update_limits.to_json(),
+            "aggregation": self.aggregation.to_json(),
             "current_round": self.current_round,
             "model_version": self.model_version, "model_spec": self.model_spec,
             "model_sha256": self.model_sha256, "initial_sha256": self.initial_sha256,

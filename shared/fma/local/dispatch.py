@@ -17,7 +17,7 @@ from typing import Any
 from fma.local.events import FakeContext, api_event, authorizer_event, sqs_s3_event
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
-FUNCTION_NAMES = ("api", "authorizer", "ingest", "aggregate", "sweeper")
+FUNCTION_NAMES = ("api", "authorizer", "ingest", "aggregate", "aggregate_piece", "sweeper")
 
 
 def load_handler_module(name: str) -> Any:
@@ -97,3 +97,8 @@ def run_ingest_event(event: dict[str, Any]) -> dict[str, Any]:
 
 def run_aggregate(payload: dict[str, Any]) -> dict[str, Any]:
     return load_handler_module("aggregate").handler(payload, FakeContext("aggregate"))
+
+
+def run_aggregate_piece(payload: dict[str, Any]) -> dict[str, Any]:
+    """One fanout Map item, through the aggregate_piece handler (as Step Functions invokes it)."""
+    return load_handler_module("aggregate_piece").handler(payload, FakeContext("aggregate_piece"))

@@ -12,9 +12,11 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from fma.domain.aggregation import UpdateInput, aggregate
+from fma.domain.aggregation import AggregationResult, Partitioning, UpdateInput
+from fma.domain.aggregation.fanout import RoundInputs
 from fma.domain.aggregation.weight_limits import clip_weights
 from fma.domain.codec import decode, encode
 from fma.domain.errors import UpdateRejected
@@ -41,39 +43,70 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
 
         return aggregate_version(deps, exp, n, owner)
     if rnd.state == RoundState.PUBLISHED:
-        _mark_applied(deps, experiment_id, n)
+        mark_applied(deps, experiment_id, n)
         return {"status": "already_published", "sha256": rnd.model_sha256}
     owner = owner or uuid.uuid4().hex
     started = deps.clock()
     if deps.repo.acquire_lease(experiment_id, n, owner, started, deps.limits.lease_seconds) is None:
         return {"status": "busy"}
     model_bytes, info, metrics = build_model(deps, exp, n)
+    return publish(deps, exp, rnd, owner, started, model_bytes, info, metrics)
+
+
+def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, model_bytes: bytes,
+            info: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    """Round n PUBLISHED and n+1 OPEN in one transaction under the lease, then APPLIED marks."""
+    experiment_id, n = exp.id, rnd.round
     sha = hashlib.sha256(model_bytes).hexdigest()
     seconds = round(deps.clock() - started, 6)
     next_round = new_round(exp, n + 1, deps.clock()) if n < exp.policy.total_rounds else None
     published = deps.repo.publish_round(experiment_id, n, owner, sha256=sha, metrics=metrics, info=info,
                                         seconds=seconds, now=deps.clock(), next_round=next_round)
     if published:
-        _mark_applied(deps, experiment_id, n)
+        mark_applied(deps, experiment_id, n)
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
             "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3)}
 
 
-def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, Any], dict[str, float]]:
-    """Run the strategy and write model, state and manifest (same inputs -> same model bytes)."""
-    t0 = time.perf_counter()
+def accepted_updates(deps: Deps, experiment_id: str, n: int) -> list[UpdateRecord]:
+    """The round's accepted updates in client-id order: what it aggregates."""
+    return [u for u in deps.repo.list_updates(experiment_id, n)
+            if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
+
+
+def partitioning_of(exp: Experiment) -> Partitioning:
+    """The arithmetic's shape from the experiment's `aggregation` (the same for every plan)."""
+    return Partitioning(partition_updates=exp.aggregation.partition_updates, shard_bytes=exp.aggregation.shard_bytes)
+
+
+def round_inputs(deps: Deps, exp: Experiment, n: int, accepted: Sequence[UpdateRecord], *,
+                 noise: bool = True) -> tuple[RoundInputs, bytes, list[float], dict[str, Any] | None]:
+    """What `aggregate` takes for round n (and the global model's bytes, the counted examples,
+    the noise record). `noise=False` (a fanout child) derives no DP seed: children never
+    hold the key."""
     global_bytes = deps.store.get(model_key(exp.id, n - 1))
     global_model, _ = decode(global_bytes)
-    prev_state = load_state(deps, exp.id, n - 1)
-    accepted = [u for u in deps.repo.list_updates(exp.id, n)
-                if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
     counted = clip_weights([int(u.num_examples or 0) for u in accepted], exp.update_limits.max_weight_share)
     inputs = [_input(deps, u, c) for u, c in zip(accepted, counted, strict=True)]
+    seed, record = (noise_seed(getattr(deps, "secrets", None), exp.id, n)
+                    if noise and (exp.strategy_params or {}).get("dp") else (None, None))
+    ri = RoundInputs(exp.strategy_name, exp.strategy_params, global_model, inputs, load_state(deps, exp.id, n - 1),
+                     round_number=n, seed=engine_seed(exp.id, n), noise_seed=seed, partitioning=partitioning_of(exp))
+    return ri, global_bytes, counted, record
+
+
+def build_model(deps: Deps, exp: Experiment, n: int,
+                run: Callable[[RoundInputs], AggregationResult] | None = None,
+                accepted: list[UpdateRecord] | None = None) -> tuple[bytes, dict[str, Any], dict[str, float]]:
+    """Run the strategy and write model, state and manifest (same inputs -> same model bytes).
+
+    `run` runs the round (default: here, the single plan; services/fanout.py hands in its
+    reduce) over `accepted` (default: listed from the metadata store)."""
+    t0 = time.perf_counter()
+    accepted = accepted_updates(deps, exp.id, n) if accepted is None else accepted
+    ri, global_bytes, counted, noise = round_inputs(deps, exp, n, accepted)
     t1 = time.perf_counter()
-    seed, noise = (noise_seed(getattr(deps, "secrets", None), exp.id, n)
-                   if (exp.strategy_params or {}).get("dp") else (None, None))
-    result = aggregate(exp.strategy_name, exp.strategy_params, global_model, inputs, prev_state,
-                       round_number=n, seed=engine_seed(exp.id, n), noise_seed=seed)
+    result = (run or (lambda r: r.run(None)))(ri)
     if noise is not None:  # which key and label seeded the noise: never the key itself
         result.info["privacy"]["noise"] = noise
     t2 = time.perf_counter()
@@ -160,7 +193,7 @@ def load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
     return {k: v.copy() for k, v in tensors.items()}
 
 
-def _mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
+def mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
     for u in deps.repo.list_updates(experiment_id, n):
         if u.status == UpdateStatus.ACCEPTED:
             deps.repo.mark_applied(experiment_id, n, u.client_id, deps.clock())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from fma.domain.aggregation_config import parse_aggregation
 from fma.domain.auth import (
     Principal,
     Role,
@@ -26,7 +27,7 @@ from fma.services.bodies import listing, optional_int, require_object
 from fma.services.deps import Deps, model_key
 
 CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from",
-                 "update_limits")
+                 "update_limits", "aggregation")
 
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
@@ -82,7 +83,7 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
         id=uuid.uuid4().hex[:16], name=parse_name(data["name"]), owner=caller.principal_id,
         strategy_name=strategy["name"], strategy_params=params, policy=policy,
         client_config=parse_client_config(data.get("client_config")), max_update_bytes=max_bytes,
-        update_limits=update_limits,
+        update_limits=update_limits, aggregation=parse_aggregation(data.get("aggregation")),
         created_at=stamp, updated_at=stamp,
     )
     if data.get("from") is not None:  # a fork starts from another experiment's round (services/lineage.py)

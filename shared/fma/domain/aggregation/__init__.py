@@ -17,6 +17,7 @@ from fma.domain.aggregation.dp import with_dp
 from fma.domain.aggregation.engine import Engine, EngineOptions
 from fma.domain.aggregation.fedbuff import BufferedUpdate, DeltaEngine, base_key, run_fedbuff
 from fma.domain.aggregation.math import single_threaded_blas
+from fma.domain.aggregation.passes import Partitioning, PassRunner
 from fma.domain.aggregation.registry import get_strategy, register_strategy, strategy
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 from fma.domain.errors import InvalidInput
@@ -28,6 +29,7 @@ __all__ = [
     "BufferedUpdate",
     "Engine",
     "EngineOptions",
+    "Partitioning",
     "UpdateInput",
     "aggregate",
     "aggregate_buffer",
@@ -59,6 +61,8 @@ def aggregate(
     seed: int = 0,
     noise_seed: object = None,
     options: EngineOptions | None = None,
+    partitioning: Partitioning | None = None,
+    passes: PassRunner | None = None,
 ) -> AggregationResult:
     """Run `strategy` over `updates` (any order in, client-id order inside).
 
@@ -70,6 +74,8 @@ def aggregate(
     rounding); `EngineOptions(portable=True)` makes them the same on any machine. `info`
     carries weights, timings, bytes read, selected clients (Krum, Bulyan), privacy spent (DP)
     and the manifest's `inputs` (client, sha256, num_examples, weight), all JSON-safe.
+    `partitioning` fixes the arithmetic's shape (passes.py); `passes` says where its pieces
+    run (this process by default; fanout.py runs them as separate tasks, same bytes).
     """
     if not updates:
         raise InvalidInput("cannot aggregate a round with no accepted updates", code="NO_UPDATES")
@@ -80,14 +86,16 @@ def aggregate(
     if len({u.client_id for u in ordered}) != len(ordered):
         raise InvalidInput("two updates from the same client", code="DUPLICATE_CLIENT")
     start = time.perf_counter()
-    with single_threaded_blas(), Engine(global_model, options, round_number=round_number, seed=seed) as engine:
+    with single_threaded_blas(), Engine(global_model, options, round_number=round_number, seed=seed,
+                                        partitioning=partitioning, passes=passes) as engine:
         if dp is not None:
             raw = with_dp(strategy, dp, global_model, ordered, state, full, engine=engine,
                           noise_seed=seed if noise_seed is None else noise_seed)
         else:
             raw = fn(global_model, ordered, state, full, engine=engine)
         result = _normalise(raw, global_model)
-        info: dict[str, Any] = {"strategy": strategy, "params": {**full, **({"dp": dp} if dp else {})}}
+        info: dict[str, Any] = {"strategy": strategy, "params": {**full, **({"dp": dp} if dp else {})},
+                                "partitioning": engine.partitioning.to_json()}
         info.update(engine.stats.as_info())
     info["timings"]["total"] = round(time.perf_counter() - start, 6)
     result.info = {**info, **result.info}
