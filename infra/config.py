@@ -74,6 +74,18 @@ class Config:
     aggregate_retry_attempts: int = 2
     max_aggregation_attempts: int = 3
     reconcile_grace_seconds: int = 300
+    # Fanout aggregation (docs/scale.md): the auto plan's thresholds, the Map's children, reads.
+    fanout_min_updates: int = 2000
+    fanout_min_bytes: int = 4 * 1024**3
+    fanout_piece_memory_mb: int = 3008
+    fanout_piece_timeout_s: int = 900
+    fanout_piece_retries: int = 3
+    fanout_max_concurrency: int = 1000
+    fanout_tolerated_failure_percentage: int = 0
+    fanout_timeout_hours: int = 6
+    read_concurrency: int = 16
+    # partial objects of fanout rounds are deleted this long after they were written.
+    partials_retention_days: int = 1
     # Uploads and quotas.
     presign_seconds: int = 900
     direct_upload_max_bytes: int = LAMBDA_SAFE_DIRECT_UPLOAD_BYTES
@@ -195,6 +207,13 @@ def _validate(config: Config) -> None:
     )
     check(config.max_update_bytes > 0, "max_update_bytes must be positive")
     check(0 <= config.aggregate_retry_attempts <= 2, "aggregate_retry_attempts must be 0..2")
+    check(1 <= config.fanout_max_concurrency <= 10_000, "fanout_max_concurrency must be 1..10000 (Distributed Map)")
+    check(0 <= config.fanout_tolerated_failure_percentage <= 100, "fanout_tolerated_failure_percentage: 0..100")
+    check(0 <= config.fanout_piece_retries <= 10, "fanout_piece_retries must be 0..10")
+    check(1 <= config.read_concurrency <= 64, "read_concurrency must be 1..64")
+    check(config.fanout_min_updates >= 1 and config.fanout_min_bytes >= 1, "fanout thresholds must be positive")
+    check(1 <= config.fanout_timeout_hours <= 24 * 365, "fanout_timeout_hours must be 1..8760")
+    check(config.partials_retention_days >= 1, "partials_retention_days must be positive")
     check(config.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level")
     check(
         1 <= config.max_ingest_attempts < config.ingest_max_receive_count,

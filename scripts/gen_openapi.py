@@ -108,6 +108,12 @@ UPDATE_LIMITS = {
     "max_update_norm": nullable({"type": "number", "exclusiveMinimum": 0}),
 }
 
+AGGREGATION = {  # issue 14: where a round aggregates, and the shape of its arithmetic (docs/scale.md)
+    "plan": {"enum": ["auto", "single", "fanout"], "default": "auto"},
+    "partition_updates": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000},
+    "shard_bytes": {"type": "integer", "minimum": 65536, "maximum": 4 << 30, "default": 64 << 20},
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({"code": {**STRING, "description": "stable machine code, e.g. ROUND_CLOSED"},
                                 "message": STRING, "details": {"type": "object"}})},
@@ -122,11 +128,14 @@ SCHEMAS: dict[str, Schema] = {
     "RoundPolicyView": {"oneOf": [SYNC_VIEW, ASYNC_VIEW], "description": "The stored policy."},
     "UpdateLimits": obj({}, UPDATE_LIMITS, closed=True, description="What one client may count (docs/weighting.md)."),
     "UpdateLimitsView": obj(UPDATE_LIMITS, description="The stored limits, every field filled in."),
+    "Aggregation": obj({}, AGGREGATION, closed=True, description="Plan and partitioning (docs/scale.md)."),
+    "AggregationView": obj(AGGREGATION, description="The stored aggregation settings, every field filled in."),
     "TensorSpec": obj({"name": STRING, "dtype": STRING, "shape": {"type": "array", "items": COUNT}}),
     "Experiment": obj({
         "id": STRING, "name": STRING, "owner": STRING, "status": {"enum": EXPERIMENT_STATUSES},
         "strategy": ref("Strategy"), "rounds": ref("RoundPolicyView"), "client_config": {"type": "object"},
         "max_update_bytes": INT, "update_limits": ref("UpdateLimitsView"), "current_round": COUNT,
+        "aggregation": ref("AggregationView"),
         "model_version": nullable(COUNT),
         "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
         "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
@@ -151,6 +160,8 @@ SCHEMAS: dict[str, Schema] = {
         "evaluations": COUNT, "model_sha256": nullable(STRING), "privacy": nullable({"type": "object"}),
         "manifest_sha256": {**nullable(STRING), "description": "sha256 of the round's manifest, kept at publish"},
         "reason": nullable(STRING), "attempts": COUNT,
+        "plan": {**nullable({"enum": ["single", "fanout"]}), "description": "how the round aggregated"},
+        "cost": {**nullable({"type": "object"}), "description": "usage and USD at list prices (docs/scale.md)"},
         "updates": {"type": "array", "items": ref("UpdateEntry"),
                     "description": "a client sees only its own entries"},
         "buffer": {**nullable({"type": "array", "items": ref("BufferEntry")}),
@@ -285,6 +296,7 @@ def paths() -> dict[str, Schema]:
                      "default": "fedavg", "description": "fedavg, fedprox, fedadam, krum, ... (or a plugin)"},
         "rounds": nullable(ref("RoundPolicy")), "client_config": nullable({"type": "object"}),
         "max_update_bytes": {"type": "integer", "minimum": 1}, "update_limits": nullable(ref("UpdateLimits")),
+        "aggregation": nullable(ref("Aggregation")),
         "from": {**obj({"experiment_id": STRING, "round": COUNT}, closed=True),
                  "description": "fork: start RUNNING from this published round's model (no upload)"},
     }, closed=True)

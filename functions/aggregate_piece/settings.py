@@ -9,7 +9,7 @@ from __future__ import annotations
 from fma.adapters import settings as s
 
 SETTINGS = s.FunctionSettings("aggregate_piece", (
-    s.TABLE_NAME, s.BUCKET_NAME, s.STRATEGY_MODULES, *s.LOGGER_AND_METRICS,
+    s.TABLE_NAME, s.BUCKET_NAME, s.STRATEGY_MODULES, s.READ_CONCURRENCY, *s.LOGGER,
 ))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fma.domain.aggregation import BufferedUpdate, UpdateInput, aggregate, aggregate_buffer
+from fma.domain.aggregation import BufferedUpdate, Partitioning, UpdateInput, aggregate, aggregate_buffer
 from fma.domain.codec import decode, encode
 from fma.domain.safetensors_header import parse_header
 from fma.domain.update_meta import parse_update_meta
@@ -38,7 +38,8 @@ def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, 
     inputs = [_input(source, obj, declared[obj["client_id"]]) for obj in manifest["input_objects"]]
     result = aggregate(strategy["name"], strategy.get("params") or {}, global_model, inputs, state,
                        round_number=n, seed=engine_seed(experiment_id, n),
-                       noise_seed=_noise_seed(source, experiment_id, n, manifest))
+                       noise_seed=_noise_seed(source, experiment_id, n, manifest),
+                       partitioning=Partitioning.from_json((manifest.get("info") or {}).get("partitioning")))
     return sha256_hex(encode(result.model, model_metadata(experiment_id, n, strategy["name"])))
 
 

@@ -254,3 +254,17 @@ def test_sweep_failures_of_a_round_are_counted_while_it_is_live(connector):
     repo.fail_round(exp.id, 1, "done")
     assert repo.note_round_sweep_failure(exp.id, 1, "y") == 0
     assert repo.note_round_sweep_failure(exp.id, 9, "none") == 0
+
+
+def test_mark_applied_many_moves_each_accepted_update_once(connector):
+    repo = connector.repo
+    exp = running(repo, total_rounds=2)
+    ids = [f"c-{i}" for i in range(20)]
+    accept_all(repo, exp.id, ids)
+    repo.seal_round(exp.id, 1, 20, NOW, 60)
+    repo.acquire_lease(exp.id, 1, "w", NOW, 60)
+    assert _publish(repo, exp, 1, "w", NOW + 2) is True
+    assert repo.mark_applied(exp.id, 1, "c-3", NOW + 3) is True
+    assert repo.mark_applied_many(exp.id, 1, [*ids, "nobody"], NOW + 4) == 19
+    assert repo.mark_applied_many(exp.id, 1, ids, NOW + 5) == 0
+    assert {u.status for u in repo.list_updates(exp.id, 1)} == {UpdateStatus.APPLIED}

@@ -79,6 +79,13 @@ def test_fanout_publishes_the_bytes_the_single_plan_computes(keyed, strategy):
     assert manifest["info"]["fanout"]["bytes_read"] > 0
     rnd = stack.round(dev, exp_id, 1)
     assert rnd["state"] == "PUBLISHED" and {u["status"] for u in rnd["updates"]} == {"APPLIED"}
+    cost = rnd["cost"]
+    assert rnd["plan"] == "fanout" and cost == manifest["info"]["cost"]
+    assert {t["task"] for t in cost["tasks"]} == {"piece", "start+reduce", "reduce"}
+    assert next(t for t in cost["tasks"] if t["task"] == "piece")["count"] == len(pieces)
+    assert cost["state_transitions"] > 2 * len(pieces) and cost["usd"]["step_functions"] > 0
+    assert cost["s3_bytes_read"] >= manifest["info"]["fanout"]["bytes_read"] > 0
+    assert cost["usd_total"] > 0 and cost["gb_seconds"] > 0
     keys = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"partials/{exp_id}/")["Contents"]]
     assert f"partials/{exp_id}/00000001/plan.json" in keys
     assert any(k.endswith("/000000.safetensors") for k in keys)
@@ -93,7 +100,7 @@ def test_a_rerun_of_a_fanout_round_writes_the_same_bytes(stack):
     dispatch.run_aggregate_piece({"experiment_id": exp_id, "round": 1, "pass": 0, "piece": 1})
     after = decode_piece(stack.get_object(piece_key))
     assert after[0].tobytes() == before[0].tobytes()
-    facts = [{k: v for k, v in f.items() if k != "timings"} for f in (after[1], before[1])]
+    facts = [{k: v for k, v in f.items() if k not in ("timings", "seconds")} for f in (after[1], before[1])]
     assert facts[0] == facts[1]
     # a second execution of the published round changes nothing
     assert run_fanout().run(exp_id, 1)["status"] == "already_published"
@@ -146,3 +153,16 @@ def test_the_experiment_returns_its_aggregation_and_refuses_a_bad_one(stack):
         assert res.status == 400, (bad, res.body)
         assert res.json()["error"]["details"]["field"] == field
     assert stack.api("GET", "/v1/experiments", dev).json() == before  # nothing was created
+
+
+def test_the_single_plan_records_its_cost_in_the_manifest_and_the_round(stack):
+    dev, exp_id = sealed_round(stack, aggregation={"plan": "single"})
+    [result] = [dispatch.run_aggregate({"experiment_id": exp_id, "round": 1})]
+    assert result["status"] == "published"
+    manifest = json.loads(stack.get_object(f"models/{exp_id}/00000001.manifest.json"))
+    rnd = stack.round(dev, exp_id, 1)
+    assert rnd["plan"] == "single" and rnd["cost"] == manifest["info"]["cost"]
+    cost = rnd["cost"]
+    assert [t["task"] for t in cost["tasks"]] == ["aggregate"] and cost["state_transitions"] == 0
+    assert cost["s3_get"] >= 7 + 1 and cost["s3_put"] == 2  # 7 updates (+ global model); model + manifest
+    assert cost["dynamodb_write_units"] >= 7 and cost["usd"]["step_functions"] == 0 and cost["usd_total"] > 0

@@ -9,11 +9,12 @@ pieces run in a pool of worker processes (`Workers.fanout_pool`) or of threads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from fma.local import dispatch
@@ -25,11 +26,16 @@ Task = Callable[[dict[str, Any]], dict[str, Any]]
 class LocalFanout:
     """A FanoutStarter: `start` queues a round (one at a time, in order); `run` runs one now."""
 
-    def __init__(self, pieces: Executor | None = None, *, run_task: Task = dispatch.run_aggregate,
-                 run_piece: Task = dispatch.run_aggregate_piece, retries: int = 2,
-                 backoff_seconds: float = 0.2) -> None:
-        self.pieces = pieces or ThreadPoolExecutor(2, thread_name_prefix="fma-fanout-piece")
-        self.run_task, self.run_piece = run_task, run_piece
+    def __init__(self, submit_piece: Callable[[dict[str, Any]], Future] | None = None, *,
+                 run_task: Task = dispatch.run_aggregate, run_piece: Task = dispatch.run_aggregate_piece,
+                 retries: int = 2, backoff_seconds: float = 0.2) -> None:
+        """`submit_piece(item)` runs a Map item somewhere (Workers.submit_piece: a process
+        pool); without it, `run_piece` runs on two threads here."""
+        self._threads: ThreadPoolExecutor | None = None
+        if submit_piece is None:
+            self._threads = ThreadPoolExecutor(2, thread_name_prefix="fma-fanout-piece")
+            submit_piece = functools.partial(self._threads.submit, run_piece)
+        self.submit_piece, self.run_task = submit_piece, run_task
         self.retries, self.backoff = retries, backoff_seconds
         self.jobs = ThreadPoolExecutor(1, thread_name_prefix="fma-fanout")
 
@@ -49,11 +55,11 @@ class LocalFanout:
         out = self._task({**base, "task": "start", "owner": owner})
         if out.get("status") != "started":
             return out
-        complete, started = 0, out["started_at"]
+        complete, started, spent = 0, out["started_at"], out.get("spent")
         while True:
             try:
                 out = self._task({**base, "task": "reduce", "owner": owner, "complete": complete,
-                                  "started_at": started})
+                                  "started_at": started, "spent": spent})
             except Exception as exc:
                 return self.run_task({**base, "task": "fail", "error": _error(exc, "reduce")})
             if out.get("status") != "map":
@@ -61,7 +67,7 @@ class LocalFanout:
             error = self._map([{**base, "pass": out["pass"], "piece": i} for i in range(out["pieces"])])
             if error is not None:
                 return self.run_task({**base, "task": "fail", "error": error})
-            complete = out["pass"] + 1
+            complete, spent = out["next_complete"], out.get("spent")
 
     def _task(self, event: dict[str, Any]) -> dict[str, Any]:
         return _retrying(lambda: self.run_task(event), self.retries, self.backoff)
@@ -74,7 +80,7 @@ class LocalFanout:
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             futures: list[tuple[dict[str, Any], Future]] = [
-                (i, self.pieces.submit(self.run_piece, i)) for i in pending]
+                (i, self.submit_piece(i)) for i in pending]
             failed: list[tuple[dict[str, Any], BaseException]] = []
             for item, future in futures:
                 exc = future.exception()
@@ -89,7 +95,8 @@ class LocalFanout:
 
     def shutdown(self) -> None:
         self.jobs.shutdown(wait=True)
-        self.pieces.shutdown(wait=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
 
 
 def _retrying(fn: Callable[[], dict[str, Any]], retries: int, backoff: float) -> dict[str, Any]:

@@ -15,20 +15,23 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fma.domain.aggregation import AggregationResult, Partitioning, UpdateInput
+from fma.domain.aggregation import AggregationResult, EngineOptions, Partitioning, UpdateInput
 from fma.domain.aggregation.fanout import RoundInputs
 from fma.domain.aggregation.weight_limits import clip_weights
 from fma.domain.codec import decode, encode
+from fma.domain.cost import Usage, round_cost
 from fma.domain.errors import UpdateRejected
 from fma.domain.experiment import Experiment, new_round
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
-from fma.services import history
+from fma.services import costing, history
 from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
 from fma.services.dp_noise import noise_seed
 
 #: what the round item keeps of the strategy's info (the item must stay far below 400 KB).
-ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected")
+ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected", "plan", "cost")
+#: about the size of a manifest (the cost counts its PUT before it is written).
+MANIFEST_BYTES = 4096
 #: the round info key recording whether the round saved optimizer state under state/.
 STATE_SAVED = "state_saved"
 
@@ -91,17 +94,20 @@ def round_inputs(deps: Deps, exp: Experiment, n: int, accepted: Sequence[UpdateR
     seed, record = (noise_seed(getattr(deps, "secrets", None), exp.id, n)
                     if noise and (exp.strategy_params or {}).get("dp") else (None, None))
     ri = RoundInputs(exp.strategy_name, exp.strategy_params, global_model, inputs, load_state(deps, exp.id, n - 1),
-                     round_number=n, seed=engine_seed(exp.id, n), noise_seed=seed, partitioning=partitioning_of(exp))
+                     round_number=n, seed=engine_seed(exp.id, n), noise_seed=seed, partitioning=partitioning_of(exp),
+                     options=EngineOptions(prefetch=deps.limits.read_concurrency))
     return ri, global_bytes, counted, record
 
 
 def build_model(deps: Deps, exp: Experiment, n: int,
                 run: Callable[[RoundInputs], AggregationResult] | None = None,
-                accepted: list[UpdateRecord] | None = None) -> tuple[bytes, dict[str, Any], dict[str, float]]:
+                accepted: list[UpdateRecord] | None = None, usage: Usage | None = None,
+                task: str = "aggregate") -> tuple[bytes, dict[str, Any], dict[str, float]]:
     """Run the strategy and write model, state and manifest (same inputs -> same model bytes).
 
     `run` runs the round (default: here, the single plan; services/fanout.py hands in its
-    reduce) over `accepted` (default: listed from the metadata store)."""
+    reduce, and `usage` with its children's counts) over `accepted` (default: listed from the
+    metadata store). The manifest's `cost` prices the usage plus this function's own."""
     t0 = time.perf_counter()
     accepted = accepted_updates(deps, exp.id, n) if accepted is None else accepted
     ri, global_bytes, counted, noise = round_inputs(deps, exp, n, accepted)
@@ -118,6 +124,12 @@ def build_model(deps: Deps, exp: Experiment, n: int,
         deps.store.put(state_key(exp.id, n), state_bytes)
         state_object = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
     info = _json_safe(result.info)
+    info.setdefault("plan", "single")
+    written = [len(model_bytes), *([len(state_bytes)] if result.state else []), MANIFEST_BYTES]
+    usage = costing.aggregation_usage(usage if usage is not None else Usage(), info, len(accepted), len(global_bytes),
+                                      sum(v.nbytes for v in ri.state.values()) if ri.state else None, written)
+    usage.task(task, costing.memory_mb(deps), time.perf_counter() - t0)
+    info["cost"] = round_cost(usage)
     total = sum(u.num_examples or 0 for u in accepted)
     manifest = {
         "experiment_id": exp.id, "round": n, "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
@@ -194,9 +206,10 @@ def load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
 
 
 def mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
-    for u in deps.repo.list_updates(experiment_id, n):
-        if u.status == UpdateStatus.ACCEPTED:
-            deps.repo.mark_applied(experiment_id, n, u.client_id, deps.clock())
+    """ACCEPTED -> APPLIED for the round's updates, batched by the connector (issue 14)."""
+    todo = [u.client_id for u in deps.repo.list_updates(experiment_id, n) if u.status == UpdateStatus.ACCEPTED]
+    if todo:
+        deps.repo.mark_applied_many(experiment_id, n, todo, deps.clock())
 
 
 def engine_seed(experiment_id: str, n: int) -> int:

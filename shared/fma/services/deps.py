@@ -42,6 +42,8 @@ class Deps:
     clock: Callable[[], float] = wall_clock
     #: the DP noise key (services/dp_noise.py); None: noise from the OS CSPRNG, not reproducible.
     secrets: SecretStore | None = None
+    #: this function's memory (Lambda's runtime says it), for the round's cost; None: nominal.
+    function_memory_mb: int | None = None
 
 
 @dataclass

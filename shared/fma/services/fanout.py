@@ -17,14 +17,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from typing import Any
 
 from fma.domain.aggregation import AggregationResult
 from fma.domain.aggregation.fanout import RoundInputs, compute_piece, decode_piece, encode_piece, reduce
 from fma.domain.aggregation.passes import NeedPass
+from fma.domain.cost import Usage
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
 from fma.services import aggregation as single
+from fma.services import costing
 from fma.services.deps import Deps
 
 
@@ -46,6 +49,7 @@ def items_key(experiment_id: str, n: int, pass_index: int) -> str:
 
 def start(deps: Deps, experiment_id: str, n: int, owner: str) -> dict[str, Any]:
     """Take the lease and write the plan object (the accepted updates, listed once)."""
+    t0 = time.perf_counter()
     exp = deps.repo.get_experiment(experiment_id)
     rnd = deps.repo.get_round(experiment_id, n)
     if exp is None or rnd is None:
@@ -60,22 +64,29 @@ def start(deps: Deps, experiment_id: str, n: int, owner: str) -> dict[str, Any]:
             "updates": [_record_json(u) for u in accepted]}
     deps.store.put(plan_key(experiment_id, n), json.dumps(plan, sort_keys=True).encode(), "application/json")
     return {"status": "started", "experiment_id": experiment_id, "round": n, "owner": owner, "complete": 0,
-            "started_at": deps.clock(), "updates": len(accepted)}
+            "started_at": deps.clock(), "updates": len(accepted),
+            "spent": {"seconds": round(time.perf_counter() - t0, 6), "tasks": 1}}
 
 
 def piece(deps: Deps, experiment_id: str, n: int, pass_index: int, index: int) -> dict[str, Any]:
     """Child task: compute piece `index` of pass `pass_index` and write its partial object."""
-    inputs, _ = _inputs(deps, experiment_id, n, noise=False)
+    t0 = time.perf_counter()
+    inputs, object_bytes = _inputs(deps, experiment_id, n, noise=False)
     done = compute_piece(inputs, _loader(deps, experiment_id, n, {}), pass_index, index)
+    done.facts.update(seconds=round(time.perf_counter() - t0, 6), memory_mb=costing.memory_mb(deps),
+                      object_bytes=object_bytes, value_bytes=int(done.value.nbytes))
     key = piece_key(experiment_id, n, pass_index, index)
     deps.store.put(key, encode_piece(done))
     return {"status": "done", "key": key, "kind": done.kind, "bytes_read": done.facts.get("bytes_read", 0)}
 
 
 def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: int,
-                started_at: float | None = None) -> dict[str, Any]:
+                started_at: float | None = None, spent: dict[str, Any] | None = None) -> dict[str, Any]:
     """Reduce task: the next pass to map (`status` "map", its items written as a JSON list
-    for the Map to read), or the round published through the lease (`status` as single's)."""
+    for the Map to read), or the round published through the lease (`status` as single's).
+    `spent` carries the execution's earlier task seconds (for the round's cost)."""
+    t0 = time.perf_counter()
+    spent = dict(spent or {})
     exp = deps.repo.get_experiment(experiment_id)
     rnd = deps.repo.get_round(experiment_id, n)
     if exp is None or rnd is None:
@@ -92,12 +103,17 @@ def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: in
             raise _MapNext(out)
         out.info["plan"] = "fanout"
         out.info["fanout"] = _summary(facts)
+        vars(usage).update(vars(costing.fanout_usage(facts, len(ri.updates), spent, costing.memory_mb(deps))))
         return out
 
+    usage = Usage()
     try:
-        model_bytes, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n))
+        model_bytes, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n),
+                                                        usage=usage, task="reduce")
     except _MapNext as nxt:
-        return _map_items(deps, experiment_id, n, owner, nxt.need)
+        spent = {"seconds": float(spent.get("seconds") or 0.0) + time.perf_counter() - t0,
+                 "tasks": int(spent.get("tasks") or 0) + 1}
+        return _map_items(deps, experiment_id, n, owner, nxt.need) | {"spent": spent}
     started = started_at if started_at is not None else deps.clock()
     return single.publish(deps, exp, rnd, owner, started, model_bytes, info, metrics)
 
@@ -120,7 +136,8 @@ def _map_items(deps: Deps, experiment_id: str, n: int, owner: str, need: NeedPas
     key = items_key(experiment_id, n, need.index)
     deps.store.put(key, json.dumps(items).encode(), "application/json")
     return {"status": "map", "experiment_id": experiment_id, "round": n, "owner": owner,
-            "pass": need.index, "kind": need.kind, "pieces": need.npieces, "items_key": key}
+            "pass": need.index, "kind": need.kind, "pieces": need.npieces, "items_key": key,
+            "next_complete": need.index + 1}
 
 
 def _summary(facts: dict[tuple[int, int], dict[str, Any]]) -> dict[str, Any]:
@@ -142,16 +159,20 @@ def _loader(deps: Deps, experiment_id: str, n: int, facts: dict[tuple[int, int],
     return load
 
 
-def _inputs(deps: Deps, experiment_id: str, n: int, *, noise: bool) -> tuple[RoundInputs, Any]:
+def _inputs(deps: Deps, experiment_id: str, n: int, *, noise: bool) -> tuple[RoundInputs, int]:
+    """The round's inputs from its plan object, and the bytes of the whole objects read for
+    them (plan, global model)."""
     exp = deps.repo.get_experiment(experiment_id)
     if exp is None:
         raise ValueError(f"unknown experiment {experiment_id}")
-    ri, _, _, _ = single.round_inputs(deps, exp, n, _plan_updates(deps, experiment_id, n), noise=noise)
-    return ri, exp
+    plan = deps.store.get(plan_key(experiment_id, n))
+    ri, global_bytes, _, _ = single.round_inputs(deps, exp, n, _plan_updates(deps, experiment_id, n, plan),
+                                                 noise=noise)
+    return ri, len(plan) + len(global_bytes)
 
 
-def _plan_updates(deps: Deps, experiment_id: str, n: int) -> list[UpdateRecord]:
-    plan = json.loads(deps.store.get(plan_key(experiment_id, n)))
+def _plan_updates(deps: Deps, experiment_id: str, n: int, data: bytes | None = None) -> list[UpdateRecord]:
+    plan = json.loads(deps.store.get(plan_key(experiment_id, n)) if data is None else data)
     return [_record(u) for u in plan["updates"]]
 
 
@@ -170,8 +191,10 @@ def run_task(deps: Deps, event: dict[str, Any]) -> dict[str, Any]:
         return start(deps, experiment_id, n, _text(event, "owner"))
     if task == "reduce":
         started = event.get("started_at")
+        spent = event.get("spent")
         return reduce_step(deps, experiment_id, n, _text(event, "owner"), _count(event, "complete"),
-                           float(started) if isinstance(started, int | float) else None)
+                           float(started) if isinstance(started, int | float) else None,
+                           spent if isinstance(spent, dict) else None)
     if task == "piece":
         return piece(deps, experiment_id, n, _count(event, "pass"), _count(event, "piece"))
     if task == "fail":

@@ -140,6 +140,9 @@ class RoundStore(Protocol):
 
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool: ...
 
+    def mark_applied_many(self, experiment_id: str, n: int, client_ids: list[str], now: float) -> int:
+        """mark_applied for each (batched or in parallel): how many moved to APPLIED."""
+
     def put_evaluation(self, experiment_id: str, rec: EvaluationRecord, now: float) -> None:
         """One per client and round; a second raises Conflict."""
 

@@ -38,7 +38,7 @@ def round_public(r: RoundRecord, updates: list[UpdateRecord], evals: list[Evalua
         "evaluation_metrics": weighted(evals), "evaluations": len(evals),
         "model_sha256": r.model_sha256, "manifest_sha256": info.get("manifest_sha256"),
         "privacy": info.get("privacy"), "reason": r.reason,
-        "attempts": r.attempts,
+        "attempts": r.attempts, "plan": info.get("plan"), "cost": info.get("cost"),
         "updates": [{"client_id": u.client_id, "status": str(u.status), "reason": u.reason,
                      "num_examples": u.num_examples, "metrics": u.metrics or {}, "applied_in": u.applied_in}
                     for u in updates],
