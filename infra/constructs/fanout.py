@@ -14,6 +14,7 @@ function) and ``log_group``.
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -47,22 +48,25 @@ class Fanout(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
-        # Distributed Map reads its items from the reduce's JSON under partials/.
-        storage.bucket.grant_read(self.state_machine.role, "partials/*")
-        acknowledge(self.state_machine.role, {
+        # The Map's ItemReader reads the item lists the reduce writes under partials/ (and, its
+        # bucket given by path, CDK adds no grant of its own on the whole bucket).
+        self.state_machine.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=storage.objects("partials/")))
+        machine = logical_id(self.state_machine)
+        executions = ("arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                      f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine}"}}]}}]}}')
+        acknowledge(self.state_machine, {
             f"AwsSolutions-IAM5[Resource::<{logical_id(storage.bucket)}.Arn>/partials/*]": (
                 "The Map's ItemReader reads the item lists the reduce writes under partials/."),
-            "AwsSolutions-IAM5[Action::s3:GetObject*]": "CDK's read grant, scoped to partials/.",
-            "AwsSolutions-IAM5[Action::s3:GetBucket*]": "CDK's read grant (bucket metadata for the ItemReader).",
-            "AwsSolutions-IAM5[Action::s3:List*]": "CDK's read grant (the ItemReader lists nothing else).",
             "AwsSolutions-IAM5[Resource::*]": (
                 "X-Ray and CloudWatch Logs delivery support no resource-level permissions."),
             **{f"AwsSolutions-IAM5[Resource::<{logical_id(fn.function)}.Arn>:*]": (
                 "Invoking any version of this one function (CDK's LambdaInvoke grant).")
                for fn in (aggregate, self.piece)},
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
-            f"{{\"Fn::Select\":[6,{{\"Fn::Split\":[\":\",{{\"Ref\":\"{logical_id(self.state_machine)}\"}}]}}]}}/*]":
-                "The Distributed Map starts, describes and stops child executions of this state machine only.",
+            f"AwsSolutions-IAM5[Resource::{executions}:*]": (
+                "The Distributed Map describes and stops the child executions of this state machine only."),
+            f"AwsSolutions-IAM5[Resource::{executions}/*:*]": (
+                "The Distributed Map redrives the child executions of this state machine only."),
         })
 
     def allow_start(self, fn: FmaFunction, config: Config) -> None:
@@ -113,8 +117,10 @@ class Fanout(Construct):
                                  cause="the round was handed to the failure path"))
         done = sfn.Succeed(self, "Done")
         start = invoke("Start", aggregate, {"task": "start", **ROUND, "owner.$": "$$.Execution.Name"}, "$.start")
+        where = sfn.Pass(self, "Where", parameters={"bucket": storage.bucket.bucket_name}, result_path="$.items")
         init = sfn.Pass(self, "Init", parameters={"next_complete": 0, "spent.$": "$.start.spent"},
                         result_path="$.reduce")
+        where.next(init)
         reduce = invoke("Reduce", aggregate, {
             "task": "reduce", **ROUND, "owner.$": "$.start.owner", "complete.$": "$.reduce.next_complete",
             "spent.$": "$.reduce.spent", "started_at.$": "$.start.started_at"}, "$.reduce")
@@ -126,7 +132,8 @@ class Fanout(Construct):
         pieces.add_catch(fail_round, errors=["States.ALL"], result_path="$.error")
         pieces.next(reduce)
         started = sfn.Choice(self, "Started?").when(
-            sfn.Condition.string_equals("$.start.status", "started"), init.next(reduce)).otherwise(done)
+            sfn.Condition.string_equals("$.start.status", "started"), where).otherwise(done)
+        init.next(reduce)
         needs_map = sfn.Choice(self, "NeedsMap?").when(
             sfn.Condition.string_equals("$.reduce.status", "map"), pieces).otherwise(done)
         reduce.next(needs_map)
@@ -137,7 +144,8 @@ class Fanout(Construct):
         `next_complete` rides along so the loop's next Reduce combines this pass."""
         pieces = sfn.DistributedMap(
             self, "Map",
-            item_reader=sfn.S3JsonItemReader(bucket=storage.bucket, key=sfn.JsonPath.string_at("$.reduce.items_key")),
+            item_reader=sfn.S3JsonItemReader(bucket_name_path=sfn.JsonPath.string_at("$.items.bucket"),
+                                             key=sfn.JsonPath.string_at("$.reduce.items_key")),
             max_concurrency=config.fanout_max_concurrency,
             tolerated_failure_percentage=config.fanout_tolerated_failure_percentage,
             result_path=sfn.JsonPath.DISCARD,

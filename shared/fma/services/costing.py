@@ -18,9 +18,9 @@ NOMINAL_MEMORY_MB = 3008
 UPDATE_ITEM_BYTES = 600
 #: items the publish transaction writes: round, next round, experiment, due marker.
 PUBLISH_ITEMS = 4
-#: states a fanout execution visits besides its Map items: Start, Started?, Init, the last
-#: Reduce, NeedsMap?, Done; and per pass Reduce, NeedsMap?, Map; and per item its child run.
-FIXED_TRANSITIONS, PER_PASS_TRANSITIONS, PER_ITEM_TRANSITIONS = 6, 3, 2
+#: states a fanout execution visits besides its Map items: Start, Started?, Where, Init, the
+#: last Reduce, NeedsMap?, Done; and per pass Reduce, NeedsMap?, Map; per item its child run.
+FIXED_TRANSITIONS, PER_PASS_TRANSITIONS, PER_ITEM_TRANSITIONS = 7, 3, 2
 
 
 def memory_mb(deps: Any) -> int:

@@ -13,8 +13,7 @@ order); a thread pool only overlaps the downloads with the arithmetic.
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,8 +24,6 @@ from fma.domain.aggregation.layout import (
     FlatLayout,
     RangeRead,
     UpdateLayout,
-    read_header,
-    update_layout,
 )
 from fma.domain.aggregation.math import axpy, single_threaded_blas
 from fma.domain.aggregation.passes import (
@@ -38,22 +35,20 @@ from fma.domain.aggregation.passes import (
     partitions,
     tree_sum,
 )
+from fma.domain.aggregation.reader import Reader
 from fma.domain.aggregation.types import UpdateInput
 
-Block = list[tuple[RangeRead, bytes | memoryview]]
 #: below this a ranged read costs more in requests than it saves in memory.
 MIN_CHUNK_BYTES = 256 << 10
 #: smallest automatic shard (elements per client) when a small model is split in eighths.
 MIN_SHARD_ELEMS = 4096
-#: reads faster than this on average are done inline rather than on the download threads.
-INLINE_FETCH_SECONDS = 20e-6
 
 
 #: (client index, flat slice, rows of that slice) -> rows transformed in place.
 Transform = Callable[[int, int, int, np.ndarray], None]
 
 
-class Engine:
+class Engine(Reader):
     """Reads and folds the updates of one round; create one per `aggregate` call."""
 
     def __init__(
@@ -90,78 +85,6 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- reading -------------------------------------------------------------------------
-
-    def prepare(self, updates: Sequence[UpdateInput]) -> None:
-        """Read every missing header (concurrently) and check it against the model."""
-        missing = [u for u in updates if u.client_id not in self._layouts]
-        if missing and not self._local_source():  # the first read tells how far the bytes are
-            self._layouts[missing[0].client_id] = self._layout_of(missing[0])
-            missing = missing[1:]
-        reader = map if self._local_source() else self._pool.map
-        for u, layout in zip(missing, reader(self._layout_of, missing), strict=True):
-            self._layouts[u.client_id] = layout
-
-    def _layout_of(self, update: UpdateInput) -> UpdateLayout:
-        header = read_header(update, lambda a, b: self._read(update, a, b))
-        return update_layout(self.layout, header, update.client_id)
-
-    def _read(self, update: UpdateInput, start: int, end: int) -> bytes | memoryview:
-        """One ranged read, timed and counted; a short read is an error, never a silent zero."""
-        t0 = time.perf_counter()
-        data = update.fetch_range(start, end)
-        self.stats.add_fetch(time.perf_counter() - t0, len(data))
-        if len(data) != end - start:
-            raise ValueError(f"short read of {update.client_id}: {len(data)} of {end - start} bytes")
-        return data
-
-    def _fetch(self, update: UpdateInput, s: int, e: int) -> Block:
-        ulayout = self._layouts[update.client_id]
-        reads = self._plans.get((ulayout, s, e))
-        if reads is None:  # updates written alike share their plans
-            reads = self._plans[(ulayout, s, e)] = ulayout.reads(self.layout, s, e)
-        return [(r, self._read(update, r.start, r.end)) for r in reads]
-
-    def blocks(self, tasks: Sequence[tuple[UpdateInput, int, int]]) -> Iterator[Block]:
-        """Fetch each (update, s, e) task's bytes, in task order, `prefetch` reads ahead."""
-        self.prepare(list({t[0].client_id: t[0] for t in tasks}.values()))
-        depth = 0 if self._local_source() else self.options.prefetch
-        if depth <= 0:
-            for u, s, e in tasks:
-                yield self._fetch(u, s, e)
-            return
-        pending: deque = deque()
-        todo = iter(tasks)
-        for task in todo:
-            pending.append(self._pool.submit(self._fetch, *task))
-            if len(pending) >= depth:
-                break
-        while pending:
-            t0 = time.perf_counter()
-            block = pending.popleft().result()
-            self.stats.wait += time.perf_counter() - t0
-            task = next(todo, None)
-            if task is not None:
-                pending.append(self._pool.submit(self._fetch, *task))
-            yield block
-
-    def _local_source(self) -> bool:
-        """True when reads so far took microseconds (bytes already in memory): a thread
-        handoff would then cost more than the read, so blocks are fetched inline."""
-        with self.stats.lock:
-            return self.stats.requests > 0 and self.stats.fetch / self.stats.requests < INLINE_FETCH_SECONDS
-
-    def views(self, block: Block) -> list[tuple[int, np.ndarray]]:
-        """(element offset in the slice, zero-copy view) for each piece of a fetched block."""
-        t0 = time.perf_counter()
-        out = [
-            (p.dst, np.frombuffer(data, dtype=p.dtype, count=p.count, offset=p.src))
-            for r, data in block
-            for p in r.pieces
-        ]
-        self.stats.decode += time.perf_counter() - t0
-        return out
-
     # -- passes --------------------------------------------------------------------------
 
     def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float]) -> np.ndarray:
@@ -188,19 +111,30 @@ class Engine:
         return acc
 
     def partial_sum(self, updates: Sequence[UpdateInput], alphas: Sequence[float]) -> np.ndarray:
-        """sum_k alpha_k x_k from zero in the given order, slice by slice: one partition."""
+        """sum_k alpha_k x_k from zero in the given order, slice by slice: one partition.
+
+        One read brings several slices (up to chunk_bytes: S3 serves 8-16 MiB ranges best);
+        the arithmetic still runs slice by slice, so the read size never moves a rounding."""
         acc = np.zeros(self.layout.total, dtype=self.layout.acc_dtype)
-        slices = self.layout.slices(self.chunk_elems())
-        tasks = [(u, s, e) for u in updates for s, e in slices]
+        groups = self.read_groups()
+        tasks = [(u, gs, ge) for u in updates for gs, ge, _ in groups]
         with single_threaded_blas():
             for n, block in enumerate(self.blocks(tasks)):
-                alpha, s = alphas[n // len(slices)], tasks[n][1]
-                pieces = self.views(block)
-                t0 = time.perf_counter()
-                for dst, view in pieces:
-                    axpy(alpha, view, acc[s + dst : s + dst + view.size], portable=self.options.portable)
-                self.stats.compute += time.perf_counter() - t0
+                alpha, (gs, _, inner) = alphas[n // len(groups)], groups[n % len(groups)]
+                for s, e in inner:
+                    pieces = self.slice_views(block, gs, s, e)
+                    t0 = time.perf_counter()
+                    for dst, view in pieces:
+                        axpy(alpha, view, acc[s + dst : s + dst + view.size], portable=self.options.portable)
+                    self.stats.compute += time.perf_counter() - t0
         return acc
+
+    def read_groups(self) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """(start, end, slices): consecutive arithmetic slices read together, up to chunk_bytes."""
+        slices = self.layout.slices(self.chunk_elems())
+        per = max(1, self.options.chunk_bytes // (self.chunk_elems() * np.dtype(self.layout.acc_dtype).itemsize))
+        groups = [slices[i : i + per] for i in range(0, len(slices), per)]
+        return [(group[0][0], group[-1][1], group) for group in groups]
 
     def chunk_elems(self) -> int:
         """Elements per streaming read: chunk_bytes, but small enough that the reads in flight

@@ -15,7 +15,9 @@ PLANNED_IN_FLIGHT = 4
 class EngineOptions:
     """Tuning knobs; none changes the result's bytes.
 
-    chunk_bytes: size of one ranged read in streaming passes (S3 serves 8-16 MiB parts best).
+    chunk_bytes: size of one ranged read in streaming passes (S3 serves 8-16 MiB parts best);
+        a read brings several arithmetic slices (planned apart from it), and an update's first
+        read brings its header too, so an update up to chunk_bytes costs one GET.
     shard_bytes: one client's slice of a shard in coordinate-wise passes (one ranged read);
         a pass holds about two clients x shard blocks (three for Krum's float64 Gram) plus
         the output vector. Raise it (and prefetch) where memory allows, to cut S3 requests.
