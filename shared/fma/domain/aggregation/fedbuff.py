@@ -94,7 +94,7 @@ class DeltaEngine(Engine):
         return row
 
     def shard_pass(self, updates: Sequence[UpdateInput], visit: Callable[[int, int, np.ndarray], None], *,
-                   transform: bool = True) -> None:
+                   transform: bool = True, span: tuple[int, int] | None = None) -> None:
         """visit(s, e, rows) with rows[k] = s_k (u_k - m_{b_k}) on the shard [s, e)."""
         bases = self._bases_of(updates)
         index = {b.client_id: len(updates) + i for i, b in enumerate(bases)}
@@ -109,7 +109,7 @@ class DeltaEngine(Engine):
                     rows[i] *= rows.dtype.type(factors[i])
             visit(s, e, rows[:k])
 
-        super().shard_pass([*updates, *bases], deltas, transform=transform)
+        super().shard_pass([*updates, *bases], deltas, transform=transform, span=span)
 
     def model(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Deltas stay in the accumulation dtype (no rounding of integer tensors' deltas)."""
