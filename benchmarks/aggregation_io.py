@@ -140,11 +140,12 @@ def usd(tasks: list[Task], transitions: int, puts: int) -> tuple[float, float]:
     return gb_s, cost
 
 
-def minimum(nbytes: int, s3: S3Model, children: int) -> tuple[float, float, float]:
-    """Physical floor: every byte once at bandwidth x connections x children; one pass's GB-s."""
+def minimum(nbytes: int, s3: S3Model, children: int, objects: float) -> tuple[float, float, float]:
+    """Physical floor: every byte once at bandwidth x connections x children; one pass's GB-s;
+    one GET per object (an object cannot be read in less), or per 16 MiB of a bigger one."""
     wall = nbytes / (s3.bandwidth * s3.connections * children)
     gb_s = nbytes / (s3.bandwidth * s3.connections) * MEMORY_MB / 1024
-    return wall, gb_s, gb_s * PRICES.lambda_gb_second + nbytes / (16 * MB) * PRICES.s3_get
+    return wall, gb_s, gb_s * PRICES.lambda_gb_second + max(objects, nbytes / (16 * MB)) * PRICES.s3_get
 
 
 ROW = "{:<34} {:>6} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>10} {:>7} {:>7}"
@@ -156,11 +157,11 @@ def header() -> None:
 
 
 def report(case: str, plan: str, tasks: list[Task], wall: float, transitions: int, puts: int, s3: S3Model,
-           children: int, scale: float = 1.0) -> dict:
+           children: int, scale: float = 1.0, objects: float = 0) -> dict:
     nbytes = sum(t.nbytes for t in tasks) * scale
     gb_s, cost = usd(tasks, transitions, puts)
     gb_s, cost = gb_s * scale, cost * scale
-    floor_wall, _, floor_usd = minimum(nbytes, s3, children)
+    floor_wall, _, floor_usd = minimum(nbytes, s3, children, objects)
     peak = max(t.peak for t in tasks)
     row = {"case": case, "plan": plan, "wall": wall, "min_wall": floor_wall, "gb_read": nbytes / 1e9,
            "requests": sum(t.requests for t in tasks) * scale, "peak_mb": peak / MB, "gb_s": gb_s, "usd": cost,
@@ -175,12 +176,13 @@ def decomposable(k: int, n_params: int, partition: int, s3: S3Model, concurrency
     reads = Reads()
     inputs = round_inputs(k, n_params, "fedavg", partition, reads)
     single, task = measure("aggregate", lambda: inputs.run(None), reads, s3)
-    rows = [report(label, "single", [task], task.wall, 0, 3, s3, 1)]
+    rows = [report(label, "single", [task], task.wall, 0, 3, s3, 1, objects=k)]
     out = fanout(inputs, reads, s3, concurrency)
     assert encode(out["result"].model) == encode(single.model), "the plans must give the same bytes"
     pieces = [t for t in out["tasks"] if t.name == "piece"]
-    transitions = 6 + 3 + 2 * len(pieces)
-    rows.append(report(label, "fanout", out["tasks"], out["wall"], transitions, 3 + len(pieces), s3, len(pieces)))
+    transitions = 7 + 3 + 2 * len(pieces)
+    rows.append(report(label, "fanout", out["tasks"], out["wall"], transitions, 3 + len(pieces), s3, len(pieces),
+                       objects=k))
     return rows, task, out
 
 
@@ -189,7 +191,7 @@ def extrapolate(k: int, measured: dict, single_task: Task, partition: int, s3: S
     runs K / partition children like the measured one, then a reduce of that many partials."""
     scale = k / partition
     label = f"K={k:,} x 4 MB (extrapolated)"
-    rows = [report(label, "single", [single_task], single_task.wall * scale, 0, 3, s3, 1, scale)]
+    rows = [report(label, "single", [single_task], single_task.wall * scale, 0, 3, s3, 1, scale, objects=k)]
     child = replace(single_task, name="piece")
     final = measured["tasks"][-1]
     partial = 4 * MB
@@ -200,7 +202,7 @@ def extrapolate(k: int, measured: dict, single_task: Task, partition: int, s3: S
     wall = measured["tasks"][0].wall + MAP_START_SECONDS + waves * child.wall + reduce_wall + 10 * STATE_SECONDS
     tasks = [measured["tasks"][0], *[child] * children,
              Task("reduce", reduce_wall, final.compute, reduce_read, children, children * partial, final.peak)]
-    rows.append(report(label, "fanout", tasks, wall, 6 + 3 + 2 * children, 3 + children, s3, children))
+    rows.append(report(label, "fanout", tasks, wall, 7 + 3 + 2 * children, 3 + children, s3, children, objects=k))
     return rows
 
 

@@ -24,7 +24,7 @@ def test_fanout_with_tiny_partitions_publishes_the_single_plans_bytes(tmp_path):
         dev = Developer(url, admin)
         published = {}
         for strategy in ("fedavg", {"name": "krum", "params": {"num_malicious": 1}}):
-            for plan in ({"plan": "single"}, TINY):
+            for plan in ({**TINY, "plan": "single"}, TINY):  # the same partitioning, either plan
                 exp = dev.create_experiment("fanout", initial, strategy=strategy, aggregation=plan,
                                             rounds={"min_updates": 5, "total_rounds": 1})
                 assert exp["aggregation"]["plan"] == plan["plan"]
@@ -35,10 +35,11 @@ def test_fanout_with_tiny_partitions_publishes_the_single_plans_bytes(tmp_path):
                     c.register()
                 ranked = sorted(clients, key=lambda c: c.client_id)  # the same bytes in the same client-id order
                 for (weights, n), c in zip(updates, ranked, strict=True):
-                    c.submit(weights, num_examples=n)
+                    c.submit(weights, num_examples=n, round=1)
                 clients[0].wait_for_round(1, timeout=60)
                 model = dev.download_model(exp["id"], 1)
                 [rnd] = dev.rounds(exp["id"])
-                assert rnd["state"] == "PUBLISHED"
+                assert rnd["state"] == "PUBLISHED" and rnd["plan"] == plan["plan"]  # really fanned out
+                assert rnd["cost"]["usd_total"] > 0
                 published[(str(strategy), plan["plan"])] = b"".join(model[k].tobytes() for k in sorted(model))
             assert published[(str(strategy), "single")] == published[(str(strategy), "fanout")], strategy
