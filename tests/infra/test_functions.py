@@ -20,8 +20,10 @@ EXPECTED_ENV = {
         "FMA_RECONCILE_GRACE_SECONDS",
         "FMA_POLL_RETRY_AFTER_SECONDS",
         "FMA_CORS_ORIGIN",
+        "FMA_CLIENT_TOKEN_MAX_SECONDS",
+        "FMA_CLIENT_TOKEN_GRACE_SECONDS",
     },
-    "authorizer": set(),
+    "authorizer": {"FMA_CLIENT_TOKEN_GRACE_SECONDS"},
     "ingest": {
         "FMA_BUCKET_NAME",
         "FMA_AGGREGATE_FUNCTION",
