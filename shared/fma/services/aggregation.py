@@ -116,16 +116,10 @@ def build_model(deps: Deps, exp: Experiment, n: int,
     if noise is not None:  # which key and label seeded the noise: never the key itself
         result.info["privacy"]["noise"] = noise
     t2 = time.perf_counter()
-    model_bytes = encode(result.model, model_metadata(exp.id, n, exp.strategy_name))
-    deps.store.put(model_key(exp.id, n), model_bytes)
-    state_object = None
-    if result.state:
-        state_bytes = encode(result.state)
-        deps.store.put(state_key(exp.id, n), state_bytes)
-        state_object = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
+    model_bytes, state_object, state_size = write_outputs(deps, exp, n, result.model, result.state)
     info = _json_safe(result.info)
     info.setdefault("plan", "single")
-    written = [len(model_bytes), *([len(state_bytes)] if result.state else []), MANIFEST_BYTES]
+    written = [len(model_bytes), *([state_size] if result.state else []), MANIFEST_BYTES]
     usage = costing.aggregation_usage(usage if usage is not None else Usage(), info, len(accepted), len(global_bytes),
                                       sum(v.nbytes for v in ri.state.values()) if ri.state else None, written)
     usage.task(task, costing.memory_mb(deps), time.perf_counter() - t0)
@@ -215,6 +209,20 @@ def mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
 def engine_seed(experiment_id: str, n: int) -> int:
     """The engine's public seed (for custom strategies' own randomness); never DP noise."""
     return int.from_bytes(hashlib.sha256(f"{experiment_id}:{n}".encode()).digest()[:8], "little")
+
+
+def write_outputs(deps: Deps, exp: Experiment, n: int, model: Any, state: Any) -> tuple[bytes, dict | None, int]:
+    """Write version n's model (and the server state, if the strategy keeps one) before any
+    publish, so a crash re-runs to the same objects; (model bytes, the manifest's state entry,
+    state size)."""
+    model_bytes = encode(model, model_metadata(exp.id, n, exp.strategy_name))
+    deps.store.put(model_key(exp.id, n), model_bytes)
+    if not state:
+        return model_bytes, None, 0
+    state_bytes = encode(state)
+    deps.store.put(state_key(exp.id, n), state_bytes)
+    entry = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
+    return model_bytes, entry, len(state_bytes)
 
 
 def _json_safe(value: Any) -> Any:

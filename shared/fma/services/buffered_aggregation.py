@@ -17,7 +17,7 @@ from typing import Any
 
 from fma.domain.aggregation import BufferedUpdate, UpdateInput, aggregate_buffer
 from fma.domain.aggregation.weight_limits import clip_weights
-from fma.domain.codec import decode, encode
+from fma.domain.codec import decode
 from fma.domain.experiment import Experiment
 from fma.domain.records import UpdateRecord
 from fma.domain.states import ENDED, RoundState, UpdateStatus
@@ -29,9 +29,9 @@ from fma.services.aggregation import (
     _json_safe,
     engine_seed,
     load_state,
-    model_metadata,
+    write_outputs,
 )
-from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
+from fma.services.deps import Deps, manifest_key, model_key, update_key
 
 #: per buffer entry, what the round item keeps (GET /rounds/{n} lists a version's buffer).
 BUFFER_FIELDS = ("client_id", "round", "base_version", "staleness", "staleness_weight", "num_examples",
@@ -85,13 +85,7 @@ def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str,
                               staleness=policy.staleness_fn(), server_learning_rate=policy.server_learning_rate,
                               seed=engine_seed(exp.id, n))
     t2 = time.perf_counter()
-    model_bytes = encode(result.model, model_metadata(exp.id, n, exp.strategy_name))
-    deps.store.put(model_key(exp.id, n), model_bytes)
-    state_object = None
-    if result.state:
-        state_bytes = encode(result.state)
-        deps.store.put(state_key(exp.id, n), state_bytes)
-        state_object = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
+    model_bytes, state_object, _ = write_outputs(deps, exp, n, result.model, result.state)
     info = _json_safe(result.info)
     inputs = _with_counts(info.pop("inputs"), entries, counted)
     manifest = {
