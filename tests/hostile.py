@@ -12,6 +12,7 @@ import boto3
 import numpy as np
 from harness import BUCKET, Stack
 
+from fma.adapters.dynamo_shards import update_pk
 from fma.domain.auth import Role
 
 
@@ -88,6 +89,11 @@ def own_update(stack: Stack, exp_id: str, client: tuple[str, str], n: int = 1) -
     return mine
 
 
+def update_item_key(exp_id: str, n: int, client_id: str) -> tuple[str, str]:
+    """(pk, sk) of a client's update item: under the client's partition (dynamo_shards)."""
+    return update_pk(exp_id, client_id), f"UPDATE#{n:08d}#{client_id}"
+
+
 def assert_rejected_changing_only_its_update(stack: Stack, exp_id: str, client: tuple[str, str], data: bytes,
                                             code: str) -> dict:
     """The update ends REJECTED with `code`; only its own item and the round's rejected count
@@ -96,7 +102,7 @@ def assert_rejected_changing_only_its_update(stack: Stack, exp_id: str, client: 
     mine = submit_and_deliver(stack, exp_id, client, data)
     assert mine["status"] == "REJECTED" and mine["reason"].startswith(code + ":"), mine
     after = table_items(stack)
-    assert changed(before, after) == {(f"EXP#{exp_id}", f"UPDATE#00000001#{client[0]}"),
+    assert changed(before, after) == {update_item_key(exp_id, 1, client[0]),
                                       (f"EXP#{exp_id}", "ROUND#00000001")}
     rnd = stack.round(client[1], exp_id, 1)
     assert rnd["accepted"] == 0 and rnd["state"] == "OPEN"

@@ -87,3 +87,46 @@ def test_a_forced_seal_makes_the_count_final(connector):
     assert repo.force_seal(exp.id, 1, NOW, 60.0)
     assert repo.accept_update(update(exp.id, "b")) == "closed"
     assert repo.get_round(exp.id, 1).accepted == 1
+
+
+def test_accepted_only_lists_the_accepted_and_applied_updates_of_every_shard(connector):
+    """What aggregation reads: only ACCEPTED and APPLIED updates, from whichever partition, in
+    client-id order; rejected, in-flight and late ones stay in the full listing only."""
+    repo = connector.repo
+    exp = sharded(repo, expected_clients=200, min_updates=20)
+    clients = [f"c-{i:03d}" for i in range(36)]
+    for c in clients:
+        repo.begin_upload(exp.id, 1, c, NOW)
+    accepted, rejected = clients[:20], clients[20:26]
+    for c in accepted:
+        assert repo.accept_update(update(exp.id, c)) == "accepted"
+    for c in rejected:
+        assert repo.reject_update(dataclasses.replace(update(exp.id, c), reason="BAD_UPDATE: test"))
+    assert repo.seal_round(exp.id, 1, 20, NOW, 60.0)
+    assert repo.accept_update(update(exp.id, clients[26])) == "closed"
+    repo.mark_late(update(exp.id, clients[26]))
+    for c in accepted[:5]:
+        assert repo.mark_applied(exp.id, 1, c, NOW)
+    counted = repo.list_updates(exp.id, 1, accepted_only=True)
+    assert [u.client_id for u in counted] == accepted
+    assert {u.status for u in counted} == {UpdateStatus.ACCEPTED, UpdateStatus.APPLIED}
+    assert [u.client_id for u in repo.list_updates(exp.id, 1)] == clients
+    assert repo.list_updates(exp.id, 2, accepted_only=True) == []
+
+
+def test_async_buffers_keep_their_exact_count_on_a_sharded_experiment(connector):
+    """A buffer counts on its round (its capacity is exact) while its updates live in the
+    clients' partitions: listed, read back and counted once."""
+    repo = connector.repo
+    exp = sharded(repo, expected_clients=200, mode="async", buffer_size=3, max_staleness=2, total_rounds=2)
+    clients = [f"c-{i}" for i in range(5)]
+    for c in clients:
+        repo.begin_upload(exp.id, 1, c, NOW)
+    results = [repo.accept_buffered(update(exp.id, c), 1, 3) for c in clients]
+    assert results == ["accepted"] * 3 + ["full"] * 2
+    assert repo.get_round(exp.id, 1).accepted == 3
+    assert [u.client_id for u in repo.list_buffer(exp.id, 1)] == clients[:3]
+    assert [(repo.get_update(exp.id, 1, c).status, repo.get_update(exp.id, 1, c).applied_in)
+            for c in clients] == [(UpdateStatus.ACCEPTED, 1)] * 3 + [(UpdateStatus.UPLOADING, None)] * 2
+    assert repo.seal_buffer(exp.id, 1, 3, NOW, 60.0, new_round(exp, 2, NOW))
+    assert repo.get_round(exp.id, 1).accepted == 3 and repo.get_round(exp.id, 1).state == RoundState.SEALED

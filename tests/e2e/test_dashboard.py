@@ -118,6 +118,10 @@ def test_dashboard_shows_the_experiment_its_rounds_metrics_and_rejected_update(p
     # Then its 3 published rounds, a chart with 3 points and the rejected update are shown
     assert page.locator("#timeline tr[data-state='PUBLISHED']").count() == 3
     assert page.locator("#timeline tr[data-round='1'] td").nth(2).inner_text() == "1"  # rejected count
+    # and what each round cost at list prices, and the experiment so far (issue 14)
+    assert "Cost" in page.locator("#timeline thead").inner_text()
+    assert page.locator("#timeline tr[data-round='1'] td.cost").inner_text().startswith("$")
+    assert page.locator("#experiment-cost").inner_text().startswith("$")
     loss = page.locator("figure[data-metric='loss']")
     assert loss.locator("g[data-series='training'] .point").count() == 3
     assert loss.locator("g[data-series='evaluation'] .point").count() == 3

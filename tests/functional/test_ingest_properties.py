@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import struct
 
-from hostile import bucket_objects, changed, model_header, table_items, update_key, world
+from hostile import bucket_objects, changed, model_header, table_items, update_item_key, update_key, world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +59,7 @@ def test_arbitrary_update_bytes_through_ingest_end_rejected_and_change_no_counte
         assert stack.deliver(update_key(exp_id, 1, client_id)) == {"batchItemFailures": []}
         [mine] = stack.round(token, exp_id, 1)["updates"]
         assert mine["status"] == "REJECTED" and ":" in mine["reason"], (mine, data[:200])
-        assert changed(before, table_items(stack)) <= {(f"EXP#{exp_id}", f"UPDATE#00000001#{client_id}"),
+        assert changed(before, table_items(stack)) <= {update_item_key(exp_id, 1, client_id),
                                                        (f"EXP#{exp_id}", "ROUND#00000001")}
         assert bucket_objects(stack, "models/") == models
 

@@ -46,7 +46,8 @@ function row(e) {
   return h("tr", { "data-experiment": e.id },
     h("td", { "data-label": "Name" }, link, h("div", { class: "muted mono" }, e.id)),
     h("td", { "data-label": "Status" }, badge(e.status)),
-    h("td", { "data-label": "Strategy" }, e.strategy?.name || "—"),
+    h("td", { "data-label": "Strategy" }, e.strategy?.name || "—", " ",
+      h("span", { class: "mode", "data-mode": e.rounds?.mode || "sync" }, e.rounds?.mode || "sync")),
     h("td", { "data-label": "Round", class: "num" }, roundOf(e)),
     h("td", { "data-label": "Clients", class: "num" }, num(e.clients ?? 0)),
     h("td", { "data-label": "Last activity" }, timeEl(e.updated_at || e.created_at)));

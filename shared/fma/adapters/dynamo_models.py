@@ -109,6 +109,7 @@ class ExperimentItem(_Base):
     initial_sha256 = UnicodeAttribute(null=True)
     archived = BooleanAttribute(null=True)
     update_limits = JSONAttribute(null=True)
+    aggregation = JSONAttribute(null=True)
     clients = NumberAttribute(default=0)
     # how many partition keys its per-client items and round counters are spread over (dynamo_shards)
     shards = NumberAttribute(null=True)
@@ -127,7 +128,8 @@ class RoundItem(_Base):
 
     round = NumberAttribute()
     state = UnicodeAttribute()
-    # while OPEN the count is the sum of the round's counter shards; the seal writes it here (final)
+    # a sync round's count while OPEN is the sum of its counter shards; the seal writes it here (final);
+    # an async buffer counts here from its first accept (final: capacity must hold exactly, repo_buffers)
     accepted = NumberAttribute(default=0)
     final = BooleanAttribute(null=True)
     rejected = NumberAttribute(default=0)
@@ -193,9 +195,20 @@ class UpdateItem(_Base):
     # unexpected ingest failures so far (repo_failures): bounded, then the update is FAILED.
     attempts = NumberAttribute(null=True)
     updated_at = NumberAttribute()
+    # async mode: the version whose buffer this update joined (repo_buffers).
+    applied_in = NumberAttribute(null=True)
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
     due_index = DueRoundsIndex()
+
+
+class BufferItem(_Base):
+    """pk = EXP#{id}, sk = BUFFER#{version:08d}#{round:08d}#{client_id}: an update in the buffer
+    that publishes `version` (async mode), written with its acceptance, listed by one query."""
+
+    version = NumberAttribute()
+    round = NumberAttribute()
+    client_id = UnicodeAttribute()
 
 
 class EvaluationItem(_Base):
@@ -266,7 +279,7 @@ class LinkItem(_Base):
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
                                        UpdateItem, EvaluationItem, IdempotencyItem, RegistryNameItem,
-                                       RegistryVersionItem, LinkItem, CounterShardItem,
+                                       RegistryVersionItem, LinkItem, BufferItem, CounterShardItem,
                                        TallyShardItem)
 
 
@@ -296,3 +309,7 @@ def round_sk(n: int) -> str:
 
 def update_sk(n: int, client_id: str) -> str:
     return f"UPDATE#{n:08d}#{client_id}"
+
+
+def buffer_sk(version: int, n: int, client_id: str) -> str:
+    return f"BUFFER#{version:08d}#{n:08d}#{client_id}"

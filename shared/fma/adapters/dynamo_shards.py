@@ -69,6 +69,15 @@ def count_accepted(experiment_id: str, n: int) -> int:
     return sum(int(item.accepted or 0) for item in CounterShardItem.batch_get(keys, consistent_read=True))
 
 
+def accepting_partitions(experiment_id: str, n: int) -> list[str]:
+    """The update partitions holding an accepted update of round n: those whose counter shard
+    counted one (an accept writes the update and its shard in one transaction)."""
+    keys = [(c.pk, c.sk) for c in counters(experiment_id, n)]
+    counted = {item.pk for item in CounterShardItem.batch_get(keys, consistent_read=True) if int(item.accepted or 0)}
+    return [f"EXP#{experiment_id}#P{k:03d}" for k in range(shards_of(experiment_id))
+            if f"EXP#{experiment_id}#N{k:03d}" in counted]
+
+
 def close_counters(experiment_id: str, n: int) -> None:
     """Close every shard of round n: an accept after this is refused ("closed"), so a sum read
     afterwards is final. Idempotent (sealers racing each other close the same shards)."""

@@ -13,6 +13,7 @@ from fma.adapters.dynamo_models import (
     exp_pk,
 )
 from fma.adapters.repo_rounds import round_item
+from fma.domain.aggregation_config import AggregationSettings
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
@@ -37,6 +38,7 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         initial_sha256=item.initial_sha256, archived=bool(item.archived),
         update_limits=UpdateLimits.from_json(item.update_limits),
         expected_clients=int(item.expected_clients or 0), shards=int(item.shards or 1),
+        aggregation=AggregationSettings.from_json(item.aggregation),
     )
 
 
@@ -47,6 +49,7 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
         strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
         policy=exp.policy.to_json(), client_config=exp.client_config,
         max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
+        aggregation=exp.aggregation.to_json(),
         current_round=0, clients=0, shards=exp.shards, expected_clients=exp.expected_clients,
         created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
         list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",

@@ -23,6 +23,9 @@ from fma.domain.errors import Conflict
 from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
 
+#: UpdateItems in flight when a publish marks its updates APPLIED.
+APPLIED_CONCURRENCY = 16
+
 _OPT_FLOAT = ("deadline", "sealed_at", "published_at", "lease_expires", "aggregation_seconds")
 
 
@@ -44,10 +47,12 @@ def upload_due_key(when: float, experiment_id: str, n: int, client_id: str) -> s
 
 
 def to_round(item: RoundItem) -> RoundRecord:
-    """The record; an OPEN round's count is the sum of its counter shards (dynamo_shards), a
-    sealed (or failed) one's the final count the seal wrote."""
+    """The record; an OPEN sync round's count is the sum of its counter shards (dynamo_shards), a
+    sealed one's the final count the seal wrote; an async buffer counts on its item (`final`)."""
     experiment_id = item.pk.removeprefix("EXP#")
-    accepted = int(item.accepted or 0) if item.final else shards.count_accepted(experiment_id, int(item.round))
+    accepted = int(item.accepted or 0)
+    if not item.final:
+        accepted += shards.count_accepted(experiment_id, int(item.round))
     rec = RoundRecord(
         experiment_id=experiment_id, round=int(item.round), state=RoundState(item.state),
         accepted=accepted, rejected=int(item.rejected or 0), late=int(item.late or 0),
@@ -69,6 +74,7 @@ def to_update(item: UpdateItem) -> UpdateRecord:
         metrics=item.metrics, sha256=item.sha256, size=int(item.size) if item.size is not None else None,
         reason=item.reason, updated_at=float(item.updated_at), version_id=item.version_id,
         declared_sha256=item.declared_sha256,
+        applied_in=int(item.applied_in) if item.applied_in is not None else None,
     )
 
 
@@ -99,10 +105,17 @@ class RoundRepository:
         items = [to_round(i) for i in result]
         return Page(items, encode_cursor(result.last_evaluated_key))
 
-    def list_updates(self, experiment_id: str, n: int) -> list[UpdateRecord]:
-        """Every update of a round in client-id order, gathered from the experiment's partitions."""
-        found = [to_update(i) for pk in shards.update_partitions(experiment_id) for i in UpdateItem.query(
+    def list_updates(self, experiment_id: str, n: int, accepted_only: bool = False) -> list[UpdateRecord]:
+        """Every update of a round in client-id order, gathered from the experiment's partitions;
+        with `accepted_only` the ACCEPTED and APPLIED ones, from the partitions whose counter
+        shard counted an accept (shard k counts partition k's accepts: one batch read of S keys
+        instead of S queries)."""
+        partitions = (shards.accepting_partitions(experiment_id, n) if accepted_only
+                      else shards.update_partitions(experiment_id))
+        found = [to_update(i) for pk in partitions for i in UpdateItem.query(
             pk, UpdateItem.sk.startswith(f"UPDATE#{n:08d}#"), consistent_read=True)]
+        if accepted_only:
+            found = [u for u in found if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
         return sorted(found, key=lambda u: u.client_id)
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None:
@@ -251,6 +264,17 @@ class RoundRepository:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False
             raise
+
+    def mark_applied_many(self, experiment_id: str, n: int, client_ids: list[str], now: float,
+                          concurrency: int = APPLIED_CONCURRENCY) -> int:
+        """Conditional UpdateItems `concurrency` at a time (1 WCU each; a transaction of 100
+        would cost 2 each and fail whole on one item already APPLIED by a concurrent run)."""
+        if len(client_ids) <= 1:
+            return sum(self.mark_applied(experiment_id, n, c, now) for c in client_ids)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(concurrency, len(client_ids)), thread_name_prefix="fma-applied") as pool:
+            return sum(pool.map(lambda c: self.mark_applied(experiment_id, n, c, now), client_ids))
 
     def put_evaluation(self, experiment_id: str, rec: EvaluationRecord, now: float) -> None:
         try:

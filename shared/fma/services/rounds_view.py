@@ -38,10 +38,20 @@ def round_public(r: RoundRecord, updates: list[UpdateRecord], evals: list[Evalua
         "evaluation_metrics": weighted(evals), "evaluations": len(evals),
         "model_sha256": r.model_sha256, "manifest_sha256": info.get("manifest_sha256"),
         "privacy": info.get("privacy"), "reason": r.reason,
-        "attempts": r.attempts,
+        "attempts": r.attempts, "plan": info.get("plan"), "cost": info.get("cost"),
         "updates": [{"client_id": u.client_id, "status": str(u.status), "reason": u.reason,
-                     "num_examples": u.num_examples, "metrics": u.metrics or {}} for u in updates],
+                     "num_examples": u.num_examples, "metrics": u.metrics or {}, "applied_in": u.applied_in}
+                    for u in updates],
+        # async mode (docs/async.md): the updates whose buffer published this version
+        "buffer": _buffer(info.get("buffer"), caller),
     }
+
+
+def _buffer(entries: list[dict[str, Any]] | None, caller: Principal) -> list[dict[str, Any]] | None:
+    """A published version's buffer (None in sync mode); a client sees only its own entries."""
+    if entries is None:
+        return None
+    return [e for e in entries if caller.role != Role.CLIENT or e.get("client_id") == caller.principal_id]
 
 
 def _detail(deps: Deps, caller: Principal, r: RoundRecord) -> dict[str, Any]:

@@ -28,6 +28,8 @@ REJECTABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.REJECTED)
 LATE_FROM = sources(UPDATE_TRANSITIONS, UpdateStatus.LATE)
 APPLIABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.APPLIED)
 SEALABLE = sources(ROUND_TRANSITIONS, RoundState.SEALED)
+#: what aggregation reads (`list_updates(..., accepted_only=True)`).
+COUNTED = frozenset({UpdateStatus.ACCEPTED, UpdateStatus.APPLIED})
 LEASABLE = sources(ROUND_TRANSITIONS, RoundState.AGGREGATING)
 PUBLISHABLE = sources(ROUND_TRANSITIONS, RoundState.PUBLISHED)
 FAILABLE = sources(ROUND_TRANSITIONS, RoundState.FAILED)
@@ -73,10 +75,11 @@ class RoundRecords:
         page = [R.to_round(r) for r in found[:limit]]
         return Page(page, R.encode_cursor(page[-1].round, f"rounds#{experiment_id}") if len(found) > limit else None)
 
-    def list_updates(self, experiment_id: str, n: int) -> list[UpdateRecord]:
-        """Every update of a round in client-id order."""
+    def list_updates(self, experiment_id: str, n: int, accepted_only: bool = False) -> list[UpdateRecord]:
+        """Every update of a round in client-id order (only ACCEPTED and APPLIED ones: `accepted_only`)."""
         with self.rows.read() as tx:
-            return [R.to_update(r) for r in tx.scan("updates", (experiment_id, n))]
+            found = [R.to_update(r) for r in tx.scan("updates", (experiment_id, n))]
+        return [u for u in found if u.status in COUNTED] if accepted_only else found
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None:
         with self.rows.read() as tx:
@@ -155,6 +158,17 @@ class RoundRecords:
                 return False
             tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
         return True
+
+    def mark_applied_many(self, experiment_id: str, n: int, client_ids: list[str], now: float) -> int:
+        """All of them in one write transaction (one lock, one SQLite commit)."""
+        marked = 0
+        with self.rows.write() as tx:
+            for client_id in client_ids:
+                row = tx.get("updates", (experiment_id, n, client_id))
+                if row is not None and row["status"] in APPLIABLE:
+                    tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
+                    marked += 1
+        return marked
 
     def put_evaluation(self, experiment_id: str, rec: EvaluationRecord, now: float) -> None:
         with self.rows.write() as tx:
