@@ -139,6 +139,7 @@ SCHEMAS: dict[str, Schema] = {
         "model_version": nullable(COUNT),
         "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
         "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
+        "expected_clients": COUNT, "shards": {"type": "integer", "minimum": 1, "maximum": 128},
         "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
         "archived": {"type": "boolean", "description": "hidden from lists unless `archived=true` is asked"},
     }),
@@ -297,6 +298,9 @@ def paths() -> dict[str, Schema]:
         "rounds": nullable(ref("RoundPolicy")), "client_config": nullable({"type": "object"}),
         "max_update_bytes": {"type": "integer", "minimum": 1}, "update_limits": nullable(ref("UpdateLimits")),
         "aggregation": nullable(ref("Aggregation")),
+        "expected_clients": nullable({"type": "integer", "minimum": 1, "maximum": 10_000_000, "description":
+                                      "the clients it expects (default: the deployment's); fixes its write spread "
+                                      "(shards = ceil(expected_clients / 8), at most 128: docs/scale.md)"}),
         "from": {**obj({"experiment_id": STRING, "round": COUNT}, closed=True),
                  "description": "fork: start RUNNING from this published round's model (no upload)"},
     }, closed=True)

@@ -92,9 +92,6 @@ class EnrollmentRepository:
                 client_token.token_hash) is not None:
             raise Conflict("registration conflicted, retry", code="REGISTRATION_CONFLICT")
 
-    def count_clients(self, experiment_id: str) -> int:
-        return shards.count_clients(experiment_id)
-
     def get_client_token_hash(self, experiment_id: str, client_id: str) -> tuple[str | None, bool] | None:
         """(token hash, revoked) of an enrolled client; None if there is no such client."""
         try:
