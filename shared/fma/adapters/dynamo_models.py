@@ -141,6 +141,9 @@ class RoundItem(_Base):
     # sweeps of this round that raised (repo_failures): bounded, then the round FAILS.
     sweep_errors = NumberAttribute(null=True)
     last_sweep_error = UnicodeAttribute(null=True)
+    sealed_by = UnicodeAttribute(null=True)
+    aggregation_started_at = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
     due_index = DueRoundsIndex()
@@ -183,6 +186,18 @@ class EvaluationItem(_Base):
     num_examples = NumberAttribute()
     metrics = JSONAttribute()
     created_at = NumberAttribute()
+
+
+class RefusalItem(_Base):
+    """pk = EXP#{id}, sk = REFUSED#{n:08d}#{client_id}: uploads the API refused (during a pause)."""
+
+    round = NumberAttribute()
+    client_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    count = NumberAttribute(default=0)
+    first_at = NumberAttribute()
+    last_at = NumberAttribute()
 
 
 class RegistryNameItem(_Base):
@@ -230,7 +245,8 @@ class LinkItem(_Base):
 
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
-                                       UpdateItem, EvaluationItem, RegistryNameItem, RegistryVersionItem, LinkItem)
+                                       UpdateItem, EvaluationItem, RegistryNameItem, RegistryVersionItem, LinkItem,
+                                       RefusalItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:

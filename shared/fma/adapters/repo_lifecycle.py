@@ -55,7 +55,7 @@ class LifecycleRepository:
         item = RoundItem(exp_pk(experiment_id), round_sk(n))
         return _conditional(lambda: item.update(
             actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
-                     RoundItem.due_pk.set(DUE_PK),
+                     RoundItem.sealed_by.set("quota"), RoundItem.due_pk.set(DUE_PK),
                      RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
             condition=(RoundItem.state == str(RoundState.OPEN)) & (RoundItem.accepted >= quota)))
 
@@ -67,6 +67,7 @@ class LifecycleRepository:
         ok = _conditional(lambda: item.update(
             actions=[RoundItem.state.set(str(RoundState.AGGREGATING)), RoundItem.lease_owner.set(owner),
                      RoundItem.lease_expires.set(until), RoundItem.attempts.add(1),
+                     RoundItem.aggregation_started_at.set(now),
                      RoundItem.due_pk.set(DUE_PK), RoundItem.due_sk.set(due_key(until, experiment_id, n))],
             condition=(RoundItem.state == str(RoundState.SEALED))
             | ((RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_expires < now))))
@@ -136,7 +137,7 @@ class SweepRepository:
         item = RoundItem(exp_pk(experiment_id), round_sk(n))
         return _conditional(lambda: item.update(
             actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
-                     RoundItem.due_pk.set(DUE_PK),
+                     RoundItem.sealed_by.set("deadline"), RoundItem.due_pk.set(DUE_PK),
                      RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
             condition=RoundItem.state == str(RoundState.OPEN)))
 

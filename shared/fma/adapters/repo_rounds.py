@@ -22,7 +22,8 @@ from fma.domain.errors import Conflict
 from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
 
-_OPT_FLOAT = ("deadline", "sealed_at", "published_at", "lease_expires", "aggregation_seconds")
+_OPT_FLOAT = ("deadline", "sealed_at", "published_at", "lease_expires", "aggregation_seconds",
+              "aggregation_started_at")
 
 
 def round_item(r: RoundRecord) -> RoundItem:
@@ -48,7 +49,7 @@ def to_round(item: RoundItem) -> RoundRecord:
         accepted=int(item.accepted or 0), rejected=int(item.rejected or 0), late=int(item.late or 0),
         min_updates=item.min_updates, opened_at=float(item.opened_at), lease_owner=item.lease_owner,
         attempts=int(item.attempts or 0), metrics=item.metrics, info=item.info,
-        model_sha256=item.model_sha256, reason=item.reason,
+        model_sha256=item.model_sha256, reason=item.reason, sealed_by=item.sealed_by, last_error=item.last_error,
     )
     for name in _OPT_FLOAT:
         value = getattr(item, name)

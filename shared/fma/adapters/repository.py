@@ -9,10 +9,11 @@ from fma.adapters.repo_lifecycle import LifecycleRepository, SweepRepository
 from fma.adapters.repo_registry import LineageRepository, RegistryRepository
 from fma.adapters.repo_rounds import RoundRepository
 from fma.adapters.repo_tokens import TokenRepository
+from fma.adapters.repo_trouble import TroubleRepository
 
 
 class DynamoRepository(TokenRepository, ExperimentRepository, RoundRepository, LifecycleRepository, SweepRepository,
-                       FailureRepository, RegistryRepository, LineageRepository):
+                       FailureRepository, RegistryRepository, LineageRepository, TroubleRepository):
     """Binds the pynamodb models to `table_name` (and a local endpoint) on construction."""
 
     def __init__(self, table_name: str, region: str = "us-east-1", host: str | None = None):

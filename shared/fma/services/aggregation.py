@@ -41,18 +41,33 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
         return {"status": "already_published", "sha256": rnd.model_sha256}
     owner = owner or uuid.uuid4().hex
     started = deps.clock()
-    if deps.repo.acquire_lease(experiment_id, n, owner, started, deps.limits.lease_seconds) is None:
+    lease = deps.repo.acquire_lease(experiment_id, n, owner, started, deps.limits.lease_seconds)
+    if lease is None:
         return {"status": "busy"}
+    try:
+        return _run(deps, exp, n, owner, started) | {"round_seconds": round(deps.clock() - rnd.opened_at, 3)}
+    except Exception as exc:  # kept on the round for the dashboard, then raised for the retry
+        deps.repo.record_aggregation_error(experiment_id, n, attempt_error(lease.attempts, exc), owner)
+        raise
+
+
+def _run(deps: Deps, exp: Experiment, n: int, owner: str, started: float) -> dict[str, Any]:
     model_bytes, info, metrics = build_model(deps, exp, n)
     sha = hashlib.sha256(model_bytes).hexdigest()
     seconds = round(deps.clock() - started, 6)
     next_round = new_round(exp, n + 1, deps.clock()) if n < exp.policy.total_rounds else None
-    published = deps.repo.publish_round(experiment_id, n, owner, sha256=sha, metrics=metrics, info=info,
+    published = deps.repo.publish_round(exp.id, n, owner, sha256=sha, metrics=metrics, info=info,
                                         seconds=seconds, now=deps.clock(), next_round=next_round)
     if published:
-        _mark_applied(deps, experiment_id, n)
+        _mark_applied(deps, exp.id, n)
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
-            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3)}
+            "bytes": len(model_bytes)}
+
+
+def attempt_error(attempt: int, exc: BaseException) -> str:
+    """`attempt N: Type: message`, one line and bounded: what an operator reads first."""
+    text = " ".join(str(exc).split())[:500]
+    return f"attempt {attempt}: {type(exc).__name__}" + (f": {text}" if text else "")
 
 
 def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, Any], dict[str, float]]:

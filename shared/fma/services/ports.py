@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from fma.domain.experiment import Experiment
-from fma.domain.records import EvaluationRecord, Page, RoundRecord, TokenRecord, UpdateRecord
+from fma.domain.records import EvaluationRecord, Page, RefusalRecord, RoundRecord, TokenRecord, UpdateRecord
 from fma.domain.states import ExperimentStatus, RoundState
 
 
@@ -99,6 +99,13 @@ class RoundStore(Protocol):
 
     def list_evaluations(self, experiment_id: str, n: int) -> list[EvaluationRecord]: ...
 
+    def record_refusal(self, experiment_id: str, n: int, client_id: str, code: str, reason: str,
+                       now: float) -> None:
+        """Count one upload the API refused (during a pause): one record per client and round."""
+
+    def list_refusals(self, experiment_id: str, n: int) -> list[RefusalRecord]:
+        """The refusals of round n in client-id order."""
+
 
 @runtime_checkable
 class LifecycleStore(Protocol):
@@ -119,6 +126,10 @@ class LifecycleStore(Protocol):
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool: ...
 
     def fail_round(self, experiment_id: str, n: int, reason: str) -> bool: ...
+
+    def record_aggregation_error(self, experiment_id: str, n: int, error: str, owner: str | None = None) -> bool:
+        """Keep `error` as the round's `last_error` while SEALED or AGGREGATING (and, given
+        `owner`, while that owner holds the lease); False otherwise."""
 
 
 @runtime_checkable
@@ -195,8 +206,9 @@ class ModelStore(Protocol):
         """`{"url", "fields"}`: a multipart POST of one object of an allowed size (and, given
         `sha256`, exactly those bytes) to `key`."""
 
-    def presigned_get(self, key: str, expires: int) -> str:
-        """A URL that downloads `key` (and nothing else) until it expires."""
+    def presigned_get(self, key: str, expires: int, *, filename: str | None = None) -> str:
+        """A URL that downloads `key` (and nothing else) until it expires; `filename` asks for
+        `Content-Disposition: attachment` under that name where the store serves another origin."""
 
 
 @dataclass(frozen=True)
