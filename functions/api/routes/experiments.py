@@ -23,7 +23,7 @@ def create() -> Response:
 def list_all() -> dict:
     params = router.current_event.query_string_parameters or {}
     limit = parse_limit(params.get("limit"))
-    return experiments.list_experiments(deps(), principal(router), limit, params.get("cursor"), params)
+    return experiments.list_experiments(deps(), principal(router), limit, params.get("cursor"), params=params)
 
 
 @router.get("/experiments/<experiment_id>")

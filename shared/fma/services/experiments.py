@@ -96,7 +96,7 @@ def put_initial_model(deps: Deps, caller: Principal, experiment_id: str, body: b
     return {"status": "UPLOADING", "key": model_key(exp.id, 0)}
 
 
-def list_experiments(deps: Deps, caller: Principal, limit: int, cursor: str | None,
+def list_experiments(deps: Deps, caller: Principal, limit: int, cursor: str | None, *,
                      params: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """One page; `params` are the query's filters (status, strategy, q; see experiment_list)."""
     from fma.services import experiment_list
