@@ -100,9 +100,11 @@ def seed_experiment(url: str, admin_token: str, rounds: int = 3) -> Seeded:
         client_config={"lr": 0.1},
     )
     enroll = developer.enrollment_token(exp["id"], max_uses=5)["token"]
-    clients = [Client(url, exp["id"], enrollment_token=enroll, name=f"site-{i}", poll_interval=0.3) for i in (1, 2)]
-    bad = Client(url, exp["id"], enrollment_token=enroll, name="site-bad")
-    slow = Client(url, exp["id"], enrollment_token=enroll, name="site-slow")
+    memory = {"persist_registration": False}  # seeded clients leave nothing in the user's config folder
+    clients = [Client(url, exp["id"], enrollment_token=enroll, name=f"site-{i}", poll_interval=0.3, **memory)
+               for i in (1, 2)]
+    bad = Client(url, exp["id"], enrollment_token=enroll, name="site-bad", **memory)
+    slow = Client(url, exp["id"], enrollment_token=enroll, name="site-slow", **memory)
     slow.register()
     reason = ""
     for i, client in enumerate(clients):
@@ -144,7 +146,7 @@ def seed_deadline_experiment(url: str, developer, timeout: float = 120.0) -> str
         "deadline-demo", {"w": np.zeros(2, np.float32)},
         rounds={"min_updates": 2, "total_rounds": 1, "deadline_seconds": 1, "min_updates_at_deadline": 1})
     enroll = developer.enrollment_token(exp["id"], max_uses=1)["token"]
-    client = Client(url, exp["id"], enrollment_token=enroll, poll_interval=0.5)
+    client = Client(url, exp["id"], enrollment_token=enroll, poll_interval=0.5, persist_registration=False)
     weights, _, _ = client.get_model()
     client.submit({"w": weights["w"] + 1}, 10, {"loss": 0.5}, timeout=60)
     client.wait_for_round(1, timeout=timeout)
