@@ -18,6 +18,7 @@ EXPECTED_ENV = {
         "FMA_MAX_UPDATE_BYTES",
         "FMA_RECONCILE_GRACE_SECONDS",
         "FMA_POLL_RETRY_AFTER_SECONDS",
+        "FMA_LEASE_SECONDS",
         "FMA_CORS_ORIGIN",
     },
     "authorizer": set(),
