@@ -8,12 +8,14 @@ from fma.adapters.memory.objects import MemoryEvents, MemoryModelStore, ObjectNo
 from fma.adapters.memory.records import ExperimentRecords, TokenRecords
 from fma.adapters.memory.records_failures import FailureRecords
 from fma.adapters.memory.records_rounds import LifecycleRecords, RoundRecords
+from fma.adapters.memory.records_trouble import TroubleRecords
 
 __all__ = ["MemoryEvents", "MemoryModelStore", "MemoryRepository", "ObjectNotFound", "RecordRepository",
            "memory_connector"]
 
 
-class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords):
+class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords,
+                       TroubleRecords):
     """Every metadata port over one transactional row store (dictionaries or SQLite)."""
 
     def __init__(self, rows: RowStore):

@@ -95,5 +95,5 @@ class MemoryModelStore:
         fields = {"key": key, "min_size": str(min_size), "max_size": str(max_size), "expires": str(expires)}
         return {"url": "memory://upload", "fields": fields | ({"sha256": sha256} if sha256 else {})}
 
-    def presigned_get(self, key: str, expires: int) -> str:
+    def presigned_get(self, key: str, expires: int, filename: str | None = None) -> str:
         return f"memory://{quote(key)}?expires={expires}"

@@ -201,13 +201,13 @@ class LifecycleRecords:
             found = _round(tx, experiment_id, n)
             if found is None or found[0].state not in SEALABLE or found[0].accepted < quota:
                 return False
-            sealed = dataclasses.replace(found[0], state=RoundState.SEALED, sealed_at=now)
+            sealed = dataclasses.replace(found[0], state=RoundState.SEALED, sealed_at=now, sealed_by="quota")
             _put_round(tx, sealed, R.due_key(now + lease_seconds, experiment_id, n))
         return True
 
     def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
         return self._move(experiment_id, n, SEALABLE, R.due_key(now + lease_seconds, experiment_id, n),
-                          state=RoundState.SEALED, sealed_at=now) is not None
+                          state=RoundState.SEALED, sealed_at=now, sealed_by="deadline") is not None
 
     def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
                       lease_seconds: float) -> RoundRecord | None:
@@ -222,7 +222,7 @@ class LifecycleRecords:
             if rnd.state not in LEASABLE or held:
                 return None
             leased = dataclasses.replace(rnd, state=RoundState.AGGREGATING, lease_owner=owner, lease_expires=until,
-                                         attempts=rnd.attempts + 1)
+                                         attempts=rnd.attempts + 1, aggregation_started_at=now)
             _put_round(tx, leased, R.due_key(until, experiment_id, n))
         return leased
 

@@ -26,6 +26,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "rounds": ("experiment_id", "round"),
     "updates": ("experiment_id", "round", "client_id"),
     "evaluations": ("experiment_id", "round", "client_id"),
+    "refusals": ("experiment_id", "round", "client_id"),
 }
 #: tables with a sparse `due` column (the sweeper's index) and the experiments' listing column.
 DUE_TABLES = ("rounds", "updates")

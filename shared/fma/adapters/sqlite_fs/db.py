@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS updates (experiment_id TEXT, round INTEGER, client_id
 CREATE INDEX IF NOT EXISTS updates_due ON updates (due) WHERE due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS evaluations (experiment_id TEXT, round INTEGER, client_id TEXT, data TEXT NOT NULL,
                                         PRIMARY KEY (experiment_id, round, client_id));
+CREATE TABLE IF NOT EXISTS refusals (experiment_id TEXT, round INTEGER, client_id TEXT, data TEXT NOT NULL,
+                                     PRIMARY KEY (experiment_id, round, client_id));
 CREATE TABLE IF NOT EXISTS objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,
                                     version_id TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
                                     content_type TEXT NOT NULL, created REAL NOT NULL);

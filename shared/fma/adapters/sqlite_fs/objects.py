@@ -107,7 +107,9 @@ class FileModelStore:
         grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}{UPLOAD_PATH}?grant={grant}", "fields": {"key": key}}
 
-    def presigned_get(self, key: str, expires: int) -> str:
+    def presigned_get(self, key: str, expires: int, filename: str | None = None) -> str:
+        """`filename` is for another origin's browser; the gateway's grant is same-origin, where the
+        dashboard's `download` attribute names the file."""
         grant = self.signer.sign(DOWNLOAD, key, expires)
         return f"{self.public_url}{UPLOAD_PATH}/{quote(key)}?grant={grant}"
 
