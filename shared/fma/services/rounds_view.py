@@ -13,11 +13,12 @@ from typing import Any
 
 from fma.domain.auth import Principal, Role
 from fma.domain.clock import iso
+from fma.domain.clock import now as wall_clock
 from fma.domain.errors import Forbidden, NotFound
 from fma.domain.experiment import Experiment
 from fma.domain.records import EvaluationRecord, RefusalRecord, RoundRecord, UpdateRecord
 from fma.domain.states import RoundState
-from fma.services.deps import Deps, model_key
+from fma.services.deps import Deps, Limits, model_key
 from fma.services.experiments import load_experiment
 
 #: a round in one of these states is waiting for its model.
@@ -47,8 +48,10 @@ def health(r: RoundRecord, now: float, expected_seconds: float) -> dict[str, Any
 
 
 def round_public(r: RoundRecord, updates: list[UpdateRecord], evals: list[EvaluationRecord],
-                 caller: Principal, refusals: list[RefusalRecord] | None = None, *, now: float,
-                 expected_seconds: float) -> dict[str, Any]:
+                 caller: Principal, refusals: list[RefusalRecord] | None = None, *, now: float | None = None,
+                 expected_seconds: float = Limits.lease_seconds) -> dict[str, Any]:
+    """The public round; `now` (default: the wall clock) and `expected_seconds` (one lease) date it."""
+    now = wall_clock() if now is None else now
     if caller.role == Role.CLIENT:
         updates = [u for u in updates if u.client_id == caller.principal_id]
     refusals = refusals or []
