@@ -15,6 +15,8 @@ from harness import BUCKET, update_bytes
 from fma.domain.auth import Role
 from fma.local import dispatch
 
+REQ = {"size": 100, "sha256": "a" * 64}  # an upload request (size and sha256 are required)
+
 
 def model() -> dict[str, np.ndarray]:
     return {"w": np.ones(4, np.float32)}
@@ -60,7 +62,7 @@ def test_upload_refused_after_the_seal_counts_once_as_late(stack):
     # When the third client uploads (PUT) and asks for an upload (POST) after the seal
     res = stack.submit(exp_id, 1, slow, update_bytes(model(), 5, 1))
     assert res.status == 409 and code(res) == "ROUND_CLOSED"
-    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", slow, json_body={"size": 100})
+    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", slow, json_body=REQ)
     assert res.status == 409 and code(res) == "ROUND_CLOSED"
 
     # Then the round counts it late once, and lists it as LATE with the reason
@@ -113,7 +115,7 @@ def test_uploads_refused_during_a_pause_are_recorded_per_client(stack):
     for token in (t0, t0, t1):
         res = stack.submit(exp_id, 1, token, update_bytes(model(), 5, 1))
         assert res.status == 409 and code(res) == "EXPERIMENT_NOT_RUNNING"
-    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", t1, json_body={"size": 10})
+    res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", t1, json_body=REQ)
     assert code(res) == "EXPERIMENT_NOT_RUNNING"
 
     # Then the round shows both clients, with how often each was refused and why
