@@ -85,6 +85,9 @@ class Config:
     api_burst_limit: int = 3_000
     api_quota_per_day: int = 150_000_000
     authorizer_cache_seconds: int = 300
+    # Client tokens: at most this long from registration, and this long past their experiment's end.
+    client_token_max_seconds: int = 365 * 86400
+    client_token_grace_seconds: int = 7 * 86400
     # Storage lifecycle.
     update_retention_days: int = 30
     noncurrent_version_days: int = 30

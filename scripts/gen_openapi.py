@@ -26,13 +26,17 @@ EXPERIMENT_STATUSES = ["PENDING_MODEL", "RUNNING", "PAUSED", "COMPLETED", "STOPP
 ROUND_STATES = ["OPEN", "SEALED", "AGGREGATING", "PUBLISHED", "FAILED"]
 UPDATE_STATUSES = ["UPLOADING", "ACCEPTED", "REJECTED", "LATE", "APPLIED", "FAILED"]
 ERROR_TEXT = {
-    400: "Invalid input: malformed JSON, unknown or missing field, value out of range.",
-    401: "Missing, unknown, expired or revoked token.",
-    403: "The token's role or scope may not do this (or an exhausted enrollment token).",
-    404: "No such experiment, round or model visible to this token.",
-    409: "Conflict with the current state (closed round, wrong status, duplicate).",
+    400: "Invalid input: malformed or non-strict JSON (NaN, Infinity, numbers out of range, duplicate keys, "
+         "nesting deeper than 32, invalid UTF-8), unknown or missing field, value out of range, bad cursor.",
+    401: "Missing, unknown or expired token.",
+    403: "The token's role may not do this, the token was revoked (TOKEN_REVOKED, CLIENT_REVOKED), or an "
+         "enrollment token is used up (ENROLLMENT_EXHAUSTED).",
+    404: "No such experiment, round, model, client or token visible to this token.",
+    409: "Conflict with the current state (closed round, wrong status, duplicate, or a request with the same "
+         "Idempotency-Key still running: IDEMPOTENCY_IN_PROGRESS).",
     410: "The experiment has ended.",
     413: "Body too large: JSON over 256 KiB, a direct upload over its limit, or the gateway's.",
+    422: "This Idempotency-Key was used for a different request (IDEMPOTENCY_KEY_REUSED).",
     429: "Throttled by the API stage.",
 }
 
@@ -64,6 +68,7 @@ STRING, INT, NUMBER, TIMESTAMP = {"type": "string"}, {"type": "integer"}, {"type
     "type": "string", "description": "ISO 8601 UTC timestamp"}
 COUNT = {"type": "integer", "minimum": 0}
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+TOKEN_ID = {**SHA256, "description": "a token's public id (the sha256 it is stored under; no credential)"}
 NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 METRICS = {"type": "object", "additionalProperties": {"type": "number"}}
 
@@ -102,6 +107,7 @@ SCHEMAS: dict[str, Schema] = {
         "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
         "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
         "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+        "archived": {"type": "boolean", "description": "hidden from lists unless `archived=true` is asked"},
     }),
     "UpdateEntry": obj({"client_id": STRING, "status": {"enum": UPDATE_STATUSES}, "reason": nullable(STRING),
                         "num_examples": nullable(INT), "metrics": METRICS}),
@@ -287,32 +293,43 @@ def paths() -> dict[str, Schema]:
         "/v1/openapi.json": {"get": op("openapi", "This document", ok(200, "OpenAPI 3.1", {"type": "object"}),
                                        tag="meta", public=True)},
         "/v1/tokens": {"post": op(
-            "createToken", "Mint a developer, analyst or admin token (admin)",
+            "createToken", "Mint a developer or analyst token (admin)",
             {**ok(201, "Minted; the token is shown once", obj({
-                "token": STRING, "role": {"enum": ["developer", "analyst", "admin"]}, "principal_id": STRING,
-                "expires_at": nullable(TIMESTAMP)})), **errors(400, *AUTH, 413)},
-            tag="tokens", body=json_body(obj({"role": {"enum": ["developer", "analyst", "admin"]}}, {
+                "token": STRING, "token_id": TOKEN_ID, "role": {"enum": ["developer", "analyst"]},
+                "principal_id": STRING, "expires_at": nullable(TIMESTAMP)})), **errors(400, *AUTH, 413)},
+            tag="tokens", body=json_body(obj({"role": {"enum": ["developer", "analyst"]}}, {
                 "name": nullable({"type": "string", "maxLength": 200}),
                 "expires_in_seconds": nullable({"type": "integer", "minimum": 60, "maximum": 10 * 365 * 86400}),
             }, closed=True)))},
+        "/v1/tokens/{token_id}": {"delete": op(
+            "revokeToken", "Revoke a token (admin: any; developer: the enrollment tokens it minted)",
+            {**ok(200, "Revoked (again: still 200)", obj({"token_id": TOKEN_ID, "role": STRING,
+                                                         "revoked": {"const": True}})),
+             **errors(*AUTH, 404)}, tag="tokens",
+            params=[{"name": "token_id", "in": "path", "required": True, "schema": TOKEN_ID}])},
         "/v1/experiments": {
             "post": op("createExperiment", "Create an experiment (developer, admin)",
                        {**ok(201, "Created; upload the initial model next (a fork: upload is null)", obj({
                            "experiment": ref("Experiment"), "upload": nullable(ref("PresignedPost"))})),
                         **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", body=json_body(create)),
-            "get": op("listExperiments", "Experiments visible to the token (developer: its own)",
+            "get": op("listExperiments", "Experiments visible to the token (developer: its own), newest first",
                       {**ok(200, "One page (with filters, possibly short: follow next_cursor)", obj({
                           "experiments": {"type": "array", "items": ref("ExperimentListItem")},
                           "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
-                      tag="experiments", params=[*LIST_PARAMS, *LIST_FILTERS]),
+                      tag="experiments", params=[*LIST_PARAMS, *LIST_FILTERS, {
+                          "name": "archived", "in": "query", "required": False,
+                          "schema": {"enum": ["true", "false"], "default": "false"},
+                          "description": "true: list the archived experiments (and only them)"}]),
         },
         "/v1/experiments/{experiment_id}": {
             "get": op("getExperiment", "One experiment", {**ok(200, "The experiment", ref("Experiment")),
                                                           **errors(*AUTH, 404)}, tag="experiments", params=[EXP_ID]),
-            "patch": op("setExperimentStatus", "Pause, resume or stop (the experiment's developer)",
+            "patch": op("patchExperiment", "Pause, resume or stop; archive or unarchive (its developer, admin)",
                         {**ok(200, "The experiment after the change", ref("Experiment")),
                          **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID],
-                        body=json_body(obj({"status": {"enum": ["PAUSED", "RUNNING", "STOPPED"]}}, closed=True))),
+                        body=json_body({**obj({}, {"status": {"enum": ["PAUSED", "RUNNING", "STOPPED"]},
+                                                   "archived": {"type": "boolean"}}, closed=True),
+                                        "minProperties": 1})),
         },
         "/v1/experiments/{experiment_id}/model": {
             "put": op("putInitialModel", "Upload a small initial model through the API",
@@ -328,7 +345,7 @@ def paths() -> dict[str, Schema]:
         },
         "/v1/experiments/{experiment_id}/enrollment-tokens": {"post": op(
             "createEnrollmentToken", "A token that lets clients register (the experiment's developer)",
-            {**ok(201, "Minted; shown once", obj({"token": STRING, "expires_at": TIMESTAMP,
+            {**ok(201, "Minted; shown once", obj({"token": STRING, "token_id": TOKEN_ID, "expires_at": TIMESTAMP,
                                                   "max_uses": nullable(INT)})),
              **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID],
             body=json_body(obj({}, {
@@ -338,10 +355,19 @@ def paths() -> dict[str, Schema]:
                 required=False))},
         "/v1/experiments/{experiment_id}/clients": {"post": op(
             "registerClient", "Register a client (enrollment token)",
-            {**ok(201, "Registered; the client token is shown once", obj({"client_id": STRING, "token": STRING})),
+            {**ok(201, "Registered; the client token is shown once", obj({
+                "client_id": STRING, "token": STRING, "token_id": TOKEN_ID,
+                "expires_at": {**TIMESTAMP, "description": "also ends a grace period after the experiment ends"}})),
              **errors(400, *AUTH, 404, 409, 413)}, tag="participation", params=[EXP_ID],
             body=json_body(obj({}, {"name": nullable({"type": "string", "maxLength": 200})}, closed=True),
                            required=False))},
+        "/v1/experiments/{experiment_id}/clients/{client_id}": {"delete": op(
+            "revokeClient", "Revoke a client: its token is refused and it leaves the `all` quota (its developer)",
+            {**ok(200, "Revoked (again: still 200)", obj({"client_id": STRING, "token_id": nullable(TOKEN_ID),
+                                                         "revoked": {"const": True}})),
+             **errors(*AUTH, 404)}, tag="participation",
+            params=[EXP_ID, {"name": "client_id", "in": "path", "required": True,
+                             "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}}])},
         "/v1/experiments/{experiment_id}/rounds": {"get": op(
             "listRounds", "Rounds, newest page first", {
                 **ok(200, "One page", obj({"rounds": {"type": "array", "items": ref("Round")},
@@ -377,6 +403,21 @@ def paths() -> dict[str, Schema]:
     }
 
 
+CREATING = ("createToken", "createExperiment", "createEnrollmentToken", "registerClient", "requestUpload",
+            "postEvaluation")
+
+
+def with_idempotency(all_paths: dict[str, Schema]) -> dict[str, Schema]:
+    """Every creating POST takes an optional Idempotency-Key (409 while the first runs, 422 on reuse)."""
+    for ops in all_paths.values():
+        post = ops.get("post")
+        if post and post["operationId"] in CREATING:
+            post["parameters"] = [*post.get("parameters", []), {"$ref": "#/components/parameters/IdempotencyKey"}]
+            codes = {**post["responses"], **errors(409, 422)}
+            post["responses"] = dict(sorted(codes.items()))
+    return all_paths
+
+
 def document() -> Schema:
     return {
         "openapi": "3.1.0",
@@ -386,7 +427,7 @@ def document() -> Schema:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [{"name": n} for n in ("meta", "tokens", "experiments", "participation", "rounds", "registry")],
-        "paths": paths(),
+        "paths": with_idempotency(paths()),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "An FMA token: admin, developer, analyst, client "
@@ -398,6 +439,13 @@ def document() -> Schema:
                                 "schema": {"type": "integer", "minimum": 0, "maximum": 99_999_999}},
                 "Limit": {"name": "limit", "in": "query", "required": False,
                           "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                    "description": "A new random key (a UUID) per logical request: a retry with the same key and "
+                                   "body gets the first response (status and body, `Idempotency-Replayed: true`) "
+                                   "and creates nothing twice; another body under the key is 422. Scoped to the "
+                                   "caller; kept for a day."},
                 "Cursor": {"name": "cursor", "in": "query", "required": False,
                            "schema": {"type": "string"}, "description": "`next_cursor` of the previous page"},
             },

@@ -97,6 +97,16 @@ class Stack:
     def experiment(self, token: str, exp_id: str) -> dict:
         return self.api("GET", f"/v1/experiments/{exp_id}", token).json()
 
+    def snapshot(self) -> tuple:
+        """Every item of the table and every object version of the bucket: equal before and after
+        a refused request proves that it changed nothing."""
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        items = [i for page in ddb.get_paginator("scan").paginate(TableName=os.environ["FMA_TABLE_NAME"])
+                 for i in page["Items"]]
+        objects = self.s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
+        return (sorted(json.dumps(i, sort_keys=True) for i in items),
+                sorted((o["Key"], o["ETag"], o["VersionId"]) for o in objects))
+
     def put_object(self, key: str, data: bytes) -> None:
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
-import json
+import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
+from fma.domain import strict_json
 from fma.domain.auth import Principal, Role
 from fma.domain.errors import InvalidInput, PayloadTooLarge, Unauthorized
 
 MAX_JSON_BYTES = 256 << 10
+#: ASCII digits only: `str.isdigit` accepts "²" (which `int` refuses) and Arabic-Indic digits.
+ROUND = re.compile(r"[0-9]{1,8}")
 
 
 def principal(app: APIGatewayRestResolver) -> Principal:
@@ -34,22 +37,29 @@ def raw_body(app: APIGatewayRestResolver) -> bytes:
             return base64.b64decode(body, validate=True)
         except ValueError:
             raise InvalidInput("body is not valid base64", code="INVALID_BODY") from None
-    return body.encode("utf-8") if isinstance(body, str) else body
+    if not isinstance(body, str):
+        return body
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("body is not valid UTF-8", code="INVALID_UTF8") from None
 
 
 def json_body(app: APIGatewayRestResolver) -> Any:
+    """The request's JSON, parsed strictly (fma.domain.strict_json): every refusal is a 400."""
     data = raw_body(app)
     if len(data) > MAX_JSON_BYTES:
         raise PayloadTooLarge(f"JSON body exceeds {MAX_JSON_BYTES} bytes")
     if not data.strip():
         return None
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("body is not valid JSON", code="MALFORMED_JSON") from None
+        return strict_json.loads(data)
+    except strict_json.JsonRejected as exc:
+        raise InvalidInput(exc.message, code=exc.code) from None
 
 
 def round_number(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 8 or int(raw) < 0:
-        raise InvalidInput("round must be a non-negative integer", code="INVALID_ROUND")
+    if not ROUND.fullmatch(raw):
+        raise InvalidInput("round must be a non-negative integer of at most 8 ASCII digits", code="INVALID_ROUND",
+                           details={"field": "n"})
     return int(raw)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
+from fma.domain import strict_json
 from fma.domain.errors import FmaError
 
 logger = Logger(child=True)
@@ -14,7 +13,8 @@ logger = Logger(child=True)
 
 def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
     return Response(status_code=status, content_type="application/json",
-                    body=json.dumps({"error": {"code": code, "message": message, "details": details or {}}}))
+                    body=strict_json.dumps({"error": {"code": code, "message": message,
+                                                       "details": details or {}}}))
 
 
 def register_error_handlers(app: APIGatewayRestResolver) -> None:

@@ -1,7 +1,11 @@
 """TOKEN authorizer: sha256 of the bearer token -> role and scope in the request context.
 
 The policy allows the whole API (it is cached per token); handlers enforce role and scope.
-Unknown, expired or revoked tokens -> 401 ("Unauthorized"); an exhausted enrollment token -> 403.
+Unknown or expired tokens -> 401 ("Unauthorized"); a revoked token -> Deny (403), with its
+reason code in the context. Nothing is cached here: local mode calls this on every request, so
+a revocation takes effect at once; on AWS, API Gateway caches each answer for
+`authorizer_cache_seconds`, which bounds how long a revoked token still reads (writes by a
+client re-check its token in the API).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def handler(event: dict, context: object) -> dict:
         raise Exception("Unauthorized") from None  # API Gateway's contract for a 401
     except Forbidden as exc:
         logger.info("token forbidden", extra={"code": exc.code})
-        return policy("forbidden", "Deny", resource)
+        return policy("forbidden", "Deny", resource, {"code": exc.code, "message": exc.message})
     return policy(principal.principal_id, "Allow", resource, {
         "role": str(principal.role), "principal_id": principal.principal_id,
         "experiment_id": principal.experiment_id or "", "token_hash": principal.token_hash or "",

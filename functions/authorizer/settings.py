@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fma.adapters import settings as s
 
-SETTINGS = s.FunctionSettings("authorizer", (s.TABLE_NAME, *s.LOGGER))
+SETTINGS = s.FunctionSettings("authorizer", (s.TABLE_NAME, s.CLIENT_TOKEN_GRACE_SECONDS, *s.LOGGER))
 
 
 def load_settings() -> s.Settings:

@@ -62,6 +62,7 @@ class Api(Construct):
             memory_mb=config.authorizer_memory_mb,
             timeout_s=config.authorizer_timeout_s,
             metrics=False,
+            environment={"FMA_CLIENT_TOKEN_GRACE_SECONDS": str(config.client_token_grace_seconds)},
         )
         # Resolving a token is one GetItem by its hash: nothing else.
         self.authorizer_function.grant(["dynamodb:GetItem"], [storage.table.table_arn])
@@ -155,6 +156,8 @@ class Api(Construct):
                 "FMA_POLL_RETRY_AFTER_SECONDS": str(config.poll_retry_after_seconds),
                 # a round waiting for its model longer than one lease is reported stuck
                 "FMA_LEASE_SECONDS": str(config.lease_seconds),
+                "FMA_CLIENT_TOKEN_MAX_SECONDS": str(config.client_token_max_seconds),
+                "FMA_CLIENT_TOKEN_GRACE_SECONDS": str(config.client_token_grace_seconds),
                 "FMA_CORS_ORIGIN": cors_origin,
                 **config.strategy_environment,
             },

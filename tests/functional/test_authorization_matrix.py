@@ -17,13 +17,14 @@ from fma.domain.codec import encode
 ROLES = ("admin", "owner", "other_dev", "analyst", "client", "other_client", "enrollment", "revoked", "expired",
          "none")
 READERS = {"admin": 200, "owner": 200, "analyst": 200, "client": 200}
-DENIED = {"other_dev": 404, "other_client": 403, "enrollment": 403, "revoked": 401, "expired": 401, "none": 401}
+#: a client token naming another experiment hears 404 (issue 11); a revoked token 403 TOKEN_REVOKED.
+DENIED = {"other_dev": 404, "other_client": 404, "enrollment": 403, "revoked": 403, "expired": 401, "none": 401}
+UNSCOPED = {"other_client": 403}  # routes of no experiment: a client token's role is what is refused
 
 
 def expect(allowed: dict[str, int], default: int = 403) -> dict[str, int]:
     out = {r: default for r in ROLES}
-    out.update({"other_dev": 404, "revoked": 401, "expired": 401, "none": 401, "other_client": 403,
-                "enrollment": 403})
+    out.update(DENIED)
     out.update(allowed)
     return out
 
@@ -35,11 +36,11 @@ def model() -> dict[str, np.ndarray]:
 # (name, method, path, json body or bytes, expected status per role)
 ROUTES = [
     ("mint token", "POST", "/v1/tokens", {"role": "analyst"},
-     expect({"admin": 201, "other_dev": 403})),
+     expect({"admin": 201, "other_dev": 403} | UNSCOPED)),
     ("create experiment", "POST", "/v1/experiments", {"name": "x"},
-     expect({"admin": 201, "owner": 201, "other_dev": 201})),
+     expect({"admin": 201, "owner": 201, "other_dev": 201} | UNSCOPED)),
     ("list experiments", "GET", "/v1/experiments", None,
-     expect({"admin": 200, "owner": 200, "other_dev": 200, "analyst": 200})),
+     expect({"admin": 200, "owner": 200, "other_dev": 200, "analyst": 200} | UNSCOPED)),
     ("get experiment", "GET", "/v1/experiments/{id}", None, expect(READERS)),
     ("patch experiment", "PATCH", "/v1/experiments/{id}", {"status": "RUNNING"},
      expect({"admin": 200, "owner": 200})),
@@ -47,7 +48,8 @@ ROUTES = [
      expect({"admin": 409, "owner": 409})),
     ("enrollment token", "POST", "/v1/experiments/{id}/enrollment-tokens", {},
      expect({"admin": 201, "owner": 201})),
-    ("register", "POST", "/v1/experiments/{id}/clients", {}, expect({"enrollment": 201}) | {"other_dev": 403}),
+    ("register", "POST", "/v1/experiments/{id}/clients", {},
+     expect({"enrollment": 201}) | {"other_dev": 403} | UNSCOPED),
     ("get model", "GET", "/v1/experiments/{id}/model", None, expect({"admin": 200, "owner": 200, "client": 200})),
     ("request upload", "POST", "/v1/experiments/{id}/rounds/1/updates", {"size": 100, "sha256": "0" * 64},
      expect({"client": 201}) | {"other_dev": 403}),
@@ -58,7 +60,7 @@ ROUTES = [
     ("post evaluation", "POST", "/v1/experiments/{id}/rounds/0/evaluations",
      {"num_examples": 3, "metrics": {"accuracy": 0.5}}, expect({"client": 201}) | {"other_dev": 403}),
     ("get published model", "GET", "/v1/experiments/{id}/models/0", None,
-     expect({"admin": 200, "owner": 200, "analyst": 200})),
+     expect({"admin": 200, "owner": 200, "analyst": 200} | UNSCOPED)),
     ("health", "GET", "/v1/health", None, dict.fromkeys(ROLES, 200)),
 ]
 

@@ -84,11 +84,11 @@ def test_expired_token_is_401(exp):
     assert_error(stack.api("GET", f"/v1/experiments/{exp_id}", token), 401)
 
 
-def test_client_token_on_another_experiment_is_403(exp):
+def test_client_token_on_another_experiment_is_404(exp):
     stack, dev, _exp_id, clients = exp
     other = stack.create_experiment(dev, model())
-    assert_error(stack.api("GET", f"/v1/experiments/{other}/model", clients[0][1]), 403, "WRONG_EXPERIMENT")
-    assert_error(stack.submit(other, 1, clients[0][1], update_bytes(model(), 1)), 403, "WRONG_EXPERIMENT")
+    assert_error(stack.api("GET", f"/v1/experiments/{other}/model", clients[0][1]), 404, "EXPERIMENT_NOT_FOUND")
+    assert_error(stack.submit(other, 1, clients[0][1], update_bytes(model(), 1)), 404, "EXPERIMENT_NOT_FOUND")
 
 
 def test_update_for_future_round_is_409(exp):

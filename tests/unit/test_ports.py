@@ -10,8 +10,8 @@ import pytest
 from fma.services import ports
 from fma.services.deps import Deps
 
-METADATA_PORTS = (ports.TokenStore, ports.ExperimentStore, ports.RoundStore, ports.LifecycleStore,
-                  ports.DueStore, ports.FailureStore, ports.MetadataStore)
+METADATA_PORTS = (ports.TokenStore, ports.TokenAuthStore, ports.ExperimentStore, ports.RoundStore, ports.LifecycleStore,
+                  ports.DueStore, ports.FailureStore, ports.IdempotencyStore, ports.MetadataStore)
 
 
 def connector_classes() -> list[tuple[str, type, type]]:

@@ -7,13 +7,15 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from api.context import json_body, principal, raw_body
 from api.deps import deps
+from api.idempotency import idempotent
 from fma.services import experiments
-from fma.services.bodies import parse_limit
+from fma.services.bodies import parse_flag, parse_limit
 
 router = APIGatewayRouter()
 
 
 @router.post("/experiments")
+@idempotent(router)
 def create() -> Response:
     body = experiments.create_experiment(deps(), principal(router), json_body(router))
     return Response(201, "application/json", body)
@@ -23,7 +25,9 @@ def create() -> Response:
 def list_all() -> dict:
     params = router.current_event.query_string_parameters or {}
     limit = parse_limit(params.get("limit"))
-    return experiments.list_experiments(deps(), principal(router), limit, params.get("cursor"), params=params)
+    archived = parse_flag(params.get("archived"), "archived")
+    return experiments.list_experiments(deps(), principal(router), limit, params.get("cursor"), archived,
+                                        params=params)
 
 
 @router.get("/experiments/<experiment_id>")
@@ -43,12 +47,19 @@ def put_model(experiment_id: str) -> Response:
 
 
 @router.post("/experiments/<experiment_id>/enrollment-tokens")
+@idempotent(router)
 def enrollment_token(experiment_id: str) -> Response:
     body = experiments.create_enrollment_token(deps(), principal(router), experiment_id, json_body(router))
     return Response(201, "application/json", body)
 
 
 @router.post("/experiments/<experiment_id>/clients")
+@idempotent(router)
 def register(experiment_id: str) -> Response:
     body = experiments.register_client(deps(), principal(router), experiment_id, json_body(router))
     return Response(201, "application/json", body)
+
+
+@router.delete("/experiments/<experiment_id>/clients/<client_id>")
+def revoke_client(experiment_id: str, client_id: str) -> dict:
+    return experiments.revoke_client(deps(), principal(router), experiment_id, client_id)

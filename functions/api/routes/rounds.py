@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from api.context import json_body, principal, raw_body, round_number
 from api.deps import deps
+from api.idempotency import idempotent
 from fma.services import participation, rounds_view
 from fma.services.bodies import parse_limit
 
@@ -27,6 +28,7 @@ def model(experiment_id: str) -> Response:
 
 
 @router.post("/experiments/<experiment_id>/rounds/<n>/updates")
+@idempotent(router)
 def request_upload(experiment_id: str, n: str) -> Response:
     body = participation.request_upload(deps(), principal(router), experiment_id, round_number(n), json_body(router))
     return Response(201, "application/json", body)
@@ -39,6 +41,7 @@ def put_update(experiment_id: str, n: str) -> Response:
 
 
 @router.post("/experiments/<experiment_id>/rounds/<n>/evaluations")
+@idempotent(router)
 def evaluation(experiment_id: str, n: str) -> Response:
     body = participation.post_evaluation(deps(), principal(router), experiment_id, round_number(n),
                                          json_body(router))

@@ -7,7 +7,7 @@ import functools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -15,6 +15,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from fma.adapters.dynamo_models import TableSchema
+from fma.domain import strict_json
 from fma.domain.errors import InvalidInput
 
 CONDITION_FAILED = "ConditionalCheckFailed"
@@ -27,19 +28,39 @@ def encode_cursor(key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    """Cursors are opaque to callers; a tampered one is a 400, not a 500."""
+MAX_CURSOR_CHARS = 4096
+MAX_KEY_VALUE_BYTES = 1024
+
+
+def decode_cursor(cursor: str | None, shape: Mapping[str, str]) -> dict[str, Any] | None:
+    """Cursors are opaque to callers; anything but one this query could have written is a 400.
+
+    `shape` names every key attribute the cursor must have and no other, each with the value it
+    must equal or, ending in `*`, the prefix it must start with. So a cursor with unknown keys,
+    another owner's or experiment's key, or values DynamoDB would refuse never reaches a query.
+    """
     if not cursor:
         return None
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("cursor too long")
+        key = strict_json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
     except (ValueError, TypeError):
-        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR") from None
-    if not isinstance(key, dict) or not all(
-        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
+        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR", details={"field": "cursor"}) from None
+    if not isinstance(key, dict) or set(key) != set(shape) or not all(
+        _cursor_value_fits(key[name], expected) for name, expected in shape.items()
     ):
-        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR")
+        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR", details={"field": "cursor"})
     return key
+
+
+def _cursor_value_fits(value: Any, expected: str) -> bool:
+    if not isinstance(value, dict) or set(value) != {"S"} or not isinstance(value["S"], str):
+        return False
+    text = value["S"]
+    if not 0 < len(text.encode("utf-8")) <= MAX_KEY_VALUE_BYTES:
+        return False
+    return text.startswith(expected[:-1]) if expected.endswith("*") else text == expected
 
 
 def connection() -> Connection:

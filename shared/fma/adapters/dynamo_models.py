@@ -86,6 +86,7 @@ class TokenItem(_Base):
     max_uses = NumberAttribute(null=True)
     uses = NumberAttribute(default=0)
     revoked = BooleanAttribute(default=False)
+    minted_by = UnicodeAttribute(null=True)
     ttl = NumberAttribute(null=True)
 
 
@@ -106,6 +107,7 @@ class ExperimentItem(_Base):
     model_sha256 = UnicodeAttribute(null=True)
     model_error = UnicodeAttribute(null=True)
     initial_sha256 = UnicodeAttribute(null=True)
+    archived = BooleanAttribute(null=True)
     update_limits = JSONAttribute(null=True)
     clients = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
@@ -155,6 +157,8 @@ class ClientItem(_Base):
     client_id = UnicodeAttribute()
     name = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
+    token_hash = UnicodeAttribute(null=True)
+    revoked = BooleanAttribute(null=True)
 
 
 class UpdateItem(_Base):
@@ -198,6 +202,16 @@ class RefusalItem(_Base):
     count = NumberAttribute(default=0)
     first_at = NumberAttribute()
     last_at = NumberAttribute()
+class IdempotencyItem(_Base):
+    """pk = IDEM#{sha256(principal, key)}, sk = IDEM: one spread-out item per key (no hot key)."""
+
+    fingerprint = UnicodeAttribute()
+    state = UnicodeAttribute()
+    lock_expires = NumberAttribute()
+    expires_at = NumberAttribute()
+    response_status = NumberAttribute(null=True)
+    response_body = UnicodeAttribute(null=True)
+    ttl = NumberAttribute()
 
 
 class RegistryNameItem(_Base):
@@ -245,8 +259,8 @@ class LinkItem(_Base):
 
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
-                                       UpdateItem, EvaluationItem, RegistryNameItem, RegistryVersionItem, LinkItem,
-                                       RefusalItem)
+                                       UpdateItem, EvaluationItem, IdempotencyItem, RegistryNameItem,
+                                       RegistryVersionItem, LinkItem, RefusalItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:

@@ -52,7 +52,8 @@ def secret_store(settings: Settings) -> SecretStore | None:
 
 
 def build_token_deps(settings: Settings) -> TokenDeps:
-    """The authorizer's dependencies: the token store only (it needs no bucket)."""
+    """The authorizer's dependencies: tokens and experiments (a client token ends with its
+    experiment) and the limits; it needs no bucket."""
     if _connector_override is not None:
-        return TokenDeps(repo=_connector_override(settings)[0])
-    return TokenDeps(repo=aws.metadata_store(settings))
+        return TokenDeps(repo=_connector_override(settings)[0], limits=settings.limits)
+    return TokenDeps(repo=aws.metadata_store(settings), limits=settings.limits)

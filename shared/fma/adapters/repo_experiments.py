@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, transact
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, transact
 from fma.adapters.dynamo_models import (
     LIST_PK,
     ClientItem,
@@ -16,7 +16,7 @@ from fma.adapters.dynamo_models import (
 from fma.adapters.repo_rounds import round_item
 from fma.adapters.repo_tokens import token_item, token_pk
 from fma.domain.clock import iso
-from fma.domain.errors import Conflict, Forbidden
+from fma.domain.errors import Conflict, Forbidden, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord, TokenRecord
 from fma.domain.states import ENDED, ExperimentStatus
@@ -35,7 +35,8 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         model_version=int(item.model_version) if item.model_version is not None else None,
         model_spec=item.model_spec, model_sha256=item.model_sha256, clients=int(item.clients or 0),
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
-        initial_sha256=item.initial_sha256, update_limits=UpdateLimits.from_json(item.update_limits),
+        initial_sha256=item.initial_sha256, archived=bool(item.archived),
+        update_limits=UpdateLimits.from_json(item.update_limits),
     )
 
 
@@ -51,6 +52,13 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
     )
 
 
+def list_partitions(owner: str, archived: bool) -> tuple[str, str]:
+    """The GSI hash keys an experiment is listed under: live ones and archived ones apart."""
+    if archived:
+        return f"{LIST_PK}#ARCHIVED", f"ARCHIVED#OWNER#{owner}"
+    return LIST_PK, f"OWNER#{owner}"
+
+
 class ExperimentRepository:
     def create_experiment(self, exp: Experiment) -> None:
         experiment_item(exp).save(condition=ExperimentItem.pk.does_not_exist())
@@ -61,17 +69,33 @@ class ExperimentRepository:
         except DoesNotExist:
             return None
 
-    def list_experiments(self, owner: str | None, limit: int, cursor: str | None) -> Page:
-        """Newest first, through a GSI (never a scan)."""
-        start = decode_cursor(cursor)
+    def list_experiments(self, owner: str | None, limit: int, cursor: str | None, archived: bool = False) -> Page:
+        """Newest first, through a GSI (never a scan); archived experiments live in partitions of
+        their own (`list_partitions`), so either list pages without filtering."""
+        list_pk, owner_pk = list_partitions(owner or "", archived)
         if owner is None:
-            result = ExperimentItem.all_index.query(LIST_PK, scan_index_forward=False, limit=limit,
+            start = decode_cursor(cursor, {"pk": "EXP#*", "sk": "META", "list_pk": list_pk, "list_sk": "*"})
+            result = ExperimentItem.all_index.query(list_pk, scan_index_forward=False, limit=limit,
                                                     last_evaluated_key=start)
         else:
-            result = ExperimentItem.owner_index.query(f"OWNER#{owner}", scan_index_forward=False,
+            start = decode_cursor(cursor, {"pk": "EXP#*", "sk": "META", "owner_pk": owner_pk, "list_sk": "*"})
+            result = ExperimentItem.owner_index.query(owner_pk, scan_index_forward=False,
                                                       limit=limit, last_evaluated_key=start)
         items = [to_experiment(i) for i in result]
         return Page(items, encode_cursor(result.last_evaluated_key))
+
+    def set_archived(self, experiment_id: str, owner: str, archived: bool) -> Experiment:
+        """Hide (or show again) an experiment in lists by moving its list keys; nothing else changes."""
+        list_pk, owner_pk = list_partitions(owner, archived)
+        item = ExperimentItem(exp_pk(experiment_id), "META")
+        try:
+            item.update(actions=[ExperimentItem.archived.set(archived), ExperimentItem.list_pk.set(list_pk),
+                                 ExperimentItem.owner_pk.set(owner_pk)], condition=ExperimentItem.pk.exists())
+        except UpdateError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                raise NotFound(f"experiment {experiment_id} not found", code="EXPERIMENT_NOT_FOUND") from None
+            raise
+        return to_experiment(item)
 
     def set_status(self, experiment_id: str, allowed_from: set[ExperimentStatus],
                    target: ExperimentStatus) -> Experiment:
@@ -108,27 +132,66 @@ class ExperimentRepository:
 
     def register_client(self, experiment_id: str, client_id: str, name: str | None,
                         enrollment_hash: str, client_token: TokenRecord, now: float) -> None:
-        """Consume one use of the enrollment token, add the client and its token, count it."""
-        def build(t):
-            t.update(TokenItem(token_pk(enrollment_hash), "TOKEN"), actions=[TokenItem.uses.add(1)],
-                     condition=(TokenItem.revoked == False)  # noqa: E712 (pynamodb condition)
-                     & (TokenItem.expires_at.does_not_exist() | (TokenItem.expires_at > now))
-                     & (TokenItem.max_uses.does_not_exist() | (TokenItem.uses < TokenItem.max_uses)))
-            t.save(ClientItem(exp_pk(experiment_id), f"CLIENT#{client_id}", client_id=client_id,
-                              name=name, created_at=iso(now)), condition=ClientItem.pk.does_not_exist())
-            t.save(token_item(client_token), condition=TokenItem.pk.does_not_exist())
-            t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(1)],
-                     condition=ExperimentItem.status.is_in(*(str(s) for s in REGISTERING)))
-        codes = transact(build)
-        if not codes:
-            return
-        # Classify by reading back: DynamoDB implementations (moto among them) differ in which
-        # item of a cancelled transaction they report as failed.
-        enrollment = self.get_token(enrollment_hash)  # type: ignore[attr-defined]
-        if failed(codes, 0) or enrollment is None or not enrollment.usable(now):
-            raise Forbidden("enrollment token is expired, revoked or used up", code="ENROLLMENT_EXHAUSTED")
-        exp = self.get_experiment(experiment_id)
-        if failed(codes, 3) or exp is None or exp.status not in REGISTERING:
-            raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
-        raise Conflict("registration conflicted, retry", code="REGISTRATION_CONFLICT")
+        """Consume one use of the enrollment token, add the client and its token, count it.
 
+        A refused transaction is classified by consistent reads, not by its cancellation reasons
+        (which moto and DynamoDB report differently): so every racer past `max_uses` hears
+        ENROLLMENT_EXHAUSTED, not a conflict.
+        """
+        for _ in range(3):
+            if not transact(lambda t: self._register(t, experiment_id, client_id, name, enrollment_hash,
+                                                     client_token, now)):
+                return
+            self._explain_refused_registration(experiment_id, enrollment_hash, now)
+        raise Conflict("registration conflicted with others; retry", code="REGISTRATION_CONFLICT")
+
+    @staticmethod
+    def _register(t, experiment_id: str, client_id: str, name: str | None, enrollment_hash: str,
+                  client_token: TokenRecord, now: float) -> None:
+        t.update(TokenItem(token_pk(enrollment_hash), "TOKEN"), actions=[TokenItem.uses.add(1)],
+                 condition=(TokenItem.revoked == False)  # noqa: E712 (pynamodb condition)
+                 & (TokenItem.expires_at.does_not_exist() | (TokenItem.expires_at > now))
+                 & (TokenItem.max_uses.does_not_exist() | (TokenItem.uses < TokenItem.max_uses)))
+        t.save(ClientItem(exp_pk(experiment_id), f"CLIENT#{client_id}", client_id=client_id, name=name,
+                          created_at=iso(now), token_hash=client_token.token_hash),
+               condition=ClientItem.pk.does_not_exist())
+        t.save(token_item(client_token), condition=TokenItem.pk.does_not_exist())
+        t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(1)],
+                 condition=ExperimentItem.status.is_in(*(str(s) for s in sorted(REGISTERING))))
+
+    def _explain_refused_registration(self, experiment_id: str, enrollment_hash: str, now: float) -> None:
+        """Raise the reason a registration was refused; return if it was only a write conflict."""
+        token = self.get_token(enrollment_hash)
+        if token is None or token.revoked:
+            raise Forbidden("the enrollment token was revoked", code="TOKEN_REVOKED")
+        if token.expires_at is not None and token.expires_at <= now:
+            raise Forbidden("the enrollment token has expired", code="ENROLLMENT_EXHAUSTED",
+                            details={"reason": "expired"})
+        if token.max_uses is not None and token.uses >= token.max_uses:
+            raise Forbidden(f"the enrollment token has reached its max_uses ({token.max_uses})",
+                            code="ENROLLMENT_EXHAUSTED", details={"reason": "max_uses", "max_uses": token.max_uses})
+        exp = self.get_experiment(experiment_id)
+        if exp is None or exp.status not in REGISTERING:
+            raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
+
+    def get_client_token_hash(self, experiment_id: str, client_id: str) -> tuple[str | None, bool] | None:
+        """(token hash, revoked) of an enrolled client; None if there is no such client."""
+        try:
+            item = ClientItem.get(exp_pk(experiment_id), f"CLIENT#{client_id}", consistent_read=True)
+        except DoesNotExist:
+            return None
+        return item.token_hash, bool(item.revoked)
+
+    def revoke_client(self, experiment_id: str, client_id: str, token_hash: str | None) -> bool:
+        """Mark the client revoked, revoke its token and stop counting it toward `"all"`, in one
+        transaction; False if it was already revoked (nothing changes twice)."""
+        def build(t):
+            t.update(ClientItem(exp_pk(experiment_id), f"CLIENT#{client_id}"),
+                     actions=[ClientItem.revoked.set(True)],
+                     condition=ClientItem.pk.exists() & ClientItem.revoked.does_not_exist())
+            if token_hash:
+                t.update(TokenItem(token_pk(token_hash), "TOKEN"), actions=[TokenItem.revoked.set(True)],
+                         condition=TokenItem.pk.exists())
+            t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(-1)],
+                     condition=ExperimentItem.pk.exists())
+        return not transact(build)

@@ -7,22 +7,11 @@ SQS redeliveries, sweeps and local mode alike.
 
 from __future__ import annotations
 
-from pynamodb.exceptions import UpdateError
-
 from fma.adapters.dynamo_models import RoundItem, UpdateItem, exp_pk, round_sk, update_sk
+from fma.adapters.repo_lifecycle import _conditional
 from fma.domain.states import RoundState, UpdateStatus
 
 REASON_LIMIT = 1000
-
-
-def _conditional(fn) -> bool:
-    try:
-        fn()
-        return True
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
 
 
 class FailureRepository:

@@ -89,7 +89,8 @@ class RoundRepository:
 
     def list_rounds(self, experiment_id: str, limit: int, cursor: str | None) -> Page:
         result = RoundItem.query(exp_pk(experiment_id), RoundItem.sk.startswith("ROUND#"), limit=limit,
-                                 scan_index_forward=True, last_evaluated_key=decode_cursor(cursor),
+                                 scan_index_forward=True, last_evaluated_key=decode_cursor(
+                                     cursor, {"pk": exp_pk(experiment_id), "sk": "ROUND#*"}),
                                  consistent_read=True)
         items = [to_round(i) for i in result]
         return Page(items, encode_cursor(result.last_evaluated_key))

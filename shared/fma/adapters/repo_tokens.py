@@ -19,6 +19,7 @@ def token_item(rec: TokenRecord) -> TokenItem:
         token_pk(rec.token_hash), "TOKEN", role=str(rec.role), principal_id=rec.principal_id,
         experiment_id=rec.experiment_id, name=rec.name, created_at=iso(),
         expires_at=rec.expires_at, max_uses=rec.max_uses, uses=rec.uses, revoked=rec.revoked,
+        minted_by=rec.minted_by,
         ttl=int(rec.expires_at) + 86400 if rec.expires_at else None,
     )
 
@@ -37,7 +38,7 @@ class TokenRepository:
             experiment_id=item.experiment_id,
             expires_at=float(item.expires_at) if item.expires_at is not None else None,
             max_uses=int(item.max_uses) if item.max_uses is not None else None,
-            uses=int(item.uses or 0), revoked=bool(item.revoked), name=item.name,
+            uses=int(item.uses or 0), revoked=bool(item.revoked), name=item.name, minted_by=item.minted_by,
         )
 
     def revoke_token(self, token_hash: str) -> None:

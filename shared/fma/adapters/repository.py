@@ -5,6 +5,7 @@ from __future__ import annotations
 from fma.adapters.dynamo_models import configure_table
 from fma.adapters.repo_experiments import ExperimentRepository
 from fma.adapters.repo_failures import FailureRepository
+from fma.adapters.repo_idempotency import IdempotencyRepository
 from fma.adapters.repo_lifecycle import LifecycleRepository, SweepRepository
 from fma.adapters.repo_registry import LineageRepository, RegistryRepository
 from fma.adapters.repo_rounds import RoundRepository
@@ -13,7 +14,8 @@ from fma.adapters.repo_trouble import TroubleRepository
 
 
 class DynamoRepository(TokenRepository, ExperimentRepository, RoundRepository, LifecycleRepository, SweepRepository,
-                       FailureRepository, RegistryRepository, LineageRepository, TroubleRepository):
+                       FailureRepository, IdempotencyRepository, RegistryRepository, LineageRepository,
+                       TroubleRepository):
     """Binds the pynamodb models to `table_name` (and a local endpoint) on construction."""
 
     def __init__(self, table_name: str, region: str = "us-east-1", host: str | None = None):

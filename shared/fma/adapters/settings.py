@@ -34,6 +34,8 @@ POLL_RETRY_AFTER_SECONDS = "FMA_POLL_RETRY_AFTER_SECONDS"
 #: a 0600 key file in local mode.
 DP_SECRET_ARN = "FMA_DP_SECRET_ARN"
 DP_SECRET_FILE = "FMA_DP_SECRET_FILE"
+CLIENT_TOKEN_MAX_SECONDS = "FMA_CLIENT_TOKEN_MAX_SECONDS"
+CLIENT_TOKEN_GRACE_SECONDS = "FMA_CLIENT_TOKEN_GRACE_SECONDS"
 # Read by powertools: Logger reads the service name and level, Metrics the service and namespace.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
@@ -47,6 +49,7 @@ LIMITS = {
     MAX_UPDATE_BYTES: "max_update_bytes", LEASE_SECONDS: "lease_seconds",
     MAX_AGGREGATION_ATTEMPTS: "max_aggregation_attempts", RECONCILE_GRACE_SECONDS: "reconcile_grace_seconds",
     MAX_INGEST_ATTEMPTS: "max_ingest_attempts", POLL_RETRY_AFTER_SECONDS: "poll_retry_after_seconds",
+    CLIENT_TOKEN_MAX_SECONDS: "client_token_max_seconds", CLIENT_TOKEN_GRACE_SECONDS: "client_token_grace_seconds",
 }
 #: set by a construct only when the deployment configures it (custom strategies).
 CONFIGURED_ONLY = frozenset({STRATEGY_MODULES})

@@ -19,7 +19,8 @@ class Role(StrEnum):
     ENROLLMENT = "enrollment"
 
 
-MINTABLE_ROLES = frozenset({Role.DEVELOPER, Role.ANALYST, Role.ADMIN})
+#: what POST /v1/tokens mints; admin tokens come only from `fma token create` (table access).
+MINTABLE_ROLES = frozenset({Role.DEVELOPER, Role.ANALYST})
 TOKEN_PREFIX = "fma_"
 
 

@@ -35,7 +35,7 @@ class RoundPolicy:
             raise InvalidInput("rounds must be an object", details={"field": "rounds"})
         unknown = sorted(set(data) - set(cls.FIELDS))
         if unknown:
-            raise InvalidInput(f"unknown field(s) in rounds: {unknown}", code="UNKNOWN_FIELD",
+            raise InvalidInput(f"unknown field(s) in rounds: {', '.join(unknown)}", code="UNKNOWN_FIELD",
                                details={"field": "rounds", "unknown": unknown})
         policy = cls(**{k: data[k] for k in cls.FIELDS if k in data})
         policy.validate()
@@ -48,7 +48,7 @@ class RoundPolicy:
         if self.deadline_seconds is not None:
             _positive_int("rounds.deadline_seconds", self.deadline_seconds, 30 * 86400)
         if self.on_deadline not in ON_DEADLINE:
-            raise InvalidInput(f"rounds.on_deadline must be one of {list(ON_DEADLINE)}",
+            raise InvalidInput(f"rounds.on_deadline must be one of: {', '.join(ON_DEADLINE)}",
                                details={"field": "rounds.on_deadline"})
         _positive_int("rounds.min_updates_at_deadline", self.min_updates_at_deadline, 100_000)
 
@@ -83,6 +83,7 @@ class Experiment:
     clients: int = 0
     created_at: str = ""
     updated_at: str = ""
+    archived: bool = False
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -94,7 +95,7 @@ class Experiment:
             "model_version": self.model_version, "model_spec": self.model_spec,
             "model_sha256": self.model_sha256, "initial_sha256": self.initial_sha256,
             "model_error": self.model_error, "clients": self.clients,
-            "created_at": self.created_at, "updated_at": self.updated_at,
+            "created_at": self.created_at, "updated_at": self.updated_at, "archived": self.archived,
         }
 
 

@@ -20,6 +20,13 @@ class TokenRecord:
     uses: int
     revoked: bool
     name: str | None = None
+    minted_by: str | None = None
+
+    @property
+    def token_id(self) -> str:
+        """The token's public id: the sha256 it is stored under, which cannot be used as a token
+        (the authorizer hashes what it is shown), so it can be listed, logged and revoked by."""
+        return self.token_hash
 
     def usable(self, now: float) -> bool:
         if self.revoked or (self.expires_at is not None and self.expires_at <= now):

@@ -48,7 +48,9 @@ class LocalStack:
             raise ValueError("local mode binds to loopback addresses only")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.umask(0o077)  # every file local mode writes (token, database, objects) is 0600, every folder 0700
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(self.state_dir)
         # The DP noise key: a 0600 file that only this process reads (services/dp_noise.py).
         os.environ.setdefault("FMA_DP_SECRET_FILE", str(self.state_dir.resolve() / "dp-noise.key"))
         self.gateway = Gateway(self.host, self.port)
@@ -123,7 +125,9 @@ class LocalStack:
         if repo.get_token(hash_token(token)) is None:
             principal = "admin-" + hashlib.sha256(token.encode()).hexdigest()[:12]
             repo.put_token(TokenRecord(hash_token(token), Role.ADMIN, principal, None, None, None, 0, False, "local"))
-        path.write_text(token + "\n")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as out:
+            out.write(token + "\n")
         path.chmod(0o600)
         return token
 
@@ -155,3 +159,11 @@ class LocalStack:
             self.connector.close()
             if self.ephemeral:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _owner_only(state_dir: Path) -> None:
+    """Tighten what an older version left behind: the state folder holds tokens and all data."""
+    state_dir.chmod(0o700)
+    for path in state_dir.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o700 if path.is_dir() else 0o600)

@@ -73,7 +73,9 @@ def call_api(method: str, path: str, headers: dict[str, str] | None = None, body
         except Exception:
             return _error(401, "UNAUTHORIZED", "invalid, expired or revoked token")
         if result["policyDocument"]["Statement"][0]["Effect"] != "Allow":
-            return _error(403, "FORBIDDEN", "this token may not call the API")
+            reason = result.get("context") or {}
+            return _error(403, reason.get("code", "FORBIDDEN"),
+                          reason.get("message", "this token may not call the API"))
         context = {**result.get("context", {}), "principalId": result["principalId"]}
     event = api_event(method, path, headers=headers, body=body, query=query, authorizer=context)
     response = load_handler_module("api").handler(event, FakeContext("api"))

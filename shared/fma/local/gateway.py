@@ -26,6 +26,10 @@ class GatewayHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet by default
         pass
 
+    def version_string(self) -> str:
+        """`Server: fma-local`, without the interpreter version the standard library appends."""
+        return self.server_version
+
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
         for key, value in headers.items():

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fma.domain.clock import now as wall_clock
-from fma.services.ports import Invoker, MetadataStore, ModelStore, SecretStore, TokenStore
+from fma.services.ports import Invoker, MetadataStore, ModelStore, SecretStore, TokenAuthStore
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class Limits:
     max_ingest_attempts: int = 4
     # the polling hint (Retry-After, seconds) on GET model/round while nothing changed.
     poll_retry_after_seconds: int = 5
+    #: client tokens: at most this long from registration, and this long past their experiment's end
+    client_token_max_seconds: int = 365 * 86400
+    client_token_grace_seconds: int = 7 * 86400
 
 
 @dataclass
@@ -38,9 +41,11 @@ class Deps:
 
 @dataclass
 class TokenDeps:
-    """What resolving and minting tokens needs (the authorizer and `fma token create`): no objects."""
+    """What resolving and minting tokens needs (the authorizer and `fma token create`): no objects;
+    the experiment read and the limits because a client token ends with its experiment."""
 
-    repo: TokenStore
+    repo: TokenAuthStore
+    limits: Limits = field(default_factory=Limits)
     clock: Callable[[], float] = wall_clock
 
 

@@ -18,6 +18,7 @@ from fma.domain.errors import InvalidInput
 from fma.domain.experiment import Experiment
 from fma.domain.records import Page
 from fma.domain.states import ExperimentStatus
+from fma.services.bodies import listing
 from fma.services.deps import Deps
 from fma.services.rounds_view import health, weighted
 
@@ -51,7 +52,7 @@ def parse_filters(params: Mapping[str, str | None]) -> ListFilters:
         allowed = [str(s) for s in ExperimentStatus]
         bad = [s for s in wanted if s not in allowed]
         if bad:
-            raise InvalidInput(f"status must be one or more of {allowed}, comma-separated",
+            raise InvalidInput(f"status must be one or more of: {listing(allowed)} (comma-separated)",
                                code="INVALID_QUERY_PARAMETER", details={"parameter": "status", "allowed": allowed})
         statuses = frozenset(wanted)
     strategy = params.get("strategy") or None

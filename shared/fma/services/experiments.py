@@ -22,8 +22,8 @@ from fma.domain.records import Page, TokenRecord
 from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
 from fma.domain.strategy_catalog import validate_strategy
 from fma.domain.update_limits import parse_update_limits
-from fma.services.access import mint_token
-from fma.services.bodies import optional_int, require_object
+from fma.services.access import client_token_expiry, mint_token
+from fma.services.bodies import listing, optional_int, require_object
 from fma.services.deps import Deps, model_key
 
 CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from",
@@ -31,11 +31,17 @@ CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_byte
 
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
-    """The experiment if the caller may read it; 404 otherwise (no existence oracle)."""
+    """The experiment if the caller may read it; 404 otherwise (no existence oracle).
+
+    A client or enrollment token naming another experiment hears 404 too: that experiment is
+    not found *for this token*, whether or not it exists.
+    """
+    scoped = caller.role in (Role.CLIENT, Role.ENROLLMENT)
+    if scoped and caller.experiment_id != experiment_id:
+        raise NotFound(f"experiment {experiment_id} not found (this token belongs to another experiment)",
+                       code="EXPERIMENT_NOT_FOUND")
     if caller.role == Role.ENROLLMENT:
         raise Forbidden("an enrollment token may only register a client", code="FORBIDDEN_ROLE")
-    if caller.role == Role.CLIENT and caller.experiment_id != experiment_id:
-        raise Forbidden("this token belongs to another experiment", code="WRONG_EXPERIMENT")
     exp = deps.repo.get_experiment(experiment_id) if _valid_id(experiment_id) else None
     if exp is None or not can_read_experiment(caller, experiment_id, exp.owner):
         raise NotFound(f"experiment {experiment_id} not found", code="EXPERIMENT_NOT_FOUND")
@@ -96,36 +102,39 @@ def put_initial_model(deps: Deps, caller: Principal, experiment_id: str, body: b
     return {"status": "UPLOADING", "key": model_key(exp.id, 0)}
 
 
-def list_experiments(deps: Deps, caller: Principal, limit: int, cursor: str | None, *,
+def list_experiments(deps: Deps, caller: Principal, limit: int, cursor: str | None, archived: bool = False, *,
                      params: Mapping[str, str | None] | None = None) -> dict[str, Any]:
-    """One page; `params` are the query's filters (status, strategy, q; see experiment_list)."""
+    """One page, newest first; archived experiments are listed only with `archived=True` (and
+    only they); `params` are the query's filters (status, strategy, q; see experiment_list)."""
     from fma.services import experiment_list
 
     require_role(caller, Role.DEVELOPER, Role.ANALYST, Role.ADMIN)
     filters = experiment_list.parse_filters(params or {})
     owner = caller.principal_id if caller.role == Role.DEVELOPER else None
-    page: Page = experiment_list.filtered_page(lambda n, c: deps.repo.list_experiments(owner, n, c), filters,
-                                               limit, cursor)
+    page: Page = experiment_list.filtered_page(lambda n, c: deps.repo.list_experiments(owner, n, c, archived),
+                                               filters, limit, cursor)
     return {"experiments": [e.to_public() | experiment_list.summary(deps, e) for e in page.items],
             "next_cursor": page.next_cursor}
 
 
 def patch_experiment(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:
+    """PATCH: `status` (pause, resume, stop) and/or `archived` (hide from lists), owner or admin."""
     exp = load_managed(deps, caller, experiment_id)
-    data = require_object(body, ("status",), ("status",))
-    try:
-        target = ExperimentStatus(data["status"])
-    except ValueError:
-        target = None
-    if target not in USER_SETTABLE:
-        raise InvalidInput(f"status must be one of {sorted(USER_SETTABLE)}", details={"field": "status"})
+    data = require_object(body, ("status", "archived"))
+    if not data:
+        raise InvalidInput("send status, archived or both", code="MISSING_FIELD",
+                           details={"missing": ["status"], "any_of": ["status", "archived"]})
+    archived = data.get("archived", exp.archived)
+    if not isinstance(archived, bool):
+        raise InvalidInput("archived must be true or false", details={"field": "archived"})
+    target = _patch_target(data) if "status" in data else exp.status
+    if target != exp.status:
+        _check_transition(exp, target)
+    if archived != exp.archived:
+        exp = deps.repo.set_archived(experiment_id, exp.owner, archived)
     if target == exp.status:
         return exp.to_public()
-    allowed = {s for s, targets in EXPERIMENT_TRANSITIONS.items() if target in targets}
-    if target == ExperimentStatus.RUNNING:
-        allowed = {ExperimentStatus.PAUSED}
-    if exp.status not in allowed:
-        raise Conflict(f"cannot change status from {exp.status} to {target}", code="INVALID_TRANSITION")
+    allowed = _sources(target)
     if target == ExperimentStatus.STOPPED:  # one transaction with failing the current round
         if not deps.repo.stop_experiment(experiment_id, allowed, "EXPERIMENT_STOPPED: stopped by its developer"):
             raise Conflict(f"cannot change status from {exp.status} to {target}", code="INVALID_TRANSITION")
@@ -133,6 +142,24 @@ def patch_experiment(deps: Deps, caller: Principal, experiment_id: str, body: ob
     else:
         updated = deps.repo.set_status(experiment_id, allowed, target)
     return updated.to_public() | {"status": str(target)}
+
+
+def _patch_target(data: dict[str, Any]) -> ExperimentStatus:
+    value = data["status"]
+    if not isinstance(value, str) or value not in USER_SETTABLE:
+        raise InvalidInput(f"status must be one of: {listing(USER_SETTABLE)}", details={"field": "status"})
+    return ExperimentStatus(value)
+
+
+def _sources(target: ExperimentStatus) -> set[ExperimentStatus]:
+    if target == ExperimentStatus.RUNNING:
+        return {ExperimentStatus.PAUSED}
+    return {s for s, targets in EXPERIMENT_TRANSITIONS.items() if target in targets}
+
+
+def _check_transition(exp: Experiment, target: ExperimentStatus) -> None:
+    if exp.status not in _sources(target):
+        raise Conflict(f"cannot change status from {exp.status} to {target}", code="INVALID_TRANSITION")
 
 
 def create_enrollment_token(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:
@@ -143,22 +170,39 @@ def create_enrollment_token(deps: Deps, caller: Principal, experiment_id: str, b
     expires_in = optional_int(data, "expires_in_seconds", 86400, 60, 90 * 86400)
     max_uses = optional_int(data, "max_uses", None, 1, 1_000_000)
     token, rec = mint_token(deps, Role.ENROLLMENT, f"enroll-{uuid.uuid4().hex[:12]}", experiment_id=exp.id,
-                            expires_in=expires_in, max_uses=max_uses)
-    return {"token": token, "expires_at": iso(rec.expires_at), "max_uses": max_uses}
+                            expires_in=expires_in, max_uses=max_uses, minted_by=caller.principal_id)
+    return {"token": token, "token_id": rec.token_id, "expires_at": iso(rec.expires_at), "max_uses": max_uses}
 
 
 def register_client(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:
-    if caller.role != Role.ENROLLMENT or caller.experiment_id != experiment_id:
+    if caller.role != Role.ENROLLMENT:
         raise Forbidden("registering needs an enrollment token of this experiment", code="FORBIDDEN_ROLE")
+    if caller.experiment_id != experiment_id:
+        raise NotFound(f"experiment {experiment_id} not found (this token belongs to another experiment)",
+                       code="EXPERIMENT_NOT_FOUND")
     data = require_object(body, ("name",))
     name = data.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200):
         raise InvalidInput("name must be a string of at most 200 characters", details={"field": "name"})
     client_id = new_client_id()
     token = new_token()
-    rec = TokenRecord(hash_token(token), Role.CLIENT, client_id, experiment_id, None, None, 0, False, name)
+    rec = TokenRecord(hash_token(token), Role.CLIENT, client_id, experiment_id, client_token_expiry(deps), None, 0,
+                      False, name, caller.principal_id)
     deps.repo.register_client(experiment_id, client_id, name, caller.token_hash or "", rec, deps.clock())
-    return {"client_id": client_id, "token": token}
+    return {"client_id": client_id, "token": token, "token_id": rec.token_id, "expires_at": iso(rec.expires_at)}
+
+
+def revoke_client(deps: Deps, caller: Principal, experiment_id: str, client_id: str) -> dict[str, Any]:
+    """DELETE .../clients/{client_id}: the owner revokes a client's token (its later requests
+    are refused with 403) and it no longer counts toward a `"all"` quota."""
+    load_managed(deps, caller, experiment_id)
+    found = deps.repo.get_client_token_hash(experiment_id, client_id) if _valid_id(client_id) else None
+    if found is None:
+        raise NotFound(f"client {client_id} not found", code="CLIENT_NOT_FOUND")
+    token_hash, revoked = found
+    if not revoked:
+        deps.repo.revoke_client(experiment_id, client_id, token_hash)
+    return {"client_id": client_id, "token_id": token_hash, "revoked": True}
 
 
 def _check_robust_quorum(name: str, params: dict[str, Any], policy: RoundPolicy) -> None:
@@ -187,4 +231,5 @@ def _check_body_size(deps: Deps, body: bytes, max_bytes: int) -> None:
 
 
 def _valid_id(value: str) -> bool:
-    return 0 < len(value) <= 64 and value.replace("-", "").isalnum()
+    """ASCII letters, digits and '-' only (`isalnum` would let "²" and lone surrogates through)."""
+    return 0 < len(value) <= 64 and value.isascii() and value.replace("-", "").isalnum()

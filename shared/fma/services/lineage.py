@@ -51,6 +51,9 @@ def create_fork(deps: Deps, caller: Principal, exp: Experiment, source: object,
     except FmaError:  # not readable by this caller: the same answer as not there
         raise NotFound(f"experiment {ref.experiment_id} not found", code="PARENT_NOT_FOUND",
                        details={"field": "from.experiment_id"}) from None
+    if not callable(getattr(deps.repo, "create_fork", None)) or not callable(getattr(deps.store, "copy", None)):
+        raise Conflict("this deployment's connector keeps no lineage yet (local mode: use --backend aws-emulation)",
+                       code="LINEAGE_UNAVAILABLE")
     sha, manifest_sha = _source(deps, parent, ref.round)
     deps.store.copy(model_key(parent.id, ref.round), model_key(exp.id, 0))
     exp.status, exp.model_spec, exp.model_version, exp.current_round = (

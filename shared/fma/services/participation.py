@@ -13,7 +13,8 @@ from fma.domain.records import EvaluationRecord, UpdateRecord
 from fma.domain.states import ENDED, ExperimentStatus, RoundState, UpdateStatus
 from fma.domain.strategy_catalog import client_config_for
 from fma.domain.update_meta import check_metrics
-from fma.services.bodies import optional_int, require_object
+from fma.services.access import require_live_client
+from fma.services.bodies import require_object, required_int
 from fma.services.deps import Deps, model_key, update_key
 from fma.services.experiments import _check_body_size, load_experiment
 
@@ -42,6 +43,7 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
     if caller.role != Role.CLIENT:
         raise Forbidden("only clients upload updates", code="FORBIDDEN_ROLE")
     exp = load_experiment(deps, caller, experiment_id)
+    require_live_client(deps, caller)
     if exp.status in ENDED:
         raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
     if exp.status != ExperimentStatus.RUNNING:
@@ -64,7 +66,7 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
 def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, body: object) -> dict[str, Any]:
     """A presigned POST for the declared size; ingest accepts only bytes of the declared sha256."""
     data = require_object(body, ("size", "sha256"), ("size", "sha256"))
-    size = optional_int(data, "size", None, 1, 1 << 62)
+    size = required_int(data, "size", 1, 1 << 62)
     sha = data.get("sha256")
     if not isinstance(sha, str) or not SHA256.fullmatch(sha):
         raise InvalidInput("sha256 must be 64 lowercase hex characters", details={"field": "sha256"})
@@ -93,10 +95,11 @@ def post_evaluation(deps: Deps, caller: Principal, experiment_id: str, n: int, b
     if caller.role != Role.CLIENT:
         raise Forbidden("only clients post evaluations", code="FORBIDDEN_ROLE")
     exp = load_experiment(deps, caller, experiment_id)
+    require_live_client(deps, caller)
     if exp.status in (ExperimentStatus.STOPPED, ExperimentStatus.FAILED):
         raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
     data = require_object(body, ("num_examples", "metrics"), ("num_examples", "metrics"))
-    num = optional_int(data, "num_examples", None, 1, 10**12)
+    num = required_int(data, "num_examples", 1, 10**12)
     try:
         metrics = check_metrics(data["metrics"])
     except UpdateRejected as exc:

@@ -23,6 +23,16 @@ from fma.domain.records import EvaluationRecord, Page, RefusalRecord, RoundRecor
 from fma.domain.states import ExperimentStatus, RoundState
 
 
+@dataclass(frozen=True)
+class StoredRequest:
+    """What the repository keeps per record (`body`: the encrypted response)."""
+
+    fingerprint: str
+    state: str  # IN_PROGRESS or COMPLETED
+    status: int | None = None
+    body: str | None = None
+
+
 @runtime_checkable
 class TokenStore(Protocol):
     """Tokens by the sha256 of their secret (the secret itself is never stored)."""
@@ -36,6 +46,29 @@ class TokenStore(Protocol):
 
 
 @runtime_checkable
+class TokenAuthStore(TokenStore, Protocol):
+    """What resolving a token needs: tokens and the experiment a client token belongs to."""
+
+    def get_experiment(self, experiment_id: str) -> Experiment | None: ...
+
+
+@runtime_checkable
+class IdempotencyStore(Protocol):
+    """Idempotency-Key records (fma.services.idempotency): claim, then complete or release.
+    A record past its `expires_at` counts as absent."""
+
+    def claim_idempotency(self, record_id: str, fingerprint: str, now: float, lock_seconds: float,
+                          ttl_seconds: float) -> StoredRequest | None:
+        """None if this caller won the claim (a new record, an expired one, or a stale in-progress
+        one with the same fingerprint); else the record that is there."""
+
+    def complete_idempotency(self, record_id: str, status: int, body: str) -> None: ...
+
+    def release_idempotency(self, record_id: str) -> None:
+        """Delete an in-progress record (the request failed); a completed one stays."""
+
+
+@runtime_checkable
 class ExperimentStore(Protocol):
     """Experiments, their clients and the experiment-level transitions."""
 
@@ -44,8 +77,13 @@ class ExperimentStore(Protocol):
 
     def get_experiment(self, experiment_id: str) -> Experiment | None: ...
 
-    def list_experiments(self, owner: str | None, limit: int, cursor: str | None) -> Page:
-        """Newest first; `next_cursor` is opaque, and a tampered one raises InvalidInput."""
+    def list_experiments(self, owner: str | None, limit: int, cursor: str | None, archived: bool = False) -> Page:
+        """Newest first, archived ones apart (`archived`); `next_cursor` is opaque, and a tampered
+        one (or one of another query) raises InvalidInput INVALID_CURSOR."""
+
+    def set_archived(self, experiment_id: str, owner: str, archived: bool) -> Experiment:
+        """Move the experiment into (or out of) the archived list; nothing else changes.
+        NotFound EXPERIMENT_NOT_FOUND if there is no such experiment."""
 
     def set_status(self, experiment_id: str, allowed_from: set[ExperimentStatus],
                    target: ExperimentStatus) -> Experiment:
@@ -61,6 +99,13 @@ class ExperimentStore(Protocol):
         """Consume one enrollment use, add the client, its token and the count, all or nothing."""
 
     def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool: ...
+
+    def get_client_token_hash(self, experiment_id: str, client_id: str) -> tuple[str | None, bool] | None:
+        """(token hash, revoked) of an enrolled client; None if there is no such client."""
+
+    def revoke_client(self, experiment_id: str, client_id: str, token_hash: str | None) -> bool:
+        """Mark the client revoked, revoke its token and uncount it, all or nothing; False (and
+        nothing changed) if it was already revoked."""
 
     def stop_experiment(self, experiment_id: str, allowed_from: set[ExperimentStatus], reason: str) -> bool:
         """STOPPED and the current round (if unfinished) FAILED in one transaction."""
@@ -158,7 +203,8 @@ class FailureStore(Protocol):
 
 
 @runtime_checkable
-class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, FailureStore, Protocol):
+class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, FailureStore,
+                    IdempotencyStore, Protocol):
     """Everything the services keep about experiments: one connector object implements it all."""
 
 

@@ -61,8 +61,10 @@ class World:
     def clients(self, exp_id: str, count: int) -> list[Principal]:
         token = experiments.create_enrollment_token(self.deps, self.dev, exp_id, {"max_uses": count})["token"]
         enroll = Principal(Role.ENROLLMENT, "enroll", exp_id, hash_token(token))
-        ids = [experiments.register_client(self.deps, enroll, exp_id, {})["client_id"] for _ in range(count)]
-        return [Principal(Role.CLIENT, cid, exp_id) for cid in sorted(ids)]
+        made = [experiments.register_client(self.deps, enroll, exp_id, {}) for _ in range(count)]
+        # a client's writes re-check its token (access.require_live_client), so the principal carries its hash
+        return sorted((Principal(Role.CLIENT, r["client_id"], exp_id, hash_token(r["token"])) for r in made),
+                      key=lambda p: p.principal_id)
 
     def submit(self, exp_id: str, client: Principal, n: int, tensors: dict[str, np.ndarray], examples: int = 10):
         participation.put_update(self.deps, client, exp_id, n, update_file(tensors, examples, n))

@@ -28,8 +28,9 @@ class Tx(Protocol):
     def due(self, table: str, until: str, limit: int) -> list[Row]:
         """Rows whose `due` is set and sorts at or before `until`, earliest first."""
 
-    def listed(self, owner: str | None, before: str | None, limit: int) -> list[Row]:
-        """Experiments (of `owner`, if given) by `list_key` descending, strictly before `before`."""
+    def listed(self, owner: str | None, before: str | None, limit: int, archived: bool = False) -> list[Row]:
+        """Experiments (of `owner`, if given; archived or not) by `list_key` descending, strictly
+        before `before`."""
 
 
 class RowStore(Protocol):
@@ -67,9 +68,9 @@ class _MemoryTx:
         rows = [r for r in self._rows(table) if r.get("due") is not None and r["due"] <= until]
         return sorted(rows, key=lambda r: r["due"])[:limit]
 
-    def listed(self, owner: str | None, before: str | None, limit: int) -> list[Row]:
+    def listed(self, owner: str | None, before: str | None, limit: int, archived: bool = False) -> list[Row]:
         rows = [r for r in self._rows("experiments") if (owner is None or r["owner"] == owner)
-                and (before is None or r["list_key"] < before)]
+                and bool(r.get("archived")) == archived and (before is None or r["list_key"] < before)]
         return sorted(rows, key=lambda r: r["list_key"], reverse=True)[:limit]
 
     def commit(self) -> None:

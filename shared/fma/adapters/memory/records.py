@@ -54,14 +54,27 @@ class ExperimentRecords:
             row = tx.get("experiments", (experiment_id,))
         return R.to_experiment(row) if row else None
 
-    def list_experiments(self, owner: str | None, limit: int, cursor: str | None) -> Page:
-        """Newest first; the cursor is the last listing key of the previous page."""
-        before = R.decode_cursor(cursor, str)
+    def list_experiments(self, owner: str | None, limit: int, cursor: str | None, archived: bool = False) -> Page:
+        """Newest first, archived ones apart; the cursor is the last listing key of the previous
+        page, bound to this query (owner, archived) as the aws connector's cursors are."""
+        scope = f"experiments#{owner or ''}#{'archived' if archived else 'live'}"
+        before = R.decode_cursor(cursor, str, scope)
         with self.rows.read() as tx:
-            found = tx.listed(owner, before, limit + 1)
+            found = tx.listed(owner, before, limit + 1, archived)
         page = found[:limit]
         more = len(found) > limit
-        return Page([R.to_experiment(r) for r in page], R.encode_cursor(page[-1]["list_key"]) if more else None)
+        return Page([R.to_experiment(r) for r in page],
+                    R.encode_cursor(page[-1]["list_key"], scope) if more else None)
+
+    def set_archived(self, experiment_id: str, owner: str, archived: bool) -> Experiment:
+        """Hide (or show again) an experiment in lists; nothing else changes."""
+        with self.rows.write() as tx:
+            row = tx.get("experiments", (experiment_id,))
+            if row is None:
+                raise NotFound(f"experiment {experiment_id} not found", code="EXPERIMENT_NOT_FOUND")
+            row["archived"] = archived
+            tx.put("experiments", row)
+        return R.to_experiment(row)
 
     def set_status(self, experiment_id: str, allowed_from: set[ExperimentStatus],
                    target: ExperimentStatus) -> Experiment:
@@ -100,8 +113,7 @@ class ExperimentRecords:
         """Consume one use of the enrollment token, add the client and its token, count it."""
         with self.rows.write() as tx:
             enrollment = tx.get("tokens", (enrollment_hash,))
-            if enrollment is None or not R.to_token(enrollment).usable(now):
-                raise Forbidden("enrollment token is expired, revoked or used up", code="ENROLLMENT_EXHAUSTED")
+            _check_enrollment(R.to_token(enrollment) if enrollment else None, now)
             exp = tx.get("experiments", (experiment_id,))
             if exp is None or exp["status"] not in REGISTERING:
                 raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
@@ -110,9 +122,30 @@ class ExperimentRecords:
                 raise Conflict("registration conflicted, retry", code="REGISTRATION_CONFLICT")
             tx.put("tokens", enrollment | {"uses": int(enrollment["uses"]) + 1})
             tx.put("clients", {"experiment_id": experiment_id, "client_id": client_id, "name": name,
-                               "created_at": iso(now)})
+                               "created_at": iso(now), "token_hash": client_token.token_hash, "revoked": False})
             tx.put("tokens", R.token_row(client_token))
             tx.put("experiments", exp | {"clients": int(exp["clients"]) + 1})
+
+    def get_client_token_hash(self, experiment_id: str, client_id: str) -> tuple[str | None, bool] | None:
+        """(token hash, revoked) of an enrolled client; None if there is no such client."""
+        with self.rows.read() as tx:
+            row = tx.get("clients", (experiment_id, client_id))
+        return (row.get("token_hash"), bool(row.get("revoked"))) if row else None
+
+    def revoke_client(self, experiment_id: str, client_id: str, token_hash: str | None) -> bool:
+        """Mark the client revoked, revoke its token and uncount it in one transaction; False
+        (nothing changed) if it is unknown or already revoked."""
+        with self.rows.write() as tx:
+            client = tx.get("clients", (experiment_id, client_id))
+            exp = tx.get("experiments", (experiment_id,))
+            if client is None or client.get("revoked") or exp is None:
+                return False
+            tx.put("clients", client | {"revoked": True})
+            tok = tx.get("tokens", (token_hash,)) if token_hash else None
+            if tok is not None:
+                tx.put("tokens", tok | {"revoked": True})
+            tx.put("experiments", exp | {"clients": int(exp["clients"]) - 1})
+        return True
 
     def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool:
         with self.rows.write() as tx:
@@ -122,6 +155,17 @@ class ExperimentRecords:
                 return False
             tx.put("experiments", row | {"status": str(status), "updated_at": iso()})
         return True
+
+
+def _check_enrollment(token: TokenRecord | None, now: float) -> None:
+    """The refusals of the aws connector, with the same codes and details."""
+    if token is None or token.revoked:
+        raise Forbidden("the enrollment token was revoked", code="TOKEN_REVOKED")
+    if token.expires_at is not None and token.expires_at <= now:
+        raise Forbidden("the enrollment token has expired", code="ENROLLMENT_EXHAUSTED", details={"reason": "expired"})
+    if token.max_uses is not None and token.uses >= token.max_uses:
+        raise Forbidden(f"the enrollment token has reached its max_uses ({token.max_uses})",
+                        code="ENROLLMENT_EXHAUSTED", details={"reason": "max_uses", "max_uses": token.max_uses})
 
 
 def _deadline_due(r: RoundRecord) -> str | None:

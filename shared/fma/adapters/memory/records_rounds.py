@@ -67,11 +67,11 @@ class RoundRecords:
         return found[0] if found else None
 
     def list_rounds(self, experiment_id: str, limit: int, cursor: str | None) -> Page:
-        after = R.decode_cursor(cursor, int)
+        after = R.decode_cursor(cursor, int, f"rounds#{experiment_id}")
         with self.rows.read() as tx:
             found = tx.scan("rounds", (experiment_id,), None if after is None else (experiment_id, after), limit + 1)
         page = [R.to_round(r) for r in found[:limit]]
-        return Page(page, R.encode_cursor(page[-1].round) if len(found) > limit else None)
+        return Page(page, R.encode_cursor(page[-1].round, f"rounds#{experiment_id}") if len(found) > limit else None)
 
     def list_updates(self, experiment_id: str, n: int) -> list[UpdateRecord]:
         """Every update of a round in client-id order."""

@@ -8,6 +8,7 @@ import dataclasses
 import json
 from typing import Any
 
+from fma.domain import strict_json
 from fma.domain.auth import Role
 from fma.domain.errors import InvalidInput
 from fma.domain.experiment import Experiment, RoundPolicy
@@ -27,6 +28,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "updates": ("experiment_id", "round", "client_id"),
     "evaluations": ("experiment_id", "round", "client_id"),
     "refusals": ("experiment_id", "round", "client_id"),
+    "idempotency": ("record_id",),
 }
 #: tables with a sparse `due` column (the sweeper's index) and the experiments' listing column.
 DUE_TABLES = ("rounds", "updates")
@@ -102,20 +104,28 @@ def to_evaluation(row: Row) -> EvaluationRecord:
     return EvaluationRecord(row["round"], row["client_id"], int(row["num_examples"]), row["metrics"] or {})
 
 
-def encode_cursor(value: str | int | None) -> str | None:
+MAX_CURSOR_CHARS = 4096
+
+
+def encode_cursor(value: str | int | None, scope: str) -> str | None:
+    """The last key of a page, bound to the query (`scope`) that wrote it."""
     if value is None:
         return None
-    return base64.urlsafe_b64encode(json.dumps([value]).encode()).decode()
+    return base64.urlsafe_b64encode(json.dumps([scope, value]).encode()).decode()
 
 
-def decode_cursor(cursor: str | None, kind: type) -> Any:
-    """The last key of the previous page; a tampered cursor is a 400 (InvalidInput), never a 500."""
+def decode_cursor(cursor: str | None, kind: type, scope: str) -> Any:
+    """The last key of the previous page. Anything but a cursor this query could have written
+    (tampered, another query's, unknown shape, oversized) is InvalidInput INVALID_CURSOR, never a 500."""
     if not cursor:
         return None
+    value: Any = None
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if len(cursor) <= MAX_CURSOR_CHARS:
+            value = strict_json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
     except (ValueError, TypeError):
         value = None
-    if not (isinstance(value, list) and len(value) == 1 and type(value[0]) is kind):
-        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR")
-    return value[0]
+    if not (isinstance(value, list) and len(value) == 2 and value[0] == scope and type(value[1]) is kind
+            and (kind is not str or 0 < len(value[1]) <= 1024)):
+        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR", details={"field": "cursor"})
+    return value[1]

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS evaluations (experiment_id TEXT, round INTEGER, clien
                                         PRIMARY KEY (experiment_id, round, client_id));
 CREATE TABLE IF NOT EXISTS refusals (experiment_id TEXT, round INTEGER, client_id TEXT, data TEXT NOT NULL,
                                      PRIMARY KEY (experiment_id, round, client_id));
+CREATE TABLE IF NOT EXISTS idempotency (record_id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,
                                     version_id TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
                                     content_type TEXT NOT NULL, created REAL NOT NULL);
@@ -84,10 +85,11 @@ class SqliteTx:
         sql = f"SELECT data FROM {table} WHERE due IS NOT NULL AND due <= ? ORDER BY due LIMIT ?"
         return [json.loads(r[0]) for r in self.conn.execute(sql, (until, limit))]
 
-    def listed(self, owner: str | None, before: str | None, limit: int) -> list[Row]:
+    def listed(self, owner: str | None, before: str | None, limit: int, archived: bool = False) -> list[Row]:
         sql = ("SELECT data FROM experiments WHERE (? IS NULL OR owner = ?) AND (? IS NULL OR list_key < ?)"
-               " ORDER BY list_key DESC LIMIT ?")
-        return [json.loads(r[0]) for r in self.conn.execute(sql, (owner, owner, before, before, limit))]
+               " AND COALESCE(json_extract(data, '$.archived'), 0) = ? ORDER BY list_key DESC LIMIT ?")
+        args = (owner, owner, before, before, int(archived), limit)
+        return [json.loads(r[0]) for r in self.conn.execute(sql, args)]
 
 
 class Database:
