@@ -3,6 +3,7 @@ tokens and clients, client-token expiry, and ENROLLMENT_EXHAUSTED also under con
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from datetime import datetime
@@ -112,6 +113,24 @@ def test_owner_revokes_a_client_whose_later_uploads_are_refused(world):
     assert stack.submit(exp_id, 1, keep, update_bytes(model(), 1, 1)).status == 202
     stack.deliver(f"updates/{exp_id}/00000001/{keep_id}.safetensors")
     assert stack.round(dev, exp_id, 1)["state"] in ("SEALED", "AGGREGATING", "PUBLISHED")
+
+
+def test_upload_requested_before_revocation_is_rejected_by_ingest(world):
+    """The presigned POST outlives the revocation (S3 honours it): ingest refuses the bytes."""
+    stack, dev, exp_id = world
+    [(gone_id, gone), _] = stack.enroll(dev, exp_id, 2)
+    data = update_bytes(model(), 1, 1)
+    asked = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", gone,
+                      json_body={"size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    assert asked.status == 201, asked.body
+    assert stack.api("DELETE", f"/v1/experiments/{exp_id}/clients/{gone_id}", dev).status == 200
+    key = f"updates/{exp_id}/00000001/{gone_id}.safetensors"
+    stack.put_object(key, data)  # what the presigned POST does
+    stack.deliver(key)
+    round_one = stack.round(dev, exp_id, 1)
+    assert round_one["accepted"] == 0 and round_one["state"] == "OPEN"
+    [update] = [u for u in round_one["updates"] if u["client_id"] == gone_id]
+    assert update["status"] == "REJECTED" and update["reason"].startswith("CLIENT_REVOKED")
 
 
 def test_revoked_client_is_refused_by_the_api_even_past_a_cached_authorizer(world):

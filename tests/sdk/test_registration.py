@@ -101,7 +101,8 @@ def test_a_file_of_another_experiment_is_refused_and_left_alone(http, server, tm
     assert json.loads(path.read_text())["client_id"] == "x" and server == []
 
 
-def test_a_revoked_saved_token_registers_again_once(http, server, tmp_path):
+def test_an_unknown_saved_token_registers_again_once(http, server, tmp_path):
+    """401: the server no longer knows the saved token (expired, or a wiped local state)."""
     path = tmp_path / "me.json"
     path.write_text(json.dumps({"base_url": API, "experiment_id": EXP, "client_id": "old", "token": "revoked"}))
 
@@ -118,6 +119,22 @@ def test_a_revoked_saved_token_registers_again_once(http, server, tmp_path):
     client.get_model()
     assert client.client_id == "c1" and server == ["c1"]
     assert json.loads(path.read_text())["token"] == "token-c1"
+
+
+@pytest.mark.parametrize("code", ["TOKEN_REVOKED", "CLIENT_REVOKED", "FORBIDDEN"])
+def test_a_revoked_client_never_registers_itself_again(http, server, tmp_path, code):
+    """A client its developer revoked stays out: re-registering with the enrollment token would
+    undo the revocation (403 from the authorizer, the API, or API Gateway's bare deny)."""
+    path = tmp_path / "me.json"
+    path.write_text(json.dumps({"base_url": API, "experiment_id": EXP, "client_id": "old", "token": "revoked"}))
+    body = {"error": {"code": code, "message": "revoked"}} if code != "FORBIDDEN" else {"message": "Forbidden"}
+    http.replace(responses.GET, f"{API}/v1/experiments/{EXP}/model", status=403, json=body)
+
+    client = Client(API, EXP, enrollment_token="enroll", registration_file=path)
+    with pytest.raises(FmaError) as err:
+        client.get_model()
+    assert getattr(err.value, "status", None) == 403
+    assert server == [] and json.loads(path.read_text())["client_id"] == "old"
 
 
 def test_persistence_can_be_turned_off(http, server, config_home):

@@ -106,7 +106,7 @@ class Enrollment:
         log.info("resuming as client %s (registration saved in %s)", saved.client_id, self.registration.path)
 
     def _call_resumed(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn`; if a resumed token is refused (revoked, expired), register again once."""
+        """Run `fn`; if a resumed token is unknown to the server (401), register again once."""
         try:
             return fn()
         except (Unauthorized, Forbidden) as exc:
@@ -119,8 +119,10 @@ class Enrollment:
 
 
 def _token_refused(exc: FmaHTTPError) -> bool:
-    """The authorizer's refusal of a token (unknown, revoked, expired), not a role or state error."""
-    return isinstance(exc, Unauthorized) or exc.code in (None, "FORBIDDEN", "TOKEN_REVOKED", "TOKEN_EXPIRED")
+    """A saved token the server no longer knows (401: unknown, or expired), not a revocation: a
+    client its developer revoked (403 `TOKEN_REVOKED`, `CLIENT_REVOKED`, or API Gateway's bare
+    `FORBIDDEN` deny) must stay out, so it never re-registers itself with the enrollment token."""
+    return isinstance(exc, Unauthorized) or exc.code == "TOKEN_EXPIRED"
 
 
 def _refused_enrollment(exc: FmaHTTPError) -> FmaHTTPError:

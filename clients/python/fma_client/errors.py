@@ -178,6 +178,8 @@ HINTS: dict[str, str] = {
     "ask the experiment's developer for a new one (Developer.enrollment_token)",
     "EXPERIMENT_NOT_FOUND": "check the experiment id: no experiment with this id is visible to this token",
     "WRONG_EXPERIMENT": "check the experiment id: this token was issued for another experiment",
+    "TOKEN_REVOKED": "this client was revoked by the experiment's developer; it does not register again by itself",
+    "CLIENT_REVOKED": "this client was revoked by the experiment's developer; it does not register again by itself",
 }
 
 _XML_CODE = re.compile(r"<Code>([^<]*)</Code>")

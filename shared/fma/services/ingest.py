@@ -126,7 +126,13 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
 
 
 def _validate(deps: Deps, exp: Experiment, record: UpdateRecord, key: str) -> ValidUpdate:
-    """Read the object (pinning the version read), check its sha256, then its contents."""
+    """Read the object (pinning the version read), check its sha256, then its contents.
+
+    A client revoked after it asked for this upload holds a presigned POST that S3 still
+    honours: its bytes land, but they never count (CLIENT_REVOKED)."""
+    enrolled = deps.repo.get_client_token_hash(exp.id, record.client_id)
+    if enrolled is None or enrolled[1]:
+        raise UpdateRejected("CLIENT_REVOKED", "the client was revoked after it asked for this upload")
     spec = ModelSpec.from_json(exp.model_spec or [])
     data, record.version_id = _read_checked(deps, key, exp.max_update_bytes, spec)
     record.sha256, record.size = hashlib.sha256(data).hexdigest(), len(data)
