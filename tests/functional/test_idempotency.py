@@ -30,7 +30,8 @@ CREATING = [
     ("dev", "/v1/experiments", {"name": "a"}, {"name": "b"}),
     ("dev", "/v1/experiments/{id}/enrollment-tokens", {"max_uses": 2}, {"max_uses": 3}),
     ("enroll", "/v1/experiments/{id}/clients", {}, {"name": "x"}),
-    ("client", "/v1/experiments/{id}/rounds/1/updates", {"size": 100}, {"size": 101}),
+    ("client", "/v1/experiments/{id}/rounds/1/updates", {"size": 100, "sha256": "0" * 64},
+     {"size": 101, "sha256": "0" * 64}),
     ("client", "/v1/experiments/{id}/rounds/0/evaluations", {"num_examples": 3, "metrics": {"a": 0.5}},
      {"num_examples": 4, "metrics": {"a": 0.5}}),
 ]

@@ -79,7 +79,8 @@ def test_round_segment_of_non_ascii_digits_is_400(world):
 SEGMENTS = ["²", "¹", "\u0661", "1²", " 1", "+1", "1.0", "-0"]  # U+0661: Arabic-Indic one
 ROUND_ROUTES = (("dev", "GET", "", None), ("client", "POST", "/evaluations",
                                                                  {"num_examples": 1, "metrics": {}}),
-                                      ("client", "POST", "/updates", {"size": 10}), ("dev", "GET", "MODEL", None))
+                                      ("client", "POST", "/updates",
+                                       {"size": 10, "sha256": "0" * 64}), ("dev", "GET", "MODEL", None))
 
 
 def test_evaluation_metric_that_overflows_is_400(world):
@@ -180,8 +181,8 @@ def test_null_for_an_optional_integer_takes_its_default_and_for_a_required_one_i
                        json_body={"expires_in_seconds": None, "max_uses": None})
     assert enroll.status == 201 and enroll.json()["expires_at"] > created.json()["experiment"]["created_at"]
     before = stack.snapshot()
-    for path, body in (("rounds/1/updates", {"size": None}), ("rounds/0/evaluations", {"num_examples": None,
-                                                                                        "metrics": {}})):
+    for path, body in (("rounds/1/updates", {"size": None, "sha256": "0" * 64}),
+                       ("rounds/0/evaluations", {"num_examples": None, "metrics": {}})):
         res = stack.api("POST", f"/v1/experiments/{exp_id}/{path}", tokens["client"], json_body=body)
         assert_refused(stack, res, 400, "INVALID_INPUT")
     assert stack.snapshot() == before

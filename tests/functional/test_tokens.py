@@ -142,7 +142,7 @@ def test_revoked_client_is_refused_by_the_api_even_past_a_cached_authorizer(worl
     assert stack.api("DELETE", f"/v1/experiments/{exp_id}/clients/{client_id}", dev).status == 200
     cached = {**auth["context"], "principalId": auth["principalId"]}
     for method, path, body in (("PUT", "rounds/1/updates", update_bytes(model(), 1, 1)),
-                               ("POST", "rounds/1/updates", b'{"size": 10}'),
+                               ("POST", "rounds/1/updates", b'{"size": 10, "sha256": "' + b"0" * 64 + b'"}'),
                                ("POST", "rounds/0/evaluations", b'{"num_examples": 1, "metrics": {}}')):
         ctype = "application/octet-stream" if method == "PUT" else "application/json"
         event = api_event(method, f"/v1/experiments/{exp_id}/{path}", headers={"Content-Type": ctype}, body=body,

@@ -23,7 +23,6 @@ from fma.adapters.dynamo_models import (
 )
 from fma.adapters.repo_experiments import experiment_item
 from fma.adapters.repo_rounds import round_item
-from fma.domain.errors import InvalidInput
 from fma.domain.experiment import Experiment
 from fma.domain.records import Page, RoundRecord
 from fma.domain.registry import Lineage, RegistryName, RegistryVersion, RoundRef, Stage, parse_version
@@ -59,12 +58,9 @@ def _to_name(item: RegistryNameItem) -> RegistryName:
                         item.production_version, item.created_at, item.updated_at)
 
 
-def _cursor(cursor: str | None, pk: str) -> dict | None:
+def _cursor(cursor: str | None, pk: str, sk_prefix: str) -> dict | None:
     """A cursor of this very list (a cursor of another list is a 400, not a DynamoDB error)."""
-    key = decode_cursor(cursor)
-    if key is not None and (set(key) != {"pk", "sk"} or key["pk"]["S"] != pk):
-        raise InvalidInput("cursor is not valid", code="INVALID_CURSOR")
-    return key
+    return decode_cursor(cursor, {"pk": pk, "sk": f"{sk_prefix}*"})
 
 
 class RegistryRepository:
@@ -76,14 +72,14 @@ class RegistryRepository:
 
     def list_registry_names(self, limit: int, cursor: str | None) -> Page:
         result = RegistryNameItem.query(REGISTRY_PK, RegistryNameItem.sk.startswith("NAME#"), limit=limit,
-                                        last_evaluated_key=_cursor(cursor, REGISTRY_PK))
+                                        last_evaluated_key=_cursor(cursor, REGISTRY_PK, "NAME#"))
         return Page([_to_name(i) for i in result], encode_cursor(result.last_evaluated_key))
 
     def list_registry_versions(self, name: str, limit: int, cursor: str | None) -> Page:
         """Highest version first."""
         result = RegistryVersionItem.query(reg_pk(name), RegistryVersionItem.sk.startswith("VER#"),
                                            scan_index_forward=False, limit=limit,
-                                           last_evaluated_key=_cursor(cursor, reg_pk(name)))
+                                           last_evaluated_key=_cursor(cursor, reg_pk(name), "VER#"))
         return Page([_to_version(i) for i in result], encode_cursor(result.last_evaluated_key))
 
     def get_registry_version(self, name: str, version: str) -> RegistryVersion | None:
