@@ -35,7 +35,9 @@ def main() -> int:
         return new, len(y), {"loss": loss, "train_accuracy": float((
             (x @ new["softmax/kernel"] + new["softmax/bias"]).argmax(axis=1) == y).mean())}
 
-    client = Client(args.url, args.experiment, enrollment_token=args.enrollment_token, name=f"demo-{args.index}")
+    # A demo's clients live as long as its experiment: nothing is left in the user's config folder.
+    client = Client(args.url, args.experiment, enrollment_token=args.enrollment_token, name=f"demo-{args.index}",
+                    persist_registration=False)
     client.run(train_fn)
     return 0
 
