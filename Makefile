@@ -11,7 +11,7 @@ CLIENT_EXTRAS := torch,bf16
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test lint demo bench bench-aggregation bench-load synth layer clean
+.PHONY: install test lint demo bench bench-aggregation bench-io bench-load bench-async synth layer clean
 
 install: $(STAMP)
 
@@ -32,15 +32,24 @@ demo: $(STAMP)
 	$(BIN)/fma demo $(ARGS)
 
 # Aggregation (FMA vs Flower vs np.add) then the load run; ARGS="--quick" for short versions of both.
-bench: bench-aggregation bench-load
+bench: bench-aggregation bench-io bench-load bench-async
 
 bench-aggregation: $(STAMP)
 	$(BIN)/python benchmarks/aggregation.py $(ARGS)
+
+# Single vs fanout plans over modelled S3 reads (issue 14, docs/scale.md); ARGS="--quick" for 400 kB updates.
+bench-io: $(STAMP)
+	$(BIN)/python benchmarks/aggregation_io.py $(ARGS)
 
 # 200 clients on 20 threads, 3 rounds of a 1M-parameter model against local mode (loopback, hard
 # deadline); ARGS="--quick" for 20 clients x 100k parameters.
 bench-load: $(STAMP)
 	$(BIN)/python benchmarks/load.py $(ARGS)
+
+# Sync quota 6 vs quota 4 vs async FedBuff K=3 on digits, 2 of 6 clients 5x slower (docs/async.md);
+# ARGS="--quick" for shorter simulated training.
+bench-async: $(STAMP)
+	$(BIN)/python benchmarks/async_rounds.py $(ARGS)
 
 # The Lambda layer: fma + pinned runtime wheels for linux/arm64 cp312 (pip download is cached).
 layer: $(STAMP)

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import requests
 
+from fma.local import hot_keys as meter
+from fma.local.emulation import HOT_KEYS_ENV
 from fma.local.process import local_mode_process
 from fma_client import Developer, tensors
 
@@ -301,11 +303,13 @@ BACKENDS = ("sqlite_fs", "aws-emulation")
 
 
 @contextmanager
-def local_stack(state_dir: Path, timeout: float = 60.0, backend: str = "sqlite_fs"):
+def local_stack(state_dir: Path, timeout: float = 60.0, backend: str = "sqlite_fs", hot_keys: Path | None = None):
     """`fma local up --backend <backend>` on a free loopback port, ephemeral; yields (url, admin
-    token); always stopped."""
+    token); always stopped. With `hot_keys` (aws-emulation) moto meters every DynamoDB write per
+    partition key into that file (fma.local.hot_keys)."""
+    env = {"POWERTOOLS_LOG_LEVEL": "ERROR"} | ({HOT_KEYS_ENV: str(hot_keys)} if hot_keys else {})
     with local_mode_process(state_dir, extra_args=["--ephemeral", "--backend", backend],
-                            env={"POWERTOOLS_LOG_LEVEL": "ERROR"}, cwd=ROOT, timeout=timeout) as started:
+                            env=env, cwd=ROOT, timeout=timeout) as started:
         yield started
 
 
@@ -353,6 +357,17 @@ def print_report(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], 
         print(f"experiment {final['status']}, model_version {final['model_version']}, clients {final['clients']}")
 
 
+def print_hot_keys(out: dict[str, Any]) -> None:
+    """The hottest DynamoDB keys of the whole run (registration, uploads, polls, seals,
+    publishes), then the `HOTTEST_KEY` line; aws-emulation only (sqlite_fs has no partitions)."""
+    counts = out.get("hot_keys")
+    if counts is None:
+        return
+    accepted = sum(r.accepted for r in out["rounds"])
+    print("\n".join(meter.table_lines(counts, accepted)))
+    print(meter.hottest_line(counts, accepted))
+
+
 def problems(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], final: dict[str, Any]) -> list[str]:
     out = [f"{stats['five_xx']} responses were 5xx"] if stats["five_xx"] else []
     for r in rounds:
@@ -372,17 +387,20 @@ def problems(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], fina
 def run(cfg: Config, backend: str = "sqlite_fs") -> dict[str, Any]:
     """Run the benchmark; returns {"stats", "rounds", "final", "problems"}, partial after an error."""
     started = time.monotonic()
-    with (tempfile.TemporaryDirectory(prefix="fma-load-") as tmp,
-          local_stack(Path(tmp) / "state", backend=backend) as (url, admin)):
-        bench = Bench(url, admin, cfg, deadline=started + cfg.timeout)
-        t0 = time.monotonic()
-        try:
-            final, error = bench.run(), None
-        except BenchError as exc:
-            final, error = {}, str(exc)
-        stats = summarize(bench.recorder, time.monotonic() - t0)
+    with tempfile.TemporaryDirectory(prefix="fma-load-") as tmp:
+        counts_file = Path(tmp) / "hot-keys.json" if backend == "aws-emulation" else None
+        with local_stack(Path(tmp) / "state", backend=backend, hot_keys=counts_file) as (url, admin):
+            bench = Bench(url, admin, cfg, deadline=started + cfg.timeout)
+            t0 = time.monotonic()
+            try:
+                final, error = bench.run(), None
+            except BenchError as exc:
+                final, error = {}, str(exc)
+            stats = summarize(bench.recorder, time.monotonic() - t0)
+        counts = meter.load(counts_file) if counts_file is not None and counts_file.exists() else None
     found = problems(cfg, stats, bench.rounds, final)
-    return {"stats": stats, "rounds": bench.rounds, "final": final, "problems": [error] * bool(error) + found}
+    return {"stats": stats, "rounds": bench.rounds, "final": final, "problems": [error] * bool(error) + found,
+            "hot_keys": counts}
 
 
 def headline(out: dict[str, Any]) -> dict[str, float | None]:
@@ -432,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"\n== backend {backend} ==")
         print_report(cfg, out["stats"], out["rounds"], out["final"])
+        print_hot_keys(out)
         for p in out["problems"]:
             print(f"FAILED ({backend}): {p}", file=sys.stderr)
         failed = failed or bool(out["problems"])

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_SOURCE = ROOT / "functions"
 DEFAULT_OUT = ROOT / "build" / "functions"
-FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "sweeper")
+FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "aggregate_piece", "sweeper")
 EXCLUDED = (
     "tests",
     "test",

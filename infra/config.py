@@ -25,13 +25,16 @@ FEATURE_FLAGS = {
 }
 
 # Memory a function needs for one update of max_update_bytes (MEMORY_FIT): the Python runtime
-# and the layer (numpy, powertools, boto3) take about RUNTIME_MB; reading an object whole peaks
-# at twice its size (botocore joins the streamed chunks), and aggregation also holds the global
-# model and a float accumulator. {function: (memory setting, multiple of max_update_bytes)}.
+# and the layer (numpy, powertools, boto3) take about RUNTIME_MB; aggregation holds one update
+# read whole (botocore joins the streamed chunks: twice its size), the global model and a float
+# accumulator. {function: (memory setting, multiple of max_update_bytes)}; multiple 0: the
+# function streams (ingest and the sweeper check updates over ranged reads of at most 16 MiB,
+# fma.domain.ranged) and needs STREAMING_MB whatever the update's size.
 RUNTIME_MB = 256
+STREAMING_MB = 128
 MEMORY_FIT = {
-    "ingest": ("ingest_memory_mb", 2),
-    "sweeper": ("sweeper_memory_mb", 2),
+    "ingest": ("ingest_memory_mb", 0),
+    "sweeper": ("sweeper_memory_mb", 0),
     "aggregate": ("aggregate_memory_mb", 4),
 }
 
@@ -55,7 +58,7 @@ class Config:
     api_timeout_s: int = 29
     authorizer_memory_mb: int = 256
     authorizer_timeout_s: int = 10
-    # ingest and the sweeper (which ingests lost uploads) read an update whole: see MEMORY_FIT.
+    # ingest and the sweeper (which ingests lost uploads) stream updates: see MEMORY_FIT.
     ingest_memory_mb: int = 1536
     ingest_timeout_s: int = 120
     aggregate_memory_mb: int = 3008
@@ -71,6 +74,18 @@ class Config:
     aggregate_retry_attempts: int = 2
     max_aggregation_attempts: int = 3
     reconcile_grace_seconds: int = 300
+    # Fanout aggregation (docs/scale.md): the auto plan's thresholds, the Map's children, reads.
+    fanout_min_updates: int = 2000
+    fanout_min_bytes: int = 4 * 1024**3
+    fanout_piece_memory_mb: int = 3008
+    fanout_piece_timeout_s: int = 900
+    fanout_piece_retries: int = 3
+    fanout_max_concurrency: int = 1000
+    fanout_tolerated_failure_percentage: int = 0
+    fanout_timeout_hours: int = 6
+    read_concurrency: int = 16
+    # partial objects of fanout rounds are deleted this long after they were written.
+    partials_retention_days: int = 1
     # Uploads and quotas.
     presign_seconds: int = 900
     direct_upload_max_bytes: int = LAMBDA_SAFE_DIRECT_UPLOAD_BYTES
@@ -192,6 +207,13 @@ def _validate(config: Config) -> None:
     )
     check(config.max_update_bytes > 0, "max_update_bytes must be positive")
     check(0 <= config.aggregate_retry_attempts <= 2, "aggregate_retry_attempts must be 0..2")
+    check(1 <= config.fanout_max_concurrency <= 10_000, "fanout_max_concurrency must be 1..10000 (Distributed Map)")
+    check(0 <= config.fanout_tolerated_failure_percentage <= 100, "fanout_tolerated_failure_percentage: 0..100")
+    check(0 <= config.fanout_piece_retries <= 10, "fanout_piece_retries must be 0..10")
+    check(1 <= config.read_concurrency <= 64, "read_concurrency must be 1..64")
+    check(config.fanout_min_updates >= 1 and config.fanout_min_bytes >= 1, "fanout thresholds must be positive")
+    check(1 <= config.fanout_timeout_hours <= 24 * 365, "fanout_timeout_hours must be 1..8760")
+    check(config.partials_retention_days >= 1, "partials_retention_days must be positive")
     check(config.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level")
     check(
         1 <= config.max_ingest_attempts < config.ingest_max_receive_count,
@@ -212,6 +234,8 @@ def _validate(config: Config) -> None:
 def required_memory_mb(config: Config, function: str) -> int:
     """The memory `function` needs to hold one update of ``max_update_bytes`` (MEMORY_FIT)."""
     _, multiple = MEMORY_FIT[function]
+    if multiple == 0:
+        return RUNTIME_MB + STREAMING_MB
     return RUNTIME_MB + -(-multiple * config.max_update_bytes // (1024 * 1024))
 
 
@@ -221,9 +245,10 @@ def memory_misfits(config: Config) -> list[str]:
     for function, (setting, multiple) in MEMORY_FIT.items():
         need, have = required_memory_mb(config, function), getattr(config, setting)
         if have < need:
+            working = f"{multiple} x the update" if multiple else f"{STREAMING_MB} MB of ranged reads"
             problems.append(
                 f"max_update_bytes={config.max_update_bytes} does not fit the {function} function's memory: "
-                f"{setting}={have} MB, it needs at least {need} MB ({RUNTIME_MB} MB runtime + {multiple} x the "
-                f"update); raise {setting} or lower max_update_bytes"
+                f"{setting}={have} MB, it needs at least {need} MB ({RUNTIME_MB} MB runtime + {working}); "
+                f"raise {setting} or lower max_update_bytes"
             )
     return problems

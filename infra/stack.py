@@ -17,6 +17,7 @@ from infra.config import Config
 from infra.constructs.aggregation import Aggregation
 from infra.constructs.api import Api
 from infra.constructs.dashboard import Dashboard
+from infra.constructs.fanout import Fanout
 from infra.constructs.function import (
     ARCHITECTURE,
     RUNTIME,
@@ -92,14 +93,18 @@ class FmaStack(Stack):
         self.api = Api(self, "Api", config=config, kit=kit, storage=self.storage, cors_origin=self.dashboard.origin)
         self.aggregation = Aggregation(self, "Aggregation", config=config, kit=kit, storage=self.storage)
         aggregate = self.aggregation.function
+        self.fanout = Fanout(self, "Fanout", config=config, kit=kit, storage=self.storage, aggregate=aggregate)
         self.ingestion = Ingestion(self, "Ingestion", config=config, kit=kit, storage=self.storage, aggregate=aggregate)
         self.sweeper = Sweeper(self, "Sweeper", config=config, kit=kit, storage=self.storage, aggregate=aggregate)
+        for starter in (self.ingestion.function, self.sweeper.function):
+            self.fanout.allow_start(starter, config)
         self.dashboard.publish(api_url=self.api.url, web_dir=config.path(config.web_dir))
         self.functions = {
             "api": self.api.handler,
             "authorizer": self.api.authorizer_function,
             "ingest": self.ingestion.function,
             "aggregate": aggregate,
+            "aggregate_piece": self.fanout.piece,
             "sweeper": self.sweeper.function,
         }
         self.observability = Observability(
@@ -110,6 +115,7 @@ class FmaStack(Stack):
             rest_api=self.api.rest_api,
             queues={"ingest": self.ingestion.queue},
             dead_letter_queues={"ingest": self.ingestion.dlq, "aggregate": self.aggregation.dlq},
+            state_machines={"fanout": self.fanout.state_machine},
         )
         self._outputs()
         self._acknowledge_cdk_internals()

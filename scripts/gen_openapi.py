@@ -80,11 +80,38 @@ POLICY = {
     "on_deadline": {"enum": ["aggregate", "extend", "fail"], "default": "aggregate"},
     "min_updates_at_deadline": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
 }
+MODE = {"enum": ["sync", "async"], "default": "sync",
+        "description": "async (docs/async.md): buffers of buffer_size updates publish versions (FedBuff)"}
+STALENESS = {"oneOf": [
+    obj({"fn": {"const": "constant"}}, closed=True),
+    obj({"fn": {"const": "polynomial"}}, {"exponent": {"type": "number", "minimum": 0, "maximum": 10,
+                                                      "default": 0.5}}, closed=True),
+    obj({"fn": {"const": "hinge"}, "a": {"type": "number", "minimum": 0, "maximum": 1000},
+         "b": {"type": "number", "minimum": 0, "maximum": 1000}}, closed=True),
+], "description": "s(tau): 1; (1 + tau)^-exponent; 1 if tau <= b else 1 / (a (tau - b) + 1)"}
+ASYNC_POLICY = {
+    "buffer_size": {"type": "integer", "minimum": 1, "maximum": 100_000,
+                    "description": "updates per new version (required in async mode)"},
+    "max_staleness": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 10},
+    "max_wait_seconds": nullable({"type": "integer", "minimum": 1, "maximum": 30 * 86400}),
+    "min_buffer": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1},
+    "staleness": STALENESS,
+    "server_learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 1.0},
+}
+ASYNC_VIEW = obj({"mode": {"const": "async"}, "total_rounds": POLICY["total_rounds"], **ASYNC_POLICY},
+                 description="An async policy, every field filled in.")
+SYNC_VIEW = obj(POLICY, description="A sync policy (no `mode` key), every field filled in.")
 
 UPDATE_LIMITS = {
     "max_num_examples": {"type": "integer", "minimum": 1, "maximum": 10**15, "default": 1_000_000},
     "max_weight_share": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
     "max_update_norm": nullable({"type": "number", "exclusiveMinimum": 0}),
+}
+
+AGGREGATION = {  # issue 14: where a round aggregates, and the shape of its arithmetic (docs/scale.md)
+    "plan": {"enum": ["auto", "single", "fanout"], "default": "auto"},
+    "partition_updates": {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1000},
+    "shard_bytes": {"type": "integer", "minimum": 65536, "maximum": 4 << 30, "default": 64 << 20},
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -94,15 +121,21 @@ SCHEMAS: dict[str, Schema] = {
     "PresignedPost": obj({"url": STRING, "fields": {"type": "object", "additionalProperties": STRING}},
                          description="A presigned S3 POST: send `fields` then the file as multipart form data."),
     "Strategy": obj({"name": STRING, "params": {"type": "object"}}),
-    "RoundPolicy": obj({}, POLICY, closed=True, description="How rounds seal; every field has a default."),
-    "RoundPolicyView": obj(POLICY, description="The stored policy, every field filled in."),
+    "RoundPolicy": obj({}, {**POLICY, "mode": MODE, **ASYNC_POLICY}, closed=True,
+                       description="How rounds seal; every field has a default. Sync fields (min_updates, "
+                                   "deadline_seconds, on_deadline, min_updates_at_deadline) and async ones "
+                                   "(buffer_size ... server_learning_rate) exclude each other: 400."),
+    "RoundPolicyView": {"oneOf": [SYNC_VIEW, ASYNC_VIEW], "description": "The stored policy."},
     "UpdateLimits": obj({}, UPDATE_LIMITS, closed=True, description="What one client may count (docs/weighting.md)."),
     "UpdateLimitsView": obj(UPDATE_LIMITS, description="The stored limits, every field filled in."),
+    "Aggregation": obj({}, AGGREGATION, closed=True, description="Plan and partitioning (docs/scale.md)."),
+    "AggregationView": obj(AGGREGATION, description="The stored aggregation settings, every field filled in."),
     "TensorSpec": obj({"name": STRING, "dtype": STRING, "shape": {"type": "array", "items": COUNT}}),
     "Experiment": obj({
         "id": STRING, "name": STRING, "owner": STRING, "status": {"enum": EXPERIMENT_STATUSES},
         "strategy": ref("Strategy"), "rounds": ref("RoundPolicyView"), "client_config": {"type": "object"},
         "max_update_bytes": INT, "update_limits": ref("UpdateLimitsView"), "current_round": COUNT,
+        "aggregation": ref("AggregationView"),
         "model_version": nullable(COUNT),
         "model_spec": nullable({"type": "array", "items": ref("TensorSpec")}),
         "model_sha256": nullable(STRING), "model_error": nullable(STRING), "clients": COUNT,
@@ -110,7 +143,14 @@ SCHEMAS: dict[str, Schema] = {
         "archived": {"type": "boolean", "description": "hidden from lists unless `archived=true` is asked"},
     }),
     "UpdateEntry": obj({"client_id": STRING, "status": {"enum": UPDATE_STATUSES}, "reason": nullable(STRING),
-                        "num_examples": nullable(INT), "metrics": METRICS}),
+                        "num_examples": nullable(INT), "metrics": METRICS,
+                        "applied_in": {**nullable(COUNT), "description": "async mode: the version whose buffer "
+                                       "this update joined (null until accepted, and in sync mode)"}}),
+    "BufferEntry": obj({"client_id": STRING, "round": COUNT, "base_version": COUNT, "staleness": COUNT,
+                        "staleness_weight": NUMBER, "num_examples": nullable(INT),
+                        "counted_examples": nullable(NUMBER), "weight": nullable(NUMBER),
+                        "effective_weight": nullable(NUMBER)},
+                       description="One update in the buffer that published a version (docs/async.md)"),
     "Round": obj({
         "round": COUNT, "state": {"enum": ROUND_STATES}, "accepted": COUNT, "rejected": COUNT, "late": COUNT,
         "min_updates": {**STRING, "description": "updates needed to seal (an integer as a string)"},
@@ -134,6 +174,11 @@ SCHEMAS: dict[str, Schema] = {
                     "description": "a client sees only its own entries"},
         "client_evaluations": {"type": "array", "items": ref("ClientEvaluation"),
                                "description": "a client sees only its own entries"},
+        "plan": {**nullable({"enum": ["single", "fanout"]}), "description": "how the round aggregated"},
+        "cost": {**nullable({"type": "object"}), "description": "usage and USD at list prices (docs/scale.md)"},
+        "buffer": {**nullable({"type": "array", "items": ref("BufferEntry")}),
+                   "description": "async mode, once published: the buffer of this version (a client sees its own "
+                                  "entries); null in sync mode"},
     }),
     "Refusal": obj({"client_id": STRING, "code": {**STRING, "description": "EXPERIMENT_NOT_RUNNING"},
                     "reason": STRING, "count": COUNT, "first_at": TIMESTAMP, "last_at": TIMESTAMP},
@@ -151,6 +196,7 @@ SCHEMAS: dict[str, Schema] = {
     "ModelInfo": obj({
         "round": {**nullable(COUNT), "description": "the round to train for; null once the experiment ended"},
         "version": COUNT, "sha256": SHA256, "status": {"enum": EXPERIMENT_STATUSES},
+        "mode": {"enum": ["sync", "async"], "description": "async: train on the newest version, no quota to wait for"},
         "url": {**STRING, "description": "presigned GET of the model file"}, "client_config": {"type": "object"},
     }),
     "PublishedModel": obj({"round": COUNT, "sha256": nullable(STRING), "size": nullable(COUNT), "url": STRING,
@@ -284,6 +330,7 @@ def paths() -> dict[str, Schema]:
                      "default": "fedavg", "description": "fedavg, fedprox, fedadam, krum, ... (or a plugin)"},
         "rounds": nullable(ref("RoundPolicy")), "client_config": nullable({"type": "object"}),
         "max_update_bytes": {"type": "integer", "minimum": 1}, "update_limits": nullable(ref("UpdateLimits")),
+        "aggregation": nullable(ref("Aggregation")),
         "from": {**obj({"experiment_id": STRING, "round": COUNT}, closed=True),
                  "description": "fork: start RUNNING from this published round's model (no upload)"},
     }, closed=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fma.adapters import settings as s
 
 SETTINGS = s.FunctionSettings("aggregate", (
-    s.TABLE_NAME, s.BUCKET_NAME, s.STRATEGY_MODULES, s.LEASE_SECONDS, s.DP_SECRET_ARN, *s.LOGGER_AND_METRICS,
+    s.TABLE_NAME, s.BUCKET_NAME, s.STRATEGY_MODULES, s.LEASE_SECONDS, s.DP_SECRET_ARN, s.READ_CONCURRENCY,
+    *s.LOGGER_AND_METRICS,
 ))
 
 

@@ -109,7 +109,8 @@ class Ingestion(Construct):
             )
         )
         fn.grant(TABLE_READ_WRITE, [storage.table.table_arn])
-        fn.grant(["s3:GetObject"], storage.objects(*NOTIFIED_PREFIXES))
+        # ingest reads the version it measured (pinned ranged reads: fma.services.ranged_reads)
+        fn.grant(["s3:GetObject", "s3:GetObjectVersion"], storage.objects(*NOTIFIED_PREFIXES))
         fn.grant(["lambda:InvokeFunction"], [aggregate.function.function_arn])
         # A failed record comes back within seconds: ingest shortens its visibility (backoff);
         # the event source's consume grant already holds sqs:ChangeMessageVisibility on the queue.

@@ -20,6 +20,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import Config
@@ -49,6 +50,7 @@ class Observability(Construct):
         rest_api: apigw.RestApi,
         queues: Mapping[str, sqs.IQueue],
         dead_letter_queues: Mapping[str, sqs.IQueue],
+        state_machines: Mapping[str, sfn.IStateMachine] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Alarms", display_name=f"FMA {config.stage} alarms", enforce_ssl=True)
@@ -84,6 +86,11 @@ class Observability(Construct):
         for name, queue in queues.items():
             age = queue.metric_approximate_age_of_oldest_message(period=FIVE_MINUTES, statistic="Maximum")
             self._alarm(f"{name}-backlog", age, 600, f"The {name} queue is falling behind.")
+        for name, machine in (state_machines or {}).items():
+            self._alarm(f"{name}-executions-failed", machine.metric_failed(period=FIVE_MINUTES), 1,
+                        f"A {name} state machine execution failed: its round went to the failure path.")
+            self._alarm(f"{name}-executions-timed-out", machine.metric_timed_out(period=FIVE_MINUTES), 1,
+                        f"A {name} state machine execution timed out.")
         self._alarm(
             "rounds-failed",
             fma_metric("RoundsFailed"),

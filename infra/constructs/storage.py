@@ -90,6 +90,12 @@ class Storage(Construct):
                     prefix="updates/",
                     expiration=Duration.days(config.update_retention_days),
                 ),
+                s3.LifecycleRule(  # fanout rounds' partial sums: useless once the round is published
+                    id="expire-partials",
+                    prefix="partials/",
+                    expiration=Duration.days(config.partials_retention_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
                 s3.LifecycleRule(
                     id="expire-noncurrent-versions",
                     noncurrent_version_expiration=Duration.days(config.noncurrent_version_days),

@@ -48,13 +48,18 @@ class Sweeper(Construct):
         fn = self.function
         fn.grant(TABLE_READ_WRITE, [storage.table.table_arn, *storage.index_arns("due-rounds")])
         fn.grant(["s3:ListBucket"], [storage.bucket.bucket_arn], StringLike={"s3:prefix": ["updates/*"]})
-        fn.grant(["s3:GetObject"], storage.objects("updates/"))
+        # it ingests lost uploads through ingest's code: pinned ranged reads of the update and,
+        # for the norm bound, of the round's global model
+        fn.grant(["s3:GetObject", "s3:GetObjectVersion"], storage.objects("updates/", "models/"))
         fn.grant(["lambda:InvokeFunction"], [aggregate.function.function_arn])
         acknowledge(
             fn.role,
             {
                 f"AwsSolutions-IAM5[Resource::<{logical_id(storage.bucket)}.Arn>/updates/*]": (
                     "Scoped to the updates/ prefix the sweeper reconciles."
+                ),
+                f"AwsSolutions-IAM5[Resource::<{logical_id(storage.bucket)}.Arn>/models/*]": (
+                    "Read only: the global model an overdue update's norm bound is checked against."
                 ),
             },
         )

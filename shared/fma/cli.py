@@ -85,6 +85,10 @@ def _demo(args: argparse.Namespace) -> int:
     if busy := port_busy_message("127.0.0.1", args.port, "fma demo"):
         print(busy, file=sys.stderr)
         return 1
+    if args.async_mode:  # issue 15: sync quota 6 vs quota 4 vs async K=3 with stragglers
+        from fma.local.async_compare import compare
+
+        return compare(args)
     return run_demo(args)
 
 
@@ -116,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clients", type=int, default=6)
     demo.add_argument("--quota", type=int, default=4)
     demo.add_argument("--quick", action="store_true", help="fewer local epochs (CI)")
+    demo.add_argument("--async", dest="async_mode", action="store_true",
+                      help="compare sync (quota 6, quota 4) with async FedBuff (K=3), 2 of 6 clients 5x slower; "
+                           "--rounds is sync quota 6's rounds (docs/async.md)")
     demo.add_argument("--keep", action="store_true", help="leave the stack running at the end")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--state-dir", default=".fma")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from fma.verify_sources import HttpSource, Source, StoreSource, VerifyError
+from fma.verify_sources import HttpSource, Source, StoreSource, VerifyError, local_source
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -32,19 +33,22 @@ def _source_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="developer or admin token (default: FMA_TOKEN)")
     parser.add_argument("--bucket", help="read the bucket directly (with --table)")
     parser.add_argument("--table", help="read the table directly (with --bucket)")
+    parser.add_argument("--state-dir", help="read a local-mode state directory directly (its state, DP key)")
     parser.add_argument("--region")
     parser.add_argument("--endpoint-url", help=argparse.SUPPRESS)
 
 
 def source_from_args(args: argparse.Namespace) -> Source:
-    """--url/--token, or --bucket/--table (with your AWS credentials)."""
+    """--url/--token, --state-dir (local mode), or --bucket/--table (with your AWS credentials)."""
+    if args.state_dir:
+        return local_source(Path(args.state_dir), args.experiment_id)
     if args.url:
         token = args.token or os.environ.get("FMA_TOKEN")
         if not token:
             raise VerifyError("--url needs --token (or FMA_TOKEN)")
         return HttpSource(args.url, token, args.experiment_id)
     if not (args.bucket and args.table):
-        raise VerifyError("give --url and --token, or --bucket and --table")
+        raise VerifyError("give --url and --token, --state-dir, or --bucket and --table")
     from fma.adapters.repository import DynamoRepository
     from fma.adapters.s3_store import S3ObjectStore
     from fma.services.deps import Deps

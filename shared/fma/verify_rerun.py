@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fma.domain.aggregation import UpdateInput, aggregate
+from fma.domain.aggregation import BufferedUpdate, Partitioning, UpdateInput, aggregate, aggregate_buffer
 from fma.domain.codec import decode, encode
 from fma.domain.safetensors_header import parse_header
 from fma.domain.update_meta import parse_update_meta
@@ -28,6 +28,8 @@ class RerunError(RuntimeError):
 
 def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, Any]) -> str:
     """The sha256 of the model that the manifest's inputs give."""
+    if manifest.get("mode") == "async":
+        return rerun_version(source, experiment_id, n, manifest)
     strategy = manifest["strategy"]
     global_bytes = _need(source, manifest["global_model"]["key"], None, "global model")
     global_model, _ = decode(global_bytes)
@@ -36,7 +38,34 @@ def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, 
     inputs = [_input(source, obj, declared[obj["client_id"]]) for obj in manifest["input_objects"]]
     result = aggregate(strategy["name"], strategy.get("params") or {}, global_model, inputs, state,
                        round_number=n, seed=engine_seed(experiment_id, n),
-                       noise_seed=_noise_seed(source, experiment_id, n, manifest))
+                       noise_seed=_noise_seed(source, experiment_id, n, manifest),
+                       partitioning=Partitioning.from_json((manifest.get("info") or {}).get("partitioning")))
+    return sha256_hex(encode(result.model, model_metadata(experiment_id, n, strategy["name"])))
+
+
+def rerun_version(source: Source, experiment_id: str, n: int, manifest: dict[str, Any]) -> str:
+    """An async version (docs/async.md): FedBuff over the manifest's buffer, each input against
+    the base model the manifest names, weighed by the count it was aggregated with."""
+    strategy, policy = manifest["strategy"], manifest["rounds"]
+    current, _ = decode(_need(source, manifest["global_model"]["key"], None, "current model"))
+    bases = {}
+    for base in manifest["base_models"]:
+        data = _need(source, base["key"], None, f"base model {base['version']}")
+        if sha256_hex(data) != base["sha256"]:
+            raise RerunError(f"base model {base['key']} has sha256 {sha256_hex(data)}, the manifest records "
+                             f"{base['sha256']}")
+        bases[int(base["version"])] = UpdateInput(f"v{base['version']}", 1, base["sha256"], len(data),
+                                                  lambda d=data: d, lambda a, b, d=data: d[a:b])
+    declared = {(i["client_id"], i["round"]): i for i in manifest["inputs"]}
+    buffer = []
+    for obj in manifest["input_objects"]:
+        facts = declared[(obj["client_id"], obj["round"])]
+        update = _input(source, obj, {**facts, "num_examples": facts.get("counted_examples", facts["num_examples"])})
+        buffer.append(BufferedUpdate(update, int(facts["base_version"])))
+    result = aggregate_buffer(strategy["name"], strategy.get("params") or {}, current, buffer, bases,
+                              _previous_state(source, experiment_id, n), current_version=n - 1,
+                              staleness=policy["staleness"], server_learning_rate=float(policy["server_learning_rate"]),
+                              seed=engine_seed(experiment_id, n))
     return sha256_hex(encode(result.model, model_metadata(experiment_id, n, strategy["name"])))
 
 
@@ -84,6 +113,6 @@ def _input(source: Source, obj: dict[str, Any], declared: dict[str, Any]) -> Upd
     """The update as the manifest declares it: its pinned bytes, weighed by the declared num_examples."""
     data = _need(source, obj["key"], obj.get("version_id"), f"input of {obj['client_id']}")
     meta = parse_update_meta(parse_header(data, total_size=len(data)).metadata)
-    return UpdateInput(client_id=obj["client_id"], num_examples=int(declared["num_examples"]),
+    return UpdateInput(client_id=obj["client_id"], num_examples=declared["num_examples"],
                        sha256=declared.get("sha256") or "", size=len(data), fetch=lambda: data,
                        fetch_range=lambda a, b: data[a:b], metrics=meta.metrics)

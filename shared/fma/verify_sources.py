@@ -1,6 +1,7 @@
 """Where `fma verify` and `fma export mlflow` read an experiment's history from.
 
-`StoreSource` reads the table and the bucket directly (an operator's AWS credentials, or moto);
+`StoreSource` reads the table and the bucket directly (an operator's AWS credentials, or moto),
+or a local-mode state directory (`local_source`: its SQLite file, objects and DP noise key);
 `HttpSource` reads through the API with a developer or admin token: the experiment detail, its
 rounds, and each round's objects through presigned URLs of `GET .../rounds/{n}/artifacts`.
 Both answer in the API's public shapes, so the checks cannot tell them apart.
@@ -13,12 +14,14 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any, Protocol
 
 from fma.services.deps import Deps
 
 OBJECT_KEY = re.compile(r"^(?:models|state|updates)/(?P<exp>[A-Za-z0-9-]{1,64})/(?P<n>\d{8})[./]")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DP_KEY_FILE = "dp-noise.key"  # where local mode keeps its DP noise key (fma.local.app)
 
 
 class VerifyError(RuntimeError):
@@ -37,6 +40,8 @@ class StoreSource:
 
     def __init__(self, deps: Deps, experiment_id: str):
         self.deps, self.experiment_id = deps, experiment_id
+        #: the DP noise key, when this source holds it (verify_rerun re-creates a round's noise)
+        self.secrets = deps.secrets
 
     def experiment(self) -> dict[str, Any]:
         from fma.services.lineage import links
@@ -66,6 +71,8 @@ class StoreSource:
 
         try:
             return self.deps.store.get(key, version_id)
+        except LookupError:  # the embedded stores' "no such key or version"
+            return None
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchVersion", "404", "NotFound",
                                                              "InvalidArgument"):
@@ -75,6 +82,20 @@ class StoreSource:
     def registry_version(self, name: str, version: str) -> dict[str, Any] | None:
         v = self.deps.repo.get_registry_version(name, version)
         return v.to_public() if v else None
+
+
+def local_source(state_dir: Path, experiment_id: str) -> StoreSource:
+    """A local-mode state directory read in place (the server may keep running: SQLite in WAL mode),
+    with its DP noise key file when there is one, so `--rerun` re-creates noised rounds too."""
+    from fma.adapters.secret_stores import FileSecretStore
+    from fma.adapters.sqlite_fs import DATABASE, open_connector
+
+    if not (state_dir / DATABASE).is_file():
+        raise VerifyError(f"{state_dir} is not a local-mode state directory (no {DATABASE})")
+    conn = open_connector(state_dir, "http://127.0.0.1:0")
+    key = state_dir / DP_KEY_FILE
+    return StoreSource(Deps(repo=conn.repo, store=conn.store, secrets=FileSecretStore(key) if key.is_file() else None),
+                       experiment_id)
 
 
 def _weighted(evals: list) -> dict[str, float]:

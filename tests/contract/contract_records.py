@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from fma.domain.auth import Role
@@ -58,3 +59,19 @@ def missing_object() -> tuple[type[BaseException], ...]:
     from botocore.exceptions import ClientError
 
     return LookupError, ClientError
+
+
+def race(fn, count: int = 8) -> list:
+    """Run `fn(i)` on `count` threads released together; their results in thread order."""
+    barrier, results = threading.Barrier(count), [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from fma.domain.errors import Conflict
@@ -11,23 +9,7 @@ from fma.domain.experiment import new_round
 from fma.domain.records import EvaluationRecord
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
 
-from .contract_records import NOW, accept_all, running, update
-
-
-def race(fn, count: int = 8) -> list:
-    """Run `fn(i)` on `count` threads released together; their results in thread order."""
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = fn(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+from .contract_records import NOW, accept_all, race, running, update
 
 
 def test_racing_accepts_of_one_update_count_it_once(connector):
@@ -272,3 +254,17 @@ def test_sweep_failures_of_a_round_are_counted_while_it_is_live(connector):
     repo.fail_round(exp.id, 1, "done")
     assert repo.note_round_sweep_failure(exp.id, 1, "y") == 0
     assert repo.note_round_sweep_failure(exp.id, 9, "none") == 0
+
+
+def test_mark_applied_many_moves_each_accepted_update_once(connector):
+    repo = connector.repo
+    exp = running(repo, total_rounds=2)
+    ids = [f"c-{i}" for i in range(20)]
+    accept_all(repo, exp.id, ids)
+    repo.seal_round(exp.id, 1, 20, NOW, 60)
+    repo.acquire_lease(exp.id, 1, "w", NOW, 60)
+    assert _publish(repo, exp, 1, "w", NOW + 2) is True
+    assert repo.mark_applied(exp.id, 1, "c-3", NOW + 3) is True
+    assert repo.mark_applied_many(exp.id, 1, [*ids, "nobody"], NOW + 4) == 19
+    assert repo.mark_applied_many(exp.id, 1, ids, NOW + 5) == 0
+    assert {u.status for u in repo.list_updates(exp.id, 1)} == {UpdateStatus.APPLIED}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .contract_records import missing_object
+from .contract_records import missing_object, race
 
 
 def test_versions_are_kept_and_pinned_reads_return_them(connector):
@@ -63,3 +63,44 @@ def test_created_objects_are_announced_until_acknowledged(connector):
     assert sorted(e.key for e in got) == ["models/e/00000000.safetensors", "updates/e/00000001/c-1.safetensors"]
     events.acknowledge([e.event_id for e in got])
     assert events.receive(10, wait_seconds=0) == []
+
+
+def test_put_new_writes_once_and_racing_writers_have_one_winner(connector):
+    store = connector.store
+    key = "models/e/00000001.manifest.json"
+    assert store.put_new(key, b'{"first": 1}', content_type="application/json") is True
+    _, first_version = store.get_versioned(key)
+    assert store.put_new(key, b'{"second": 2}', content_type="application/json") is False
+    assert store.get_versioned(key) == (b'{"first": 1}', first_version)
+    raced = "models/e/00000002.manifest.json"
+    results = race(lambda i: store.put_new(raced, f'{{"writer": {i}}}'.encode()))
+    assert results.count(True) == 1
+    assert store.get(raced) == f'{{"writer": {results.index(True)}}}'.encode()
+
+
+def test_copy_makes_a_new_version_with_the_newest_source_bytes(connector):
+    store = connector.store
+    store.put("models/p/00000002.safetensors", b"old")
+    store.put("models/p/00000002.safetensors", b"parent round two")
+    store.put("models/f/00000000.safetensors", b"something earlier")
+    _, before = store.get_versioned("models/f/00000000.safetensors")
+    store.copy("models/p/00000002.safetensors", "models/f/00000000.safetensors")
+    data, after = store.get_versioned("models/f/00000000.safetensors")
+    assert data == b"parent round two" and after != before
+    assert store.get("models/f/00000000.safetensors", before) == b"something earlier"
+    assert store.size("models/f/00000000.safetensors") == len(b"parent round two")
+    assert store.get("models/p/00000002.safetensors") == b"parent round two"
+    with pytest.raises(missing_object()):
+        store.copy("models/none/00000001.safetensors", "models/g/00000000.safetensors")
+    assert store.exists("models/g/00000000.safetensors") is False
+
+
+def test_head_names_the_newest_version_and_pins_ranged_reads_to_it(connector):
+    store = connector.store
+    key = "updates/e/00000001/c-2.safetensors"
+    assert store.head(key) is None
+    store.put(key, b"first version")
+    size, version = store.head(key)
+    store.put(key, b"second")
+    assert size == 13 and version and store.get_range(key, 0, size, version) == b"first version"
+    assert store.head(key)[0] == 6 and store.head(key)[1] != version

@@ -122,6 +122,10 @@ def test_dashboard_shows_the_experiment_its_rounds_metrics_and_rejected_update(p
     assert page.locator("#timeline tr[data-round='3'] td[data-col='refused-paused']").inner_text() == "1"
     assert page.locator("#timeline td[data-col='sealed-by']").all_inner_texts() == ["quota"] * 3
     assert page.locator("#stuck-alert").count() == 0
+    # and what each round cost at list prices, and the experiment so far (issue 14)
+    assert "Cost" in page.locator("#timeline thead").inner_text()
+    assert page.locator("#timeline tr[data-round='1'] td.cost").inner_text().startswith("$")
+    assert page.locator("#experiment-cost").inner_text().startswith("$")
 
     # And the charts: training per round, federated evaluation from round 0 (the initial model)
     loss = page.locator("figure[data-metric='loss']")

@@ -63,8 +63,7 @@ def train(url: str, experiment_id: str, enroll: str, rounds: int) -> None:
 def forked(tmp_path_factory) -> Iterator[Forked]:
     from fma_client import Developer
 
-    # the registry and lineage rows exist on the aws connector (DynamoDB via pynamodb) so far
-    mode = LocalMode.start(tmp_path_factory.mktemp("fma-lineage"), extra_args=("--backend", "aws-emulation"))
+    mode = LocalMode.start(tmp_path_factory.mktemp("fma-lineage"))  # the default backend: sqlite_fs
     try:
         parent = seed_experiment(mode.url, mode.admin_token, rounds=3)
         http = requests.Session()

@@ -101,15 +101,15 @@ def test_faults_leave_no_trace(stack, deterministic_client_ids, monkeypatch):
     # aggregate runs race on the sealed round.
     keys = upload_round(stack, exp_id, clients, 2)
     ingest_deps = dispatch.load_handler_module("ingest").deps()
-    real_get, failed_once = ingest_deps.store.get_versioned, []
+    real_get, failed_once = ingest_deps.store.get_range, []
 
-    def flaky_get(key, version_id=None):
+    def flaky_get(key, start, end, version_id=None):  # ingest reads ranges (streaming ingest)
         if key == keys[1] and not failed_once:
             failed_once.append(key)
             raise ConnectionError("S3 read timed out")
-        return real_get(key, version_id)
+        return real_get(key, start, end, version_id)
 
-    monkeypatch.setattr(ingest_deps.store, "get_versioned", flaky_get)
+    monkeypatch.setattr(ingest_deps.store, "get_range", flaky_get)
     result = dispatch.run_ingest_event(sqs_s3_event(BUCKET, keys[:3]))
     assert len(result["batchItemFailures"]) == 1
     dispatch.run_ingest_event(sqs_s3_event(BUCKET, [keys[1], keys[3], keys[0]]))  # the redelivery

@@ -107,3 +107,19 @@ def test_an_upload_grant_bound_to_a_sha256_takes_only_those_bytes(local):
     assert refused.status_code == 403 and state(local) == before
     assert upload(grant, DATA).status_code == 204
     assert local.store.get(KEY) == DATA
+
+
+def test_a_download_grant_of_one_version_serves_that_version_only(local):
+    """The round artifacts route pins update versions (`fma verify --url`): a newer upload of the
+    same key does not change what a pinned grant serves, and the pin cannot be moved."""
+    local.store.put(KEY, b"accepted bytes")
+    _, pinned = local.store.get_versioned(KEY)
+    local.store.put(KEY, b"a later upload")
+    url = local.store.presigned_get(KEY, 60, pinned)
+    assert requests.get(url, timeout=10).content == b"accepted bytes"
+    assert requests.get(local.store.presigned_get(KEY, 60), timeout=10).content == b"a later upload"
+    mac = url.split("grant=")[1].split(".")[1]
+    other = local.store.presigned_get(KEY, 60, "0" * 32).split("grant=")[1].split(".")[0]
+    assert requests.get(url.split("grant=")[0] + f"grant={other}.{mac}", timeout=10).status_code == 403
+    missing = requests.get(local.store.presigned_get(KEY, 60, "0" * 32), timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NO_SUCH_OBJECT"

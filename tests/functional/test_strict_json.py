@@ -91,6 +91,7 @@ def test_evaluation_metric_that_overflows_is_400(world):
         res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/0/evaluations", tokens["client"], body=body,
                         headers={"Content-Type": "application/json"})
         assert_refused(stack, res, 400, "NUMBER_OUT_OF_RANGE")
+        assert res.json()["error"]["message"].startswith("metrics.loss: "), res.body
     assert stack.snapshot() == before
 
 

@@ -144,7 +144,7 @@ def test_rerun_of_an_unpublished_round_and_missing_source_are_errors(finished, c
     code, out = verify(capsys, exp_id, "--rerun", "7")
     assert code == 1 and "--rerun 7: round 7 is not published" in out
     assert main(["verify", exp_id]) == 2
-    assert "give --url and --token, or --bucket and --table" in capsys.readouterr().err
+    assert "give --url and --token, --state-dir, or --bucket and --table" in capsys.readouterr().err
     assert main(["verify", "feedfeedfeedfeed", "--bucket", BUCKET, "--table", os.environ["FMA_TABLE_NAME"]]) == 2
 
 

@@ -56,15 +56,27 @@ def test_synth_fails_when_an_update_does_not_fit_a_functions_memory(tmp_path):
 
     from infra.config import FEATURE_FLAGS
 
-    # Given 512 MiB updates and a sweeper that kept 512 MB (it reads lost uploads whole)
-    context = {**FEATURE_FLAGS, "max_update_bytes": str(512 * 1024 * 1024), "sweeper_memory_mb": "512"}
+    # Given 512 MiB updates and an aggregate function of 1024 MB (it reads each update whole)
+    context = {**FEATURE_FLAGS, "max_update_bytes": str(512 * 1024 * 1024), "aggregate_memory_mb": "1024"}
     with pytest.raises(ValueError) as err:
         Config.from_context(CdkApp(outdir=str(tmp_path), context=context).node)
     message = str(err.value)
     # Then synth stops naming the function, its memory, what it needs and what to change
-    assert "sweeper function's memory" in message and "sweeper_memory_mb=512 MB" in message
-    assert "needs at least 1280 MB" in message and "ingest" not in message.split(";")[0]
-    assert "aggregate" not in message
+    assert "aggregate function's memory" in message and "aggregate_memory_mb=1024 MB" in message
+    assert "needs at least 2304 MB" in message
+    assert "ingest" not in message and "sweeper" not in message
+
+
+def test_streaming_functions_need_the_same_memory_whatever_the_update_size():
+    from infra.config import RUNTIME_MB, STREAMING_MB, memory_misfits, required_memory_mb
+
+    # ingest and the sweeper check updates over 16 MiB ranged reads (issue 13): 512 MB fits 2 GiB updates
+    big = Config.from_mapping({"max_update_bytes": 2 << 30, "ingest_memory_mb": 512, "sweeper_memory_mb": 512,
+                               "aggregate_memory_mb": 10240})
+    assert required_memory_mb(big, "ingest") == required_memory_mb(big, "sweeper") == RUNTIME_MB + STREAMING_MB
+    assert not [m for m in memory_misfits(big) if "ingest" in m or "sweeper" in m]
+    with pytest.raises(ValueError, match=r"ingest function's memory.*128 MB of ranged reads"):
+        Config.from_mapping({"max_update_bytes": 1 << 20, "ingest_memory_mb": 256})
 
 
 def test_default_memory_fits_512_mib_updates_and_a_small_limit_fits_small_functions():

@@ -44,8 +44,8 @@ def test_site_deployment_ships_web_and_a_generated_config(synth):
 def test_alarms_cover_errors_throttles_dlqs_5xx_and_slow_aggregation(synth):
     alarms = resources(synth.dev, "AWS::CloudWatch::Alarm")
     metrics = [(a["Properties"].get("Namespace"), a["Properties"].get("MetricName")) for a in alarms.values()]
-    assert metrics.count(("AWS/Lambda", "Errors")) == 5
-    assert metrics.count(("AWS/Lambda", "Throttles")) == 5
+    assert metrics.count(("AWS/Lambda", "Errors")) == 6
+    assert metrics.count(("AWS/Lambda", "Throttles")) == 6
     assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 2
     assert ("AWS/ApiGateway", "5XXError") in metrics
     assert ("FMA", "RoundsFailed") in metrics  # the sweeper failed a round (deadline or retries)

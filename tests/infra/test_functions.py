@@ -7,7 +7,8 @@ import json
 import pytest
 from conftest import STRATEGY_MODULES, functions_by_handler, resources
 
-FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "sweeper")
+FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "aggregate_piece", "sweeper")
+FANOUT_START_ENV = {"FMA_FANOUT_STATE_MACHINE", "FMA_FANOUT_MIN_UPDATES", "FMA_FANOUT_MIN_BYTES"}
 COMMON_ENV = {"FMA_TABLE_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
 METRICS_ENV = {"POWERTOOLS_METRICS_NAMESPACE"}
 EXPECTED_ENV = {
@@ -20,17 +21,21 @@ EXPECTED_ENV = {
         "FMA_POLL_RETRY_AFTER_SECONDS",
         "FMA_LEASE_SECONDS",
         "FMA_CORS_ORIGIN",
+        "FMA_CLIENT_TOKEN_MAX_SECONDS",
+        "FMA_CLIENT_TOKEN_GRACE_SECONDS",
     },
-    "authorizer": set(),
+    "authorizer": {"FMA_CLIENT_TOKEN_GRACE_SECONDS"},
     "ingest": {
         "FMA_BUCKET_NAME",
         "FMA_AGGREGATE_FUNCTION",
         "FMA_LEASE_SECONDS",
         "FMA_RECONCILE_GRACE_SECONDS",
         "FMA_MAX_INGEST_ATTEMPTS",
+        *FANOUT_START_ENV,
         *METRICS_ENV,
     },
-    "aggregate": {"FMA_BUCKET_NAME", "FMA_LEASE_SECONDS", "FMA_DP_SECRET_ARN", *METRICS_ENV},
+    "aggregate": {"FMA_BUCKET_NAME", "FMA_LEASE_SECONDS", "FMA_DP_SECRET_ARN", "FMA_READ_CONCURRENCY", *METRICS_ENV},
+    "aggregate_piece": {"FMA_BUCKET_NAME", "FMA_READ_CONCURRENCY"},
     "sweeper": {
         "FMA_BUCKET_NAME",
         "FMA_AGGREGATE_FUNCTION",
@@ -38,6 +43,7 @@ EXPECTED_ENV = {
         "FMA_MAX_AGGREGATION_ATTEMPTS",
         "FMA_RECONCILE_GRACE_SECONDS",
         "FMA_MAX_INGEST_ATTEMPTS",
+        *FANOUT_START_ENV,
         *METRICS_ENV,
     },
 }
@@ -92,7 +98,7 @@ def test_function_environment_names_exactly_the_contract_variables(dev):
 def test_custom_strategy_modules_reach_only_api_and_aggregate(synth):
     for name, fn in functions_by_handler(synth.prod).items():
         env = fn["Properties"]["Environment"]["Variables"]
-        expected = STRATEGY_MODULES if name in ("api", "aggregate") else None
+        expected = STRATEGY_MODULES if name in ("api", "aggregate", "aggregate_piece") else None
         assert env.get("FMA_STRATEGY_MODULES") == expected, name
 
 
@@ -144,8 +150,8 @@ def test_api_may_presign_only_models_and_updates(dev):
 def test_ingest_reads_objects_and_invokes_only_aggregate(dev):
     fns = functions_by_handler(dev)
     statements = policy_statements(dev, fns["ingest"])
-    assert actions_on(statements, "/updates/*") == {"s3:GetObject"}
-    assert actions_on(statements, "/models/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     aggregate = _logical(dev, fns["aggregate"])
     invoke = [st for st in statements if st["Action"] == "lambda:InvokeFunction"]
     assert invoke == [
@@ -153,11 +159,12 @@ def test_ingest_reads_objects_and_invokes_only_aggregate(dev):
     ]
 
 
-def test_aggregate_writes_only_models_and_state(dev):
+def test_aggregate_writes_only_models_state_and_partials(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["aggregate"])
     assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:PutObject"}
     assert actions_on(statements, "/state/*") == {"s3:GetObject", "s3:PutObject"}
+    assert actions_on(statements, "/partials/*") == {"s3:GetObject", "s3:PutObject"}
     listing = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["state/*"]}}
 
@@ -176,7 +183,8 @@ def test_sweeper_lists_only_the_updates_prefix(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["sweeper"])
     listing = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["updates/*"]}}
-    assert actions_on(statements, "/updates/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     assert "/index/due-rounds" in json.dumps(statements)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, STRATEGY_MODULES, functions_by_handler
 
-FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "sweeper")
+FUNCTIONS = ("api", "authorizer", "ingest", "aggregate", "aggregate_piece", "sweeper")
 ENV_READERS = {"shared/fma/adapters/settings.py", "shared/fma/domain/strategy_catalog.py"}
 # Local mode, the CLI and the connectors only local mode and unit tests use (DESIGN section 8).
 NOT_SHIPPED_TO_LAMBDA = ("shared/fma/local/", "shared/fma/cli.py", "shared/fma/adapters/sqlite_fs/",

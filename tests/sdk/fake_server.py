@@ -38,6 +38,7 @@ class FakeServer:
         self.fail_next: tuple[int, str] | None = None  # the next PUT answers (status, code)
         self.publish_after_polls = 0  # accepted updates wait this many round polls
         self.pause_while_open = False  # and the experiment reads PAUSED meanwhile
+        self.mode = "sync"  # "async": the model says so, and accepted updates publish on the next model poll
         self._pending: tuple[int, bytes, int] | None = None
         self.submitted: list[dict[str, Any]] = []
         http.add_callback(responses.GET, f"{BASE}/model", self.get_model)
@@ -51,6 +52,10 @@ class FakeServer:
                 "min_updates": 1, "metrics": {}, "updates": []}  # fmt: skip
 
     def get_model(self, request):
+        if self.mode == "async" and self._pending is not None:  # another client's update filled the buffer
+            n, body, weight = self._pending
+            self._pending = None
+            self._publish(n, [(body, weight)])
         version = max(self.models)
         sha = hashlib.sha256(self.models[version]).hexdigest()
         paused = self.paused_polls > 0 or (self.pause_while_open and self._pending is not None)
@@ -61,7 +66,7 @@ class FakeServer:
         body = {
             "round": self.current if status in ("RUNNING", "PAUSED") else None,
             "version": version, "sha256": sha, "url": f"{S3}/models/{version}",
-            "client_config": {"lr": 0.5}, "status": status,
+            "client_config": {"lr": 0.5}, "status": status, "mode": self.mode,
         }  # fmt: skip
         return 200, {"ETag": f'"{sha}"'}, json.dumps(body)
 
@@ -93,7 +98,7 @@ class FakeServer:
             self.fail_ingest -= 1
             entry.update(status="FAILED", reason="ingest fault")
         self.rounds[n]["updates"].append(entry)
-        if entry["status"] == "ACCEPTED" and self.publish_after_polls:
+        if entry["status"] == "ACCEPTED" and (self.publish_after_polls or self.mode == "async"):
             self._pending = (n, request.body, entry["num_examples"])
         elif entry["status"] == "ACCEPTED":
             self._publish(n, [(request.body, entry["num_examples"])])

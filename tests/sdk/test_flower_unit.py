@@ -248,3 +248,18 @@ def test_migration_guide_names_every_strategy_and_parameter_of_the_catalog():
             assert f"`{param}`" in guide, f"{name}.{param}"
     for param in DP_PARAMS:
         assert param in guide, f"dp.{param}"
+
+
+def test_a_flower_client_runs_unchanged_in_async_mode(client: Client, http):
+    """Issue 15: the same NumPyClient trains every version, never waiting for a round quota."""
+    server = FakeServer(http, INITIAL, total_rounds=3)
+    server.mode = "async"
+    server.publish_after_polls = 10**6  # a wait for the round to publish would never end
+    serve_evaluations(http)
+    flower = AddOne()
+
+    history = FlowerRunner(flower, client).run()
+
+    assert [(r["round"], r["status"]) for r in history.rounds] == [(1, "ACCEPTED"), (2, "ACCEPTED"), (3, "ACCEPTED")]
+    assert [config["server-round"] for _, config in flower.fits] == [1, 2, 3]
+    np.testing.assert_array_equal(server.submitted[2]["tensors"]["w"], np.full((2, 3), 3.0, np.float32))

@@ -113,3 +113,30 @@ def test_a_long_pause_does_not_time_out_the_wait_for_a_round(client: Client, htt
     history = client.run(train([]), round_timeout=1)
     assert [h["round_metrics"] for h in history] == [{"loss": 0.1}]
     assert fake_time.now > 1  # the round wait outlived its timeout while paused
+
+
+def test_run_in_async_mode_goes_straight_on_with_the_newest_model(client: Client, http):
+    """No wait for a round to publish: the loop only waits for a version newer than its base."""
+    server = FakeServer(http, INITIAL, total_rounds=3)
+    server.mode = "async"
+    server.publish_after_polls = 10**6  # polling the round would never see it published
+
+    history = client.run(train([]))
+    assert [(h["round"], h["status"]) for h in history] == [(1, "ACCEPTED"), (2, "ACCEPTED"), (3, "ACCEPTED")]
+    assert all("round_metrics" not in h for h in history)
+    assert [s["meta"]["fma.round"] for s in server.submitted] == ["1", "2", "3"]
+    assert server.status == "COMPLETED"
+
+
+def test_run_in_async_mode_records_a_stale_refusal_and_goes_on(client: Client, http):
+    server = FakeServer(http, INITIAL, total_rounds=2)
+    server.mode = "async"
+    server.reject_next = "STALE: trained on version 0, 3 versions behind version 3 (max_staleness=2)"
+
+    def train_once_stale(weights, config):
+        server.reject_next = server.reject_next if config["round"] == 1 else None
+        return {k: v + 1.0 for k, v in weights.items()}, 10, {}
+
+    history = client.run(train_once_stale, rounds=1)
+    assert [(h["round"], h["status"]) for h in history] == [(1, "REJECTED")]
+    assert history[0]["reason"].startswith("STALE:")

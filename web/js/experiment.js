@@ -6,6 +6,7 @@ import { badge, empty, h, num, scrollTable, section, seconds, timeEl, when } fro
 import { lineage } from "./lineage.js";
 import { roundOf } from "./list.js";
 import { participation, rejectedUpdates } from "./participation.js";
+import { asyncVersions, isAsync } from "./versions.js";
 
 const ACTIVE = new Set(["PENDING_MODEL", "RUNNING", "PAUSED"]);
 
@@ -15,8 +16,30 @@ function facts(pairs) {
   return h("dl", { class: "facts" }, pairs.map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value))));
 }
 
+/** USD with enough digits for a round that costs fractions of a cent. */
+function usd(value) {
+  if (value === null || value === undefined || !Number.isFinite(Number(value))) return "—";
+  const n = Number(value);
+  return n >= 0.01 ? `$${n.toFixed(2)}` : `$${n.toPrecision(2)}`;
+}
+
+/** Sum of the rounds' cost at list prices (docs/scale.md), or null when no round has one. */
+function totalCost(rounds) {
+  const priced = rounds.filter((r) => r.cost && Number.isFinite(Number(r.cost.usd_total)));
+  return priced.length ? priced.reduce((sum, r) => sum + Number(r.cost.usd_total), 0) : null;
+}
+
+function costCell(r) {
+  if (!r.cost) return "—";
+  const c = r.cost;
+  const title = `${r.plan || "single"} plan: ${num(c.gb_seconds)} GB-s, ${num(c.s3_get)} GETs, ${num(c.s3_put)} PUTs, `
+    + `${num(c.dynamodb_read_units)} RRU, ${num(c.dynamodb_write_units)} WRU, ${num(c.state_transitions)} transitions`;
+  return h("span", { title }, usd(c.usd_total), r.plan === "fanout" ? h("span", { class: "muted" }, " (fanout)") : null);
+}
+
 function summary(e, rounds) {
   const published = rounds.filter((r) => r.state === "PUBLISHED").length;
+  const cost = totalCost(rounds);
   return h("header", { class: "experiment-head" },
     h("p", {}, h("a", { href: "#/", class: "back" }, "← All experiments")),
     h("h1", {}, e.name, " ", badge(e.status)),
@@ -30,6 +53,7 @@ function summary(e, rounds) {
       ["Clients enrolled", num(e.clients ?? 0)],
       ["Created", timeEl(e.created_at)],
       ["Last activity", timeEl(e.updated_at)],
+      ...(cost === null ? [] : [["Cost so far (list prices)", h("span", { id: "experiment-cost" }, usd(cost))]]),
     ]));
 }
 
@@ -64,9 +88,10 @@ function timeline(rounds) {
   const paused = rounds.some((r) => r.refused_paused);
   const note = (r) => r.reason || r.last_error || "";
   const notes = rounds.some(note);
+  const costs = rounds.some((r) => r.cost);
   const cols = ["Round", "State", "Accepted", "Rejected", "Late", ...(paused ? ["Refused (paused)"] : []), "Quota",
     "Deadline", "Opened", "Sealed by", "Time to seal", "Attempts", "Aggregation", "Evaluations",
-    ...(dp ? ["ε spent"] : []), ...(notes ? ["Note"] : [])];
+    ...(dp ? ["ε spent"] : []), ...(costs ? ["Cost"] : []), ...(notes ? ["Note"] : [])];
   const rows = [...rounds].reverse().map((r) => h("tr", { "data-round": r.round, "data-state": r.state,
     "data-stuck": r.stuck ? "true" : null },
     h("th", { scope: "row", class: "num" }, r.round),
@@ -84,6 +109,7 @@ function timeline(rounds) {
     h("td", { class: "num" }, seconds(r.aggregation_seconds)),
     h("td", { class: "num" }, num(r.evaluations ?? 0)),
     dp ? h("td", { class: "num" }, num(r.privacy?.epsilon)) : null,
+    costs ? h("td", { class: "num cost" }, costCell(r)) : null,
     notes ? h("td", { class: "reason" }, note(r)) : null));
   return scrollTable("Round timeline", h("table", { class: "timeline" },
     h("caption", { class: "visually-hidden" }, "Rounds, newest first"),
@@ -266,6 +292,7 @@ export function renderExperiment(root, e, rounds, getModel, initial = null) {
   root.replaceChildren(
     summary(e, rounds),
     section("timeline", "Round timeline", timeline(rounds)),
+    ...(isAsync(e) ? [section("versions", "Versions and their buffers (async)", asyncVersions(e, rounds))] : []),
     section("metrics", "Metrics per round", charts(rounds, initial)),
     section("participation", "Client participation", participation(e, rounds)),
     section("rejected", "Rejected, late and refused updates", rejectedUpdates(rounds)),

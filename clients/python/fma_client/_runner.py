@@ -4,6 +4,11 @@ get model -> (stop when the round is None) -> train -> submit -> wait for the ro
 The loop keeps going through the ordinary races of a shared experiment: a pause (wait and
 retry), a round sealed before our update landed (LATE, ROUND_CLOSED) or a repeated submit
 (ALREADY_SUBMITTED): those move on to the next model instead of failing the client.
+
+In async mode (the model response says `"mode": "async"`) there is no quota to wait for: after
+an accepted update the loop goes straight on with the newest model, waiting only until a
+version newer than the one it trained on is out (one update in flight per base version); an
+update refused STALE (its base too many versions old) is recorded and the loop goes on.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ def run_loop(
         except ExperimentEnded:
             break
         if entry is None:
+            continue
+        if client.model is not None and client.model.mode == "async":
+            history.append(entry)
+            done = n
             continue
         try:
             published = _await_round(client, n, round_timeout)
@@ -100,6 +109,9 @@ def _submit(
     try:
         result = _send(client, n, weights, num_examples, metrics, timeout)
     except UpdateRejected as exc:
+        if exc.status == "REJECTED" and (exc.reason or "").startswith("STALE"):
+            log.warning("round %d: update refused as too stale (%s); going on with the newest model", n, exc.reason)
+            return {**entry, "status": "REJECTED", "reason": exc.reason}
         if exc.status != "LATE":
             raise
         log.warning("round %d: update arrived after the seal (LATE)", n)

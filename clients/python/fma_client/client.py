@@ -45,6 +45,8 @@ class ModelState:
     version: int | None
     client_config: dict[str, Any]
     status: str
+    #: "async" (FedBuff, the server's docs/async.md): no round quota to wait for.
+    mode: str = "sync"
 
 
 class Client(Enrollment):
@@ -139,7 +141,7 @@ class Client(Enrollment):
         return ModelState(
             sha256=sha, data=data, round=body.get("round"), version=body.get("version"),
             client_config=dict(body.get("client_config") or {}),
-            status=body.get("status") or "RUNNING",
+            status=body.get("status") or "RUNNING", mode=body.get("mode") or "sync",
         )  # fmt: skip
 
     @staticmethod

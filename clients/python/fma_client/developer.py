@@ -72,11 +72,14 @@ class Developer:
         max_update_bytes: int | None = None,
         wait: bool = True,
         timeout: float = 120.0,
+        aggregation: Mapping[str, Any] | None = None,
     ) -> Json:
         """Create an experiment, upload its initial model and (if `wait`) wait until RUNNING.
 
         `initial_weights` is a dict of arrays or ready safetensors bytes. The server validates
         the model asynchronously, so without `wait` the experiment is still PENDING_MODEL.
+        `aggregation` ({"plan": "auto" | "single" | "fanout", "partition_updates", "shard_bytes"})
+        chooses where rounds aggregate; the plan never changes the bytes (docs/scale.md).
         Raises ExperimentFailed if the server refuses the model, Timeout after `timeout` s.
         """
         body: Json = {"name": name, "strategy": strategy_spec(strategy), "rounds": dict(rounds or {})}
@@ -84,6 +87,8 @@ class Developer:
             body["client_config"] = dict(client_config)
         if max_update_bytes is not None:
             body["max_update_bytes"] = max_update_bytes
+        if aggregation is not None:
+            body["aggregation"] = dict(aggregation)
         created = self.http.call_json("POST", "experiments", json=body)
         experiment: Json = created["experiment"]
         data = initial_weights if isinstance(initial_weights, bytes) else tensors.encode(initial_weights)

@@ -109,6 +109,7 @@ class ExperimentItem(_Base):
     initial_sha256 = UnicodeAttribute(null=True)
     archived = BooleanAttribute(null=True)
     update_limits = JSONAttribute(null=True)
+    aggregation = JSONAttribute(null=True)
     clients = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
@@ -177,9 +178,20 @@ class UpdateItem(_Base):
     # unexpected ingest failures so far (repo_failures): bounded, then the update is FAILED.
     attempts = NumberAttribute(null=True)
     updated_at = NumberAttribute()
+    # async mode: the version whose buffer this update joined (repo_buffers).
+    applied_in = NumberAttribute(null=True)
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
     due_index = DueRoundsIndex()
+
+
+class BufferItem(_Base):
+    """pk = EXP#{id}, sk = BUFFER#{version:08d}#{round:08d}#{client_id}: an update in the buffer
+    that publishes `version` (async mode), written with its acceptance, listed by one query."""
+
+    version = NumberAttribute()
+    round = NumberAttribute()
+    client_id = UnicodeAttribute()
 
 
 class EvaluationItem(_Base):
@@ -260,7 +272,7 @@ class LinkItem(_Base):
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
                                        UpdateItem, EvaluationItem, IdempotencyItem, RegistryNameItem,
-                                       RegistryVersionItem, LinkItem, RefusalItem)
+                                       RegistryVersionItem, LinkItem, BufferItem, RefusalItem)
 
 
 def configure_table(table_name: str, region: str = "us-east-1", host: str | None = None) -> None:
@@ -289,3 +301,7 @@ def round_sk(n: int) -> str:
 
 def update_sk(n: int, client_id: str) -> str:
     return f"UPDATE#{n:08d}#{client_id}"
+
+
+def buffer_sk(version: int, n: int, client_id: str) -> str:
+    return f"BUFFER#{version:08d}#{n:08d}#{client_id}"

@@ -39,7 +39,16 @@ def build_deps(settings: Settings) -> Deps:
     invoker: Invoker | None = _invoker_override
     if invoker is None and settings.aggregate_function:
         invoker = LambdaInvoker(settings.aggregate_function)
-    return Deps(repo=repo, store=store, invoker=invoker, limits=settings.limits, secrets=secret_store(settings))
+    if _invoker_override is None and settings.fanout_state_machine:  # ingest, sweeper on AWS
+        from fma.adapters.stepfunctions import StepFunctionsStarter
+        from fma.domain.aggregation_config import FanoutThresholds
+        from fma.services.plan_router import PlanRouter
+
+        limits = settings.limits
+        invoker = PlanRouter(invoker, StepFunctionsStarter(settings.fanout_state_machine), repo,
+                             FanoutThresholds(limits.fanout_min_updates, limits.fanout_min_bytes))
+    return Deps(repo=repo, store=store, invoker=invoker, limits=settings.limits, secrets=secret_store(settings),
+                function_memory_mb=settings.function_memory_mb)
 
 
 def secret_store(settings: Settings) -> SecretStore | None:

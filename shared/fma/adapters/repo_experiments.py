@@ -15,6 +15,7 @@ from fma.adapters.dynamo_models import (
 )
 from fma.adapters.repo_rounds import round_item
 from fma.adapters.repo_tokens import token_item, token_pk
+from fma.domain.aggregation_config import AggregationSettings
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
@@ -37,6 +38,7 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
         initial_sha256=item.initial_sha256, archived=bool(item.archived),
         update_limits=UpdateLimits.from_json(item.update_limits),
+        aggregation=AggregationSettings.from_json(item.aggregation),
     )
 
 
@@ -47,6 +49,7 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
         strategy_name=exp.strategy_name, strategy_params=exp.strategy_params,
         policy=exp.policy.to_json(), client_config=exp.client_config,
         max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
+        aggregation=exp.aggregation.to_json(),
         current_round=0, clients=0, created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
         list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fma.adapters.dynamo_models import configure_table
+from fma.adapters.repo_buffers import BufferRepository
 from fma.adapters.repo_experiments import ExperimentRepository
 from fma.adapters.repo_failures import FailureRepository
 from fma.adapters.repo_idempotency import IdempotencyRepository
@@ -15,7 +16,7 @@ from fma.adapters.repo_trouble import TroubleRepository
 
 class DynamoRepository(TokenRepository, ExperimentRepository, RoundRepository, LifecycleRepository, SweepRepository,
                        FailureRepository, IdempotencyRepository, RegistryRepository, LineageRepository,
-                       TroubleRepository):
+                       BufferRepository, TroubleRepository):
     """Binds the pynamodb models to `table_name` (and a local endpoint) on construction."""
 
     def __init__(self, table_name: str, region: str = "us-east-1", host: str | None = None):

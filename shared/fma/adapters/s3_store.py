@@ -71,6 +71,17 @@ class S3ObjectStore:
                 return None
             raise
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        """(size, version id) of the newest version (None on an unversioned bucket's id)."""
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        version = resp.get("VersionId")
+        return int(resp["ContentLength"]), None if version in (None, "null") else version
+
     def exists(self, key: str) -> bool:
         """Whether `key` exists, asked by a one-key LIST (a HEAD may answer 403 for "absent")."""
         resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)

@@ -30,6 +30,12 @@ MAX_AGGREGATION_ATTEMPTS = "FMA_MAX_AGGREGATION_ATTEMPTS"
 RECONCILE_GRACE_SECONDS = "FMA_RECONCILE_GRACE_SECONDS"
 MAX_INGEST_ATTEMPTS = "FMA_MAX_INGEST_ATTEMPTS"
 POLL_RETRY_AFTER_SECONDS = "FMA_POLL_RETRY_AFTER_SECONDS"
+#: the fanout state machine (issue 14) that ingest and the sweeper start for fanout rounds,
+#: the auto plan's thresholds, and the ranged reads in flight per aggregating function.
+FANOUT_STATE_MACHINE = "FMA_FANOUT_STATE_MACHINE"
+FANOUT_MIN_UPDATES = "FMA_FANOUT_MIN_UPDATES"
+FANOUT_MIN_BYTES = "FMA_FANOUT_MIN_BYTES"
+READ_CONCURRENCY = "FMA_READ_CONCURRENCY"
 #: the DP noise key (services/dp_noise.py): a Secrets Manager secret on AWS (aggregate only),
 #: a 0600 key file in local mode.
 DP_SECRET_ARN = "FMA_DP_SECRET_ARN"
@@ -50,11 +56,13 @@ LIMITS = {
     MAX_AGGREGATION_ATTEMPTS: "max_aggregation_attempts", RECONCILE_GRACE_SECONDS: "reconcile_grace_seconds",
     MAX_INGEST_ATTEMPTS: "max_ingest_attempts", POLL_RETRY_AFTER_SECONDS: "poll_retry_after_seconds",
     CLIENT_TOKEN_MAX_SECONDS: "client_token_max_seconds", CLIENT_TOKEN_GRACE_SECONDS: "client_token_grace_seconds",
+    FANOUT_MIN_UPDATES: "fanout_min_updates", FANOUT_MIN_BYTES: "fanout_min_bytes",
+    READ_CONCURRENCY: "read_concurrency",
 }
 #: set by a construct only when the deployment configures it (custom strategies).
 CONFIGURED_ONLY = frozenset({STRATEGY_MODULES})
 #: provided by the Lambda runtime itself; never set by a construct.
-RUNTIME = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME")
+RUNTIME = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
 #: local mode and tests point the adapters at moto with these; never set on AWS.
 LOCAL_ONLY = ("FMA_DYNAMODB_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB", "FMA_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3",
               "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL", DP_SECRET_FILE)
@@ -79,13 +87,17 @@ class Settings:
     sqs_reachable: bool = False
     dp_secret_arn: str | None = None
     dp_secret_file: str | None = None
+    fanout_state_machine: str | None = None
+    #: the function's memory as the Lambda runtime reports it (the round's cost).
+    function_memory_mb: int | None = None
 
     @classmethod
     def from_env(cls, *, need_bucket: bool = True, names: Collection[str] | None = None,
                  env: Mapping[str, str] | None = None, function: str = "this function") -> Settings:
         """Read the named variables (all of them when `names` is None: tests and local tools)."""
         env = os.environ if env is None else env
-        named = set(LIMITS) | {TABLE_NAME, BUCKET_NAME, AGGREGATE_FUNCTION, CORS_ORIGIN, DP_SECRET_ARN} \
+        named = set(LIMITS) | {TABLE_NAME, BUCKET_NAME, AGGREGATE_FUNCTION, CORS_ORIGIN, DP_SECRET_ARN,
+                               FANOUT_STATE_MACHINE} \
             if names is None else set(names)
 
         def get(name: str) -> str | None:
@@ -106,6 +118,8 @@ class Settings:
             sqs_reachable=bool(env.get("AWS_LAMBDA_FUNCTION_NAME") or env.get("AWS_ENDPOINT_URL_SQS")
                                or env.get("AWS_ENDPOINT_URL")),
             dp_secret_arn=get(DP_SECRET_ARN) or None, dp_secret_file=env.get(DP_SECRET_FILE) or None,
+            fanout_state_machine=get(FANOUT_STATE_MACHINE) or None,
+            function_memory_mb=_runtime_int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")),
         )
 
 
@@ -166,3 +180,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be positive")
     return value
+
+
+def _runtime_int(raw: str | None) -> int | None:
+    """A number the Lambda runtime sets (absent off Lambda, never malformed on it)."""
+    return int(raw) if raw and raw.isdigit() else None

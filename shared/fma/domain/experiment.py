@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fma.domain import round_mode
+from fma.domain.aggregation_config import AggregationSettings
 from fma.domain.errors import InvalidInput
 from fma.domain.records import RoundRecord
 from fma.domain.states import ExperimentStatus, RoundState
@@ -18,33 +20,63 @@ MAX_CLIENT_CONFIG_BYTES = 16 << 10
 
 @dataclass(frozen=True)
 class RoundPolicy:
-    """`min_updates` is an int or "all" (every enrolled client, counted when sealing)."""
+    """`min_updates` is an int or "all" (every enrolled client, counted when sealing).
+
+    `mode` "async" (issue 15, domain/round_mode.py) replaces the quota and the deadline with a
+    buffer: `buffer_size` updates (or `min_buffer` after `max_wait_seconds`) publish the next
+    version; there `min_updates` mirrors `buffer_size`, so a quota check reads the buffer.
+    """
 
     min_updates: int | str = 2
     total_rounds: int = 10
     deadline_seconds: int | None = None
     on_deadline: str = "aggregate"
     min_updates_at_deadline: int = 1
+    mode: str = "sync"
+    buffer_size: int | None = None
+    max_staleness: int = round_mode.DEFAULT_MAX_STALENESS
+    max_wait_seconds: int | None = None
+    min_buffer: int = 1
+    staleness: Mapping[str, Any] | None = None
+    server_learning_rate: float = 1.0
 
     FIELDS = ("min_updates", "total_rounds", "deadline_seconds", "on_deadline", "min_updates_at_deadline")
+    ALL_FIELDS = (*FIELDS, "mode", *round_mode.ASYNC_ONLY)
+
+    def __post_init__(self) -> None:
+        if self.mode == "async" and self.buffer_size is not None:
+            object.__setattr__(self, "min_updates", self.buffer_size)
+
+    @property
+    def is_async(self) -> bool:
+        return self.mode == "async"
 
     @classmethod
     def parse(cls, data: object) -> RoundPolicy:
         data = {} if data is None else data
         if not isinstance(data, Mapping):
             raise InvalidInput("rounds must be an object", details={"field": "rounds"})
-        unknown = sorted(set(data) - set(cls.FIELDS))
+        unknown = sorted(str(k)[:64] for k in set(data) - set(cls.ALL_FIELDS))
         if unknown:
             raise InvalidInput(f"unknown field(s) in rounds: {', '.join(unknown)}", code="UNKNOWN_FIELD",
                                details={"field": "rounds", "unknown": unknown})
-        policy = cls(**{k: data[k] for k in cls.FIELDS if k in data})
+        mode = round_mode.parse_mode(data)
+        values = {k: data[k] for k in cls.ALL_FIELDS if k in data}
+        if mode == "async":
+            values["staleness"] = round_mode.parse_staleness(data.get("staleness"))
+        policy = cls(**values)
         policy.validate()
+        if policy.is_async:  # stored as a float whatever JSON number was sent
+            policy = replace(policy, server_learning_rate=float(policy.server_learning_rate))
         return policy
 
     def validate(self) -> None:
+        _positive_int("rounds.total_rounds", self.total_rounds, 100_000)
+        if self.is_async:
+            round_mode.check_async(self)
+            return
         if self.min_updates != "all":
             _positive_int("rounds.min_updates", self.min_updates, 100_000)
-        _positive_int("rounds.total_rounds", self.total_rounds, 100_000)
         if self.deadline_seconds is not None:
             _positive_int("rounds.deadline_seconds", self.deadline_seconds, 30 * 86400)
         if self.on_deadline not in ON_DEADLINE:
@@ -58,7 +90,21 @@ class RoundPolicy:
             return max(1, enrolled_clients)
         return int(self.min_updates)
 
+    def smallest_buffer(self) -> int:
+        """Fewest updates an async version may aggregate: `min_buffer` once the wait ran out."""
+        return self.min_buffer if self.max_wait_seconds else int(self.buffer_size or 1)
+
+    def staleness_fn(self) -> Mapping[str, Any]:
+        return self.staleness or round_mode.DEFAULT_STALENESS
+
     def to_json(self) -> dict[str, Any]:
+        if self.is_async:
+            keys = ("mode", "total_rounds", *round_mode.ASYNC_ONLY)
+            out = {k: getattr(self, k) for k in keys}
+            out["staleness"] = dict(self.staleness_fn())
+            return out
+        # no "mode" key in sync mode: the policy reads as before issue 15, so the genesis records
+        # of earlier experiments' histories (services/history.py hashes it) still verify
         return {k: getattr(self, k) for k in self.FIELDS}
 
 
@@ -80,6 +126,7 @@ class Experiment:
     model_error: str | None = None
     initial_sha256: str | None = None
     update_limits: UpdateLimits = field(default_factory=UpdateLimits)
+    aggregation: AggregationSettings = field(default_factory=AggregationSettings)
     clients: int = 0
     created_at: str = ""
     updated_at: str = ""
@@ -91,6 +138,7 @@ class Experiment:
             "strategy": {"name": self.strategy_name, "params": self.strategy_params},
             "rounds": self.policy.to_json(), "client_config": self.client_config,
             "max_update_bytes": self.max_update_bytes, "update_limits": self.update_limits.to_json(),
+            "aggregation": self.aggregation.to_json(),
             "current_round": self.current_round,
             "model_version": self.model_version, "model_spec": self.model_spec,
             "model_sha256": self.model_sha256, "initial_sha256": self.initial_sha256,
@@ -124,7 +172,9 @@ def _positive_int(name: str, value: object, maximum: int) -> None:
 
 
 def new_round(exp: Experiment, n: int, now: float) -> RoundRecord:
-    """Round n of `exp`, OPEN from `now`, with its deadline when the policy sets one."""
-    deadline = now + exp.policy.deadline_seconds if exp.policy.deadline_seconds else None
+    """Round n of `exp`, OPEN from `now`, with its deadline when the policy sets one (in async
+    mode: when a partial buffer may publish, `max_wait_seconds` after the version opened)."""
+    wait = exp.policy.max_wait_seconds if exp.policy.is_async else exp.policy.deadline_seconds
+    deadline = now + wait if wait else None
     return RoundRecord(exp.id, n, RoundState.OPEN, min_updates=str(exp.policy.min_updates), deadline=deadline,
                        opened_at=now)

@@ -78,6 +78,8 @@ class UpdateRecord:
     version_id: str | None = None
     #: what the client declared when it asked for the upload (POST) or the API computed (PUT).
     declared_sha256: str | None = None
+    #: async mode: the version whose buffer the update joined (None until accepted, and in sync mode).
+    applied_in: int | None = None
 
 
 @dataclass

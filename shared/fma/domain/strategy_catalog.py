@@ -226,3 +226,50 @@ def _finite(value: int | float) -> float | None:
     except OverflowError:  # 10**400 is a valid JSON integer
         return None
     return number if math.isfinite(number) else None
+
+
+#: strategies async mode (FedBuff, issue 15) runs on the buffer's staleness-weighted deltas
+#: d_i = s(tau_i) (u_i - m_{b_i}): the weighted mean (FedAvg, FedProx), a server optimizer
+#: stepping on that mean, or a robust rule over the d_i. Custom strategies see client models,
+#: not deltas against several base versions, so they stay in sync mode.
+ASYNC_MEAN = ("fedavg", "fedprox")
+ASYNC_OPTIMIZERS = ("fedavgm", "fedadagrad", "fedadam", "fedyogi")
+ASYNC_ROBUST = ("fedmedian", "fedtrimmedavg", "krum", "multikrum", "bulyan")
+ASYNC_STRATEGIES = (*ASYNC_MEAN, *ASYNC_OPTIMIZERS, *ASYNC_ROBUST)
+#: smallest number of updates each robust rule is defined for, given num_malicious f.
+ROBUST_QUORUM = {"bulyan": lambda f: 4 * f + 3, "krum": lambda f: 2 * f + 3, "multikrum": lambda f: 2 * f + 3}
+
+
+def check_async_strategy(name: str, params: Mapping[str, Any], *, server_learning_rate: float,
+                         smallest_buffer: int) -> None:
+    """Refuse a strategy that async mode cannot run with these settings (400 at creation).
+
+    `smallest_buffer` is the fewest updates a version may aggregate (`min_buffer` with
+    `max_wait_seconds`, else `buffer_size`).
+    """
+    if name not in ASYNC_STRATEGIES:
+        raise InvalidInput(
+            f"strategy {name} does not run in async mode; choose one of {list(ASYNC_STRATEGIES)}",
+            code="ASYNC_NOT_SUPPORTED", details={"field": "strategy.name", "allowed": list(ASYNC_STRATEGIES)},
+        )
+    if params.get("dp") is not None:
+        raise InvalidInput(
+            "central DP (params.dp) is not available in async mode: its accountant assumes one "
+            "uniform mean per round of a sampled cohort, not staleness-weighted buffers",
+            code="DP_NOT_SUPPORTED", details={"field": "strategy.params.dp"},
+        )
+    if name in ASYNC_OPTIMIZERS and server_learning_rate != 1.0:
+        own = "server_learning_rate" if name == "fedavgm" else "eta"
+        raise InvalidInput(
+            f"{name} steps with its own rate (strategy.params.{own}); rounds.server_learning_rate must "
+            "stay 1.0 with a server optimizer", code="INVALID_ROUND_POLICY",
+            details={"field": "rounds.server_learning_rate"},
+        )
+    need = ROBUST_QUORUM.get(name)
+    f = int(params.get("num_malicious", 0) or 0)
+    if need is not None and smallest_buffer < need(f):
+        raise InvalidInput(
+            f"{name} with num_malicious={f} needs at least {need(f)} updates per buffer; "
+            f"this policy may publish {smallest_buffer}", code="INVALID_STRATEGY_PARAMS",
+            details={"field": "rounds.buffer_size", "minimum": need(f)},
+        )

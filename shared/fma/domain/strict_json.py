@@ -30,19 +30,29 @@ class JsonRejected(ValueError):
         self.message = message
 
 
-def _parse_int(text: str) -> int:
+class _OutOfRange:
+    """Stands in for a number json cannot hold while parsing: the parser's hooks do not know
+    where in the document they are, the walk afterwards does, so the error names the field."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _parse_int(text: str) -> int | _OutOfRange:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise JsonRejected("NUMBER_OUT_OF_RANGE", f"integer of {len(text)} characters is out of range")
+        return _OutOfRange(f"integer of {len(text)} characters is out of range (signed 64-bit)")
     value = int(text)
     if not INT_MIN <= value <= INT_MAX:
-        raise JsonRejected("NUMBER_OUT_OF_RANGE", "integer is outside the signed 64-bit range")
+        return _OutOfRange("integer is outside the signed 64-bit range")
     return value
 
 
-def _parse_float(text: str) -> float:
+def _parse_float(text: str) -> float | _OutOfRange:
     value = float(text)
     if not math.isfinite(value):
-        raise JsonRejected("NUMBER_OUT_OF_RANGE", "number overflows a 64-bit float")
+        return _OutOfRange("number overflows a 64-bit float")
     return value
 
 
@@ -60,13 +70,16 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _check_strings_and_depth(value: Any) -> None:
-    """Iterative walk (no recursion to exhaust): depth bound and UTF-8-encodable strings."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    """Iterative walk (no recursion to exhaust): depth bound, UTF-8-encodable strings and
+    numbers in range, naming the path of an out-of-range number (`strategy.params.x`)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, path = stack.pop()
         if isinstance(node, str):
             _check_text(node)
             continue
+        if isinstance(node, _OutOfRange):
+            raise JsonRejected("NUMBER_OUT_OF_RANGE", f"{path or 'body'}: {node.reason}")
         if not isinstance(node, (dict, list)):
             continue
         if depth > MAX_DEPTH:
@@ -74,9 +87,9 @@ def _check_strings_and_depth(value: Any) -> None:
         if isinstance(node, dict):
             for key, item in node.items():
                 _check_text(key)
-                stack.append((item, depth + 1))
+                stack.append((item, depth + 1, f"{path}.{key}" if path else key))
         else:
-            stack.extend((item, depth + 1) for item in node)
+            stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(node))
 
 
 def _check_text(text: str) -> None:

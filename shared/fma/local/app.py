@@ -14,18 +14,22 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fma.adapters.factory import build_deps, set_connector_override, set_invoker_override
 from fma.adapters.settings import Settings
+from fma.domain.aggregation_config import FanoutThresholds
 from fma.domain.auth import Role, hash_token, new_token
 from fma.domain.records import TokenRecord
 from fma.domain.states import RoundState
 from fma.local import dispatch
 from fma.local.emulation import BUCKET, Emulation, local_environment, start_emulation
+from fma.local.fanout import LocalFanout
 from fma.local.gateway import Gateway
 from fma.local.objects import GrantingStore, ObjectRoutes
 from fma.local.pool import Workers, WorkerSetup
 from fma.local.workers import IngestPump, ThreadInvoker, Timer
+from fma.services.plan_router import PlanRouter
 from fma.services.ports import ObjectEvents
 
 BACKENDS = ("sqlite_fs", "aws-emulation")
@@ -60,7 +64,7 @@ class LocalStack:
         self.pool: Workers | None = None
         if self.workers > 0:
             self.pool = Workers(self._worker_setup(routes.signer.secret), self.workers)
-        self.invoker = self.pool or ThreadInvoker()
+        self.invoker = self._router(self.pool or ThreadInvoker())
         set_invoker_override(self.invoker)
         dispatch.reset_handler_caches()
         self.admin_token = self._ensure_admin_token()
@@ -72,6 +76,19 @@ class LocalStack:
         self.sweeper.start()
         self.gateway.start(routes, self.pool.call_api if self.pool else None)
         return self
+
+    def _router(self, invoker: Any) -> PlanRouter:
+        """Sealed rounds go through the plan router: fanout ones to the local executor (the
+        same handlers the state machine runs; pieces in worker processes), others as before."""
+        pool = self.pool
+        fanout = LocalFanout(pool.submit_piece if pool else None,
+                             run_task=pool.run_aggregate_task if pool else dispatch.run_aggregate)
+        limits = Settings.from_env().limits
+        router = PlanRouter(invoker, fanout, build_deps(Settings.from_env()).repo,
+                            FanoutThresholds(limits.fanout_min_updates, limits.fanout_min_bytes))
+        if pool is not None:
+            pool.forward_to = router.invoke_async
+        return router
 
     def _worker_setup(self, secret: bytes) -> WorkerSetup:
         env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "FMA_", "POWERTOOLS_"))}

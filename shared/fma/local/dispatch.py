@@ -10,6 +10,7 @@ import base64
 import importlib
 import json
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from fma.local.events import FakeContext, api_event, authorizer_event, sqs_s3_event
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
-FUNCTION_NAMES = ("api", "authorizer", "ingest", "aggregate", "sweeper")
+FUNCTION_NAMES = ("api", "authorizer", "ingest", "aggregate", "aggregate_piece", "sweeper")
 
 
 def load_handler_module(name: str) -> Any:
@@ -58,9 +59,21 @@ def _error(status: int, code: str, message: str) -> HttpResult:
 PUBLIC_PATHS = ("/v1/health", "/v1/openapi.json")
 
 
+#: One request at a time per process, as in one Lambda execution environment: powertools'
+#: resolver keeps the current event on the app object, so two threads inside the handler at
+#: once could read each other's principal (local mode with --workers 0 serves requests on threads).
+_ENVIRONMENT = threading.RLock()
+
+
 def call_api(method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None,
              query: dict[str, str] | None = None) -> HttpResult:
     """What API Gateway does: OPTIONS and health skip the authorizer; others must pass it."""
+    with _ENVIRONMENT:
+        return _call_api(method, path, headers, body, query)
+
+
+def _call_api(method: str, path: str, headers: dict[str, str] | None, body: bytes | None,
+              query: dict[str, str] | None) -> HttpResult:
     headers = headers or {}
     context: dict[str, Any] = {}
     if method != "OPTIONS" and path not in PUBLIC_PATHS:
@@ -97,3 +110,8 @@ def run_ingest_event(event: dict[str, Any]) -> dict[str, Any]:
 
 def run_aggregate(payload: dict[str, Any]) -> dict[str, Any]:
     return load_handler_module("aggregate").handler(payload, FakeContext("aggregate"))
+
+
+def run_aggregate_piece(payload: dict[str, Any]) -> dict[str, Any]:
+    """One fanout Map item, through the aggregate_piece handler (as Step Functions invokes it)."""
+    return load_handler_module("aggregate_piece").handler(payload, FakeContext("aggregate_piece"))

@@ -27,11 +27,14 @@ class Emulation:
     queue_url: str
     server: object
     replayed: int = 0
+    meter: object | None = None
 
     def stop(self) -> None:
         from fma.local.persistence import stop_recording
 
         stop_recording()
+        if self.meter is not None:
+            self.meter.stop()
         self.server.stop()
 
 
@@ -64,6 +67,7 @@ def start_emulation(host: str = "127.0.0.1", state_dir: Path | None = None) -> E
     from fma.local.moto_atomic import make_moto_dynamodb_atomic
 
     make_moto_dynamodb_atomic()
+    meter = _start_meter(os.environ.get(HOT_KEYS_ENV))
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
@@ -80,7 +84,19 @@ def start_emulation(host: str = "127.0.0.1", state_dir: Path | None = None) -> E
             replayed = replay(recording, endpoint)
         start_recording(recording)
     queue_url = provision(endpoint)
-    return Emulation(endpoint, queue_url, server, replayed)
+    return Emulation(endpoint, queue_url, server, replayed, meter)
+
+
+#: a file path: meter DynamoDB writes per partition key (fma.local.hot_keys) and keep them there.
+HOT_KEYS_ENV = "FMA_HOT_KEYS_FILE"
+
+
+def _start_meter(path: str | None):
+    if not path:
+        return None
+    from fma.local.hot_keys import MeterFile
+
+    return MeterFile(Path(path)).start()
 
 
 def provision(endpoint: str) -> str:

@@ -63,11 +63,11 @@ class ObjectRoutes:
     def download(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes | BinaryIO]:
         key = unquote(path.removeprefix("/objects/"))
         try:
-            self.signer.verify(query.get("grant", ""), DOWNLOAD, key)
+            grant = self.signer.verify(query.get("grant", ""), DOWNLOAD, key)
         except GrantRefused as exc:
             return _error(403, "GRANT_REFUSED", str(exc))
         try:
-            data = self.store.get(key)
+            data = self.store.get(key, grant.version_id)
         except LookupError:
             return _error(404, "NO_SUCH_OBJECT", "the object does not exist")
         return 200, {"Content-Type": "application/octet-stream"}, data
@@ -97,6 +97,9 @@ class GrantingStore:
     def size(self, key: str) -> int | None:
         return self.inner.size(key)
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        return self.inner.head(key)
+
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)
 
@@ -106,8 +109,9 @@ class GrantingStore:
         return {"url": f"{self.public_url}/objects?grant={grant}", "fields": {"key": key}}
 
     def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
-        """A download grant of `key`; the gateway serves its newest version (`version_id`, which the
-        round artifacts route passes for pinned updates, cannot be bound into a grant yet)."""
+        """A download grant of `key` (of that one version when `version_id` is given: the round
+        artifacts route pins the update versions a manifest names)."""
         from urllib.parse import quote
 
-        return f"{self.public_url}/objects/{quote(key)}?grant={self.signer.sign(DOWNLOAD, key, expires)}"
+        grant = self.signer.sign(DOWNLOAD, key, expires, version_id=version_id)
+        return f"{self.public_url}/objects/{quote(key)}?grant={grant}"

@@ -23,6 +23,8 @@ from typing import Any
 from fma.local import dispatch
 
 log = logging.getLogger("fma.local")
+#: processes computing fanout pieces (the Map's children) in local mode.
+FANOUT_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ class Workers:
                                                                          self.aggregate.submit(_ready)]
         for future in warm:  # every worker imports its handlers before the gateway opens
             future.result(timeout=300)
+        self.setup, self.ctx = setup, ctx
+        self._fanout: ProcessPoolExecutor | None = None
+        #: where forwarded invocations go (local mode points it at its PlanRouter).
+        self.forward_to = self.invoke_async
         self.forwarder = threading.Thread(target=self._forward, name="fma-invocations", daemon=True)
         self.forwarder.start()
 
@@ -129,16 +135,29 @@ class Workers:
             except Exception:
                 log.exception("aggregate attempt %d failed for %s", attempt + 1, payload)
 
+    def run_aggregate_task(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A fanout coordinator task (start, reduce, fail) in the aggregate worker."""
+        return self.aggregate.submit(dispatch.run_aggregate, payload).result()
+
+    def submit_piece(self, payload: dict[str, Any]) -> Any:
+        """A fanout Map item in the pool of piece workers (spawned on first use: a deployment
+        that never fans out never pays for their start)."""
+        if self._fanout is None:
+            self._fanout = ProcessPoolExecutor(FANOUT_WORKERS, self.ctx, initializer=_init_worker,
+                                               initargs=(self.setup, None))
+        return self._fanout.submit(dispatch.run_aggregate_piece, payload)
+
     def _forward(self) -> None:
         while True:
             payload = self.invocations.get()
             if payload is None:
                 return
-            self.invoke_async(payload)
+            self.forward_to(payload)
 
     def shutdown(self) -> None:
         self.invocations.put(None)
         self.forwarder.join(timeout=5)
         self.order.shutdown(wait=True)
-        for pool in (self.api, self.ingest, self.aggregate):
-            pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self.api, self.ingest, self.aggregate, self._fanout):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)

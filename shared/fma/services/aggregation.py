@@ -12,21 +12,26 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from fma.domain.aggregation import UpdateInput, aggregate
+from fma.domain.aggregation import AggregationResult, EngineOptions, Partitioning, UpdateInput
+from fma.domain.aggregation.fanout import RoundInputs
 from fma.domain.aggregation.weight_limits import clip_weights
 from fma.domain.codec import decode, encode
+from fma.domain.cost import Usage, round_cost
 from fma.domain.errors import UpdateRejected
 from fma.domain.experiment import Experiment, new_round
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
-from fma.services import history
+from fma.services import costing, history
 from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
 from fma.services.dp_noise import noise_seed
 
 #: what the round item keeps of the strategy's info (the item must stay far below 400 KB).
-ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected")
+ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected", "plan", "cost")
+#: about the size of a manifest (the cost counts its PUT before it is written).
+MANIFEST_BYTES = 4096
 #: the round info key recording whether the round saved optimizer state under state/.
 STATE_SAVED = "state_saved"
 
@@ -36,8 +41,12 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
     rnd = deps.repo.get_round(experiment_id, n)
     if exp is None or rnd is None:
         return {"status": "ignored", "reason": "unknown experiment or round"}
+    if exp.policy.is_async:  # issue 15: a version from a sealed buffer (services/buffered_aggregation.py)
+        from fma.services.buffered_aggregation import aggregate_version
+
+        return aggregate_version(deps, exp, n, owner)
     if rnd.state == RoundState.PUBLISHED:
-        _mark_applied(deps, experiment_id, n)
+        mark_applied(deps, experiment_id, n)
         return {"status": "already_published", "sha256": rnd.model_sha256}
     owner = owner or uuid.uuid4().hex
     started = deps.clock()
@@ -45,23 +54,26 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
     if lease is None:
         return {"status": "busy"}
     try:
-        return _run(deps, exp, n, owner, started) | {"round_seconds": round(deps.clock() - rnd.opened_at, 3)}
+        model_bytes, info, metrics = build_model(deps, exp, n)
+        return publish(deps, exp, rnd, owner, started, model_bytes, info, metrics)
     except Exception as exc:  # kept on the round for the dashboard, then raised for the retry
         deps.repo.record_aggregation_error(experiment_id, n, attempt_error(lease.attempts, exc), owner)
         raise
 
 
-def _run(deps: Deps, exp: Experiment, n: int, owner: str, started: float) -> dict[str, Any]:
-    model_bytes, info, metrics = build_model(deps, exp, n)
+def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, model_bytes: bytes,
+            info: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    """Round n PUBLISHED and n+1 OPEN in one transaction under the lease, then APPLIED marks."""
+    experiment_id, n = exp.id, rnd.round
     sha = hashlib.sha256(model_bytes).hexdigest()
     seconds = round(deps.clock() - started, 6)
     next_round = new_round(exp, n + 1, deps.clock()) if n < exp.policy.total_rounds else None
-    published = deps.repo.publish_round(exp.id, n, owner, sha256=sha, metrics=metrics, info=info,
+    published = deps.repo.publish_round(experiment_id, n, owner, sha256=sha, metrics=metrics, info=info,
                                         seconds=seconds, now=deps.clock(), next_round=next_round)
     if published:
-        _mark_applied(deps, exp.id, n)
+        mark_applied(deps, experiment_id, n)
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
-            "bytes": len(model_bytes)}
+            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3)}
 
 
 def attempt_error(attempt: int, exc: BaseException) -> str:
@@ -70,32 +82,59 @@ def attempt_error(attempt: int, exc: BaseException) -> str:
     return f"attempt {attempt}: {type(exc).__name__}" + (f": {text}" if text else "")
 
 
-def build_model(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, Any], dict[str, float]]:
-    """Run the strategy and write model, state and manifest (same inputs -> same model bytes)."""
-    t0 = time.perf_counter()
+def accepted_updates(deps: Deps, experiment_id: str, n: int) -> list[UpdateRecord]:
+    """The round's accepted updates in client-id order: what it aggregates."""
+    return [u for u in deps.repo.list_updates(experiment_id, n)
+            if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
+
+
+def partitioning_of(exp: Experiment) -> Partitioning:
+    """The arithmetic's shape from the experiment's `aggregation` (the same for every plan)."""
+    return Partitioning(partition_updates=exp.aggregation.partition_updates, shard_bytes=exp.aggregation.shard_bytes)
+
+
+def round_inputs(deps: Deps, exp: Experiment, n: int, accepted: Sequence[UpdateRecord], *,
+                 noise: bool = True) -> tuple[RoundInputs, bytes, list[float], dict[str, Any] | None]:
+    """What `aggregate` takes for round n (and the global model's bytes, the counted examples,
+    the noise record). `noise=False` (a fanout child) derives no DP seed: children never
+    hold the key."""
     global_bytes = deps.store.get(model_key(exp.id, n - 1))
     global_model, _ = decode(global_bytes)
-    prev_state = load_state(deps, exp.id, n - 1)
-    accepted = [u for u in deps.repo.list_updates(exp.id, n)
-                if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
     counted = clip_weights([int(u.num_examples or 0) for u in accepted], exp.update_limits.max_weight_share)
     inputs = [_input(deps, u, c) for u, c in zip(accepted, counted, strict=True)]
+    seed, record = (noise_seed(getattr(deps, "secrets", None), exp.id, n)
+                    if noise and (exp.strategy_params or {}).get("dp") else (None, None))
+    ri = RoundInputs(exp.strategy_name, exp.strategy_params, global_model, inputs, load_state(deps, exp.id, n - 1),
+                     round_number=n, seed=engine_seed(exp.id, n), noise_seed=seed, partitioning=partitioning_of(exp),
+                     options=EngineOptions(prefetch=deps.limits.read_concurrency))
+    return ri, global_bytes, counted, record
+
+
+def build_model(deps: Deps, exp: Experiment, n: int,
+                run: Callable[[RoundInputs], AggregationResult] | None = None,
+                accepted: list[UpdateRecord] | None = None, usage: Usage | None = None,
+                task: str = "aggregate") -> tuple[bytes, dict[str, Any], dict[str, float]]:
+    """Run the strategy and write model, state and manifest (same inputs -> same model bytes).
+
+    `run` runs the round (default: here, the single plan; services/fanout.py hands in its
+    reduce, and `usage` with its children's counts) over `accepted` (default: listed from the
+    metadata store). The manifest's `cost` prices the usage plus this function's own."""
+    t0 = time.perf_counter()
+    accepted = accepted_updates(deps, exp.id, n) if accepted is None else accepted
+    ri, global_bytes, counted, noise = round_inputs(deps, exp, n, accepted)
     t1 = time.perf_counter()
-    seed, noise = (noise_seed(getattr(deps, "secrets", None), exp.id, n)
-                   if (exp.strategy_params or {}).get("dp") else (None, None))
-    result = aggregate(exp.strategy_name, exp.strategy_params, global_model, inputs, prev_state,
-                       round_number=n, seed=engine_seed(exp.id, n), noise_seed=seed)
+    result = (run or (lambda r: r.run(None)))(ri)
     if noise is not None:  # which key and label seeded the noise: never the key itself
         result.info["privacy"]["noise"] = noise
     t2 = time.perf_counter()
-    model_bytes = encode(result.model, model_metadata(exp.id, n, exp.strategy_name))
-    deps.store.put(model_key(exp.id, n), model_bytes)
-    state_object = None
-    if result.state:
-        state_bytes = encode(result.state)
-        deps.store.put(state_key(exp.id, n), state_bytes)
-        state_object = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
+    model_bytes, state_object, state_size = write_outputs(deps, exp, n, result.model, result.state)
     info = _json_safe(result.info)
+    info.setdefault("plan", "single")
+    written = [len(model_bytes), *([state_size] if result.state else []), MANIFEST_BYTES]
+    usage = costing.aggregation_usage(usage if usage is not None else Usage(), info, len(accepted), len(global_bytes),
+                                      sum(v.nbytes for v in ri.state.values()) if ri.state else None, written)
+    usage.task(task, costing.memory_mb(deps), time.perf_counter() - t0)
+    info["cost"] = round_cost(usage)
     total = sum(u.num_examples or 0 for u in accepted)
     manifest = {
         "experiment_id": exp.id, "round": n, "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
@@ -171,15 +210,30 @@ def load_state(deps: Deps, experiment_id: str, n: int) -> dict[str, Any]:
     return {k: v.copy() for k, v in tensors.items()}
 
 
-def _mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
-    for u in deps.repo.list_updates(experiment_id, n):
-        if u.status == UpdateStatus.ACCEPTED:
-            deps.repo.mark_applied(experiment_id, n, u.client_id, deps.clock())
+def mark_applied(deps: Deps, experiment_id: str, n: int) -> None:
+    """ACCEPTED -> APPLIED for the round's updates, batched by the connector (issue 14)."""
+    todo = [u.client_id for u in deps.repo.list_updates(experiment_id, n) if u.status == UpdateStatus.ACCEPTED]
+    if todo:
+        deps.repo.mark_applied_many(experiment_id, n, todo, deps.clock())
 
 
 def engine_seed(experiment_id: str, n: int) -> int:
     """The engine's public seed (for custom strategies' own randomness); never DP noise."""
     return int.from_bytes(hashlib.sha256(f"{experiment_id}:{n}".encode()).digest()[:8], "little")
+
+
+def write_outputs(deps: Deps, exp: Experiment, n: int, model: Any, state: Any) -> tuple[bytes, dict | None, int]:
+    """Write version n's model (and the server state, if the strategy keeps one) before any
+    publish, so a crash re-runs to the same objects; (model bytes, the manifest's state entry,
+    state size)."""
+    model_bytes = encode(model, model_metadata(exp.id, n, exp.strategy_name))
+    deps.store.put(model_key(exp.id, n), model_bytes)
+    if not state:
+        return model_bytes, None, 0
+    state_bytes = encode(state)
+    deps.store.put(state_key(exp.id, n), state_bytes)
+    entry = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
+    return model_bytes, entry, len(state_bytes)
 
 
 def _json_safe(value: Any) -> Any:

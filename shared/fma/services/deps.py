@@ -24,6 +24,11 @@ class Limits:
     #: client tokens: at most this long from registration, and this long past their experiment's end
     client_token_max_seconds: int = 365 * 86400
     client_token_grace_seconds: int = 7 * 86400
+    # auto plan: fanout from this many accepted updates, or this many bytes of them (docs/scale.md).
+    fanout_min_updates: int = 2000
+    fanout_min_bytes: int = 4 << 30
+    # ranged reads in flight per aggregating function (S3 serves each connection ~90 MB/s).
+    read_concurrency: int = 16
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Deps:
     clock: Callable[[], float] = wall_clock
     #: the DP noise key (services/dp_noise.py); None: noise from the OS CSPRNG, not reproducible.
     secrets: SecretStore | None = None
+    #: this function's memory (Lambda's runtime says it), for the round's cost; None: nominal.
+    function_memory_mb: int | None = None
 
 
 @dataclass

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from fma.domain.aggregation_config import parse_aggregation
 from fma.domain.auth import (
     Principal,
     Role,
@@ -20,14 +21,14 @@ from fma.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Paylo
 from fma.domain.experiment import Experiment, RoundPolicy, parse_client_config, parse_name
 from fma.domain.records import Page, TokenRecord
 from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
-from fma.domain.strategy_catalog import validate_strategy
+from fma.domain.strategy_catalog import check_async_strategy, validate_strategy
 from fma.domain.update_limits import parse_update_limits
 from fma.services.access import client_token_expiry, mint_token
 from fma.services.bodies import listing, optional_int, require_object
 from fma.services.deps import Deps, model_key
 
 CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from",
-                 "update_limits")
+                 "update_limits", "aggregation")
 
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
@@ -75,12 +76,15 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
     policy = RoundPolicy.parse(data.get("rounds"))
     update_limits = parse_update_limits(data.get("update_limits"))
     _check_robust_quorum(strategy["name"], params, policy)
+    if policy.is_async:  # which strategies run on staleness-weighted deltas (issue 15)
+        check_async_strategy(strategy["name"], params, server_learning_rate=policy.server_learning_rate,
+                             smallest_buffer=policy.smallest_buffer())
     stamp = iso(deps.clock())
     exp = Experiment(
         id=uuid.uuid4().hex[:16], name=parse_name(data["name"]), owner=caller.principal_id,
         strategy_name=strategy["name"], strategy_params=params, policy=policy,
         client_config=parse_client_config(data.get("client_config")), max_update_bytes=max_bytes,
-        update_limits=update_limits,
+        update_limits=update_limits, aggregation=parse_aggregation(data.get("aggregation")),
         created_at=stamp, updated_at=stamp,
     )
     if data.get("from") is not None:  # a fork starts from another experiment's round (services/lineage.py)

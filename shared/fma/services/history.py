@@ -49,11 +49,8 @@ def genesis_record(experiment: Mapping[str, Any], initial_sha256: str, initial_s
 def chain_fields(deps: Deps, experiment: Mapping[str, Any], n: int, previous_model: bytes) -> dict[str, Any]:
     """The manifest fields that link round n to its predecessor (round 1: to the genesis)."""
     if n == 1:
-        # a connector without lineage support cannot have created a fork: the genesis is a root's
-        get_lineage = getattr(deps.repo, "get_lineage", None)
-        lineage = get_lineage(experiment["id"]) if get_lineage else None
-        parent = parent_record(lineage.parent, lineage.parent_manifest_sha256,
-                               experiment.get("initial_sha256")) if lineage else None
+        lineage = deps.repo.get_lineage(experiment["id"])
+        parent = parent_record(lineage.parent, lineage.parent_manifest_sha256, experiment.get("initial_sha256"))
         record = genesis_record(experiment, sha256_hex(previous_model), len(previous_model), parent)
         return {"genesis": record, "previous_manifest_sha256": sha256_hex(canonical(record))}
     try:
@@ -72,13 +69,7 @@ def parent_record(parent: Any, manifest_sha256: str | None, model_sha256: str | 
 
 def write_manifest(deps: Deps, key: str, data: bytes) -> bytes:
     """Write once; if an earlier attempt of this round already wrote it, that one stands."""
-    put_new = getattr(deps.store, "put_new", None)
-    if put_new is None:  # a store without conditional writes: check, then write
-        if deps.store.exists(key):
-            return deps.store.get(key)
-        deps.store.put(key, data, content_type="application/json")
-        return data
-    if put_new(key, data, content_type="application/json"):
+    if deps.store.put_new(key, data, content_type="application/json"):
         return data
     return deps.store.get(key)
 

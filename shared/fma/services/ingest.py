@@ -11,26 +11,25 @@ experiment's `model_error`), never in an exception that would make the event ret
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
 from fma.domain.errors import UpdateRejected
 from fma.domain.experiment import Experiment, new_round
 from fma.domain.model_spec import ModelSpec
+from fma.domain.ranged import RangedObject
 from fma.domain.records import UpdateRecord
-from fma.domain.safetensors_header import HeaderLimits, header_length, parse_header
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
-from fma.domain.update_meta import parse_update_meta
 from fma.domain.validation import (
     GlobalReader,
     ValidationLimits,
     ValidUpdate,
     global_reader,
-    validate_initial_model,
-    validate_update,
+    validate_initial_model_stream,
+    validate_update_stream,
 )
 from fma.services.deps import Deps, model_key
+from fma.services.ranged_reads import open_ranged
 
 MODEL_KEY = re.compile(r"^models/(?P<exp>[A-Za-z0-9-]{1,64})/00000000\.safetensors$")
 UPDATE_KEY = re.compile(
@@ -60,23 +59,15 @@ def ingest_object(deps: Deps, key: str) -> IngestOutcome:
     return IngestOutcome("ignored", reason=f"not an FMA object key: {key[:200]}")
 
 
-def _read_checked(deps: Deps, key: str, max_bytes: int, spec: ModelSpec | None = None) -> tuple[bytes, str | None]:
-    """Size, header and (given a spec) tensor layout are checked through ranged reads before the
-    body is read: presigned POST limits are not enforced by every S3, and a crafted header must
-    cost neither memory nor a download."""
-    size = deps.store.size(key)
-    if size is None:
+def _open_checked(deps: Deps, key: str, max_bytes: int) -> tuple[RangedObject, str | None]:
+    """The uploaded object, pinned to the version measured, if it exists and fits `max_bytes`
+    (presigned limits are not enforced by every S3, so the size is checked again here)."""
+    opened = open_ranged(deps.store, key)
+    if opened is None:
         raise UpdateRejected("MISSING_OBJECT", "the uploaded object no longer exists")
-    if size > max_bytes:
-        raise UpdateRejected("TOO_LARGE", f"{size} bytes exceed max_update_bytes={max_bytes}")
-    n = header_length(deps.store.get_range(key, 0, min(size, 9)), HeaderLimits())
-    if 8 + n > size:
-        raise UpdateRejected("NOT_SAFETENSORS", "the header is longer than the file")
-    header = parse_header(deps.store.get_range(key, 0, 8 + n), total_size=size)
-    if spec is not None:
-        parse_update_meta(header.metadata)
-        spec.check(header)
-    return deps.store.get_versioned(key)
+    if opened[0].size > max_bytes:
+        raise UpdateRejected("TOO_LARGE", f"{opened[0].size} bytes exceed max_update_bytes={max_bytes}")
+    return opened
 
 
 def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutcome:
@@ -84,14 +75,14 @@ def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutc
     if exp is None or exp.status != ExperimentStatus.PENDING_MODEL:
         return IngestOutcome("duplicate" if exp else "ignored", experiment_id)
     try:
-        data, _ = _read_checked(deps, key, exp.max_update_bytes)
-        spec = validate_initial_model(data)
+        obj, _ = _open_checked(deps, key, exp.max_update_bytes)
+        spec, sha256 = validate_initial_model_stream(obj)
     except UpdateRejected as exc:
         deps.repo.set_model_error(experiment_id, exc.reason)
         return IngestOutcome("rejected", experiment_id, 0, reason=exc.reason)
     now = deps.clock()
     first = new_round(exp, 1, now)
-    deps.repo.activate(experiment_id, spec.to_json(), hashlib.sha256(data).hexdigest(), first)
+    deps.repo.activate(experiment_id, spec.to_json(), sha256, first)
     return IngestOutcome("activated", experiment_id, 0)
 
 
@@ -114,6 +105,10 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
         deps.repo.reject_update(record)
         return IngestOutcome("rejected", experiment_id, n, client_id, reason=exc.reason)
     record.num_examples, record.metrics = valid.meta.num_examples, valid.meta.metrics
+    if exp.policy.is_async:  # issue 15: it joins the open buffer, not round n (services/buffered_ingest.py)
+        from fma.services.buffered_ingest import accept_async
+
+        return accept_async(deps, exp, record)
     result = deps.repo.accept_update(record)
     if result == "closed":
         deps.repo.mark_late(record)
@@ -126,7 +121,8 @@ def ingest_update(deps: Deps, experiment_id: str, n: int, client_id: str, key: s
 
 
 def _validate(deps: Deps, exp: Experiment, record: UpdateRecord, key: str) -> ValidUpdate:
-    """Read the object (pinning the version read), check its sha256, then its contents.
+    """Check the object (pinning the version read) over ranged reads: its sha256, then its
+    contents; memory stays O(chunk) whatever the update's size.
 
     A client revoked after it asked for this upload holds a presigned POST that S3 still
     honours: its bytes land, but they never count (CLIENT_REVOKED)."""
@@ -134,28 +130,35 @@ def _validate(deps: Deps, exp: Experiment, record: UpdateRecord, key: str) -> Va
     if enrolled is None or enrolled[1]:
         raise UpdateRejected("CLIENT_REVOKED", "the client was revoked after it asked for this upload")
     spec = ModelSpec.from_json(exp.model_spec or [])
-    data, record.version_id = _read_checked(deps, key, exp.max_update_bytes, spec)
-    record.sha256, record.size = hashlib.sha256(data).hexdigest(), len(data)
-    if record.sha256 != record.declared_sha256:
-        raise UpdateRejected("SHA256_MISMATCH", "the uploaded bytes do not have the sha256 declared when "
-                             "the upload was requested")
+    obj, record.version_id = _open_checked(deps, key, exp.max_update_bytes)
     limits = ValidationLimits(max_update_bytes=exp.max_update_bytes,
                               max_num_examples=exp.update_limits.max_num_examples,
                               max_update_norm=exp.update_limits.max_update_norm)
     reader = _global_model(deps, exp.id, record.round - 1) if limits.max_update_norm is not None else None
-    return validate_update(data, spec, limits, expected_round=record.round, global_model=reader)
+    valid = validate_update_stream(obj, spec, limits, expected_round=record.round, global_model=reader,
+                                   declared_sha256=record.declared_sha256 or "")
+    record.sha256, record.size = valid.sha256, valid.size
+    return valid
 
 
 def _global_model(deps: Deps, experiment_id: str, version: int) -> GlobalReader:
-    """The model round `version + 1` trains from, read tensor range by tensor range."""
+    """The model round `version + 1` trains from, read range by range (pinned to one version)."""
     key = model_key(experiment_id, version)
-    n = header_length(deps.store.get_range(key, 0, 8))
-    header = parse_header(deps.store.get_range(key, 0, 8 + n))
-    return global_reader(header, lambda a, b: deps.store.get_range(key, a, b))
+    opened = open_ranged(deps.store, key)
+    if opened is None:
+        raise LookupError(f"the global model {key} is missing")
+    obj = opened[0]
+    header, _ = obj.read_header()
+    return global_reader(header, obj.read)
 
 
 def try_seal(deps: Deps, exp: Experiment, n: int) -> bool:
     """Seal when the quota is met; only the caller whose conditional write wins invokes aggregation."""
+    if exp.policy.is_async:  # the open buffer seals (and opens the next one), whatever round n is
+        from fma.services.buffered_ingest import try_seal_buffer
+
+        current = deps.repo.get_experiment(exp.id) or exp
+        return try_seal_buffer(deps, current, current.current_round)
     rnd = deps.repo.get_round(exp.id, n)
     if rnd is None or rnd.state != RoundState.OPEN:
         return False

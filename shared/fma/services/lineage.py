@@ -22,10 +22,7 @@ from fma.services.deps import Deps, manifest_key, model_key
 
 def links(deps: Deps, experiment_id: str) -> dict[str, Any]:
     """`parent` (null for a root), `children` and `registry` versions of an experiment's detail."""
-    get_lineage = getattr(deps.repo, "get_lineage", None)
-    if get_lineage is None:  # a connector without lineage rows has no forks and no registry links
-        return {"parent": None, "children": [], "registry": []}
-    lineage = get_lineage(experiment_id)
+    lineage = deps.repo.get_lineage(experiment_id)
     return {"parent": lineage.parent.to_public() if lineage.parent else None,
             "children": [c.to_public() for c in lineage.children], "registry": lineage.registry}
 
@@ -51,9 +48,6 @@ def create_fork(deps: Deps, caller: Principal, exp: Experiment, source: object,
     except FmaError:  # not readable by this caller: the same answer as not there
         raise NotFound(f"experiment {ref.experiment_id} not found", code="PARENT_NOT_FOUND",
                        details={"field": "from.experiment_id"}) from None
-    if not callable(getattr(deps.repo, "create_fork", None)) or not callable(getattr(deps.store, "copy", None)):
-        raise Conflict("this deployment's connector keeps no lineage yet (local mode: use --backend aws-emulation)",
-                       code="LINEAGE_UNAVAILABLE")
     sha, manifest_sha = _source(deps, parent, ref.round)
     deps.store.copy(model_key(parent.id, ref.round), model_key(exp.id, 0))
     exp.status, exp.model_spec, exp.model_version, exp.current_round = (

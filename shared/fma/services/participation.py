@@ -31,8 +31,10 @@ def model_info(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, A
     if exp.model_version is None or exp.model_sha256 is None:
         raise Conflict("the initial model has not been ingested yet", code="MODEL_NOT_READY")
     training = exp.status in (ExperimentStatus.RUNNING, ExperimentStatus.PAUSED)
+    # async mode: train on the newest version and post to round version + 1 (docs/async.md)
+    n = exp.model_version + 1 if exp.policy.is_async else exp.current_round
     return {
-        "round": exp.current_round if training else None, "version": exp.model_version,
+        "round": n if training else None, "version": exp.model_version, "mode": exp.policy.mode,
         "sha256": exp.model_sha256, "status": str(exp.status),
         "url": deps.store.presigned_get(model_key(exp.id, exp.model_version), deps.limits.presign_seconds),
         "client_config": {**exp.client_config, **client_config_for(exp.strategy_name, exp.strategy_params)},
@@ -52,6 +54,12 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
             deps.repo.record_refusal(experiment_id, n, caller.principal_id, "EXPERIMENT_NOT_RUNNING", message,
                                      deps.clock())
         raise Conflict(message, code="EXPERIMENT_NOT_RUNNING")
+    if exp.policy.is_async:  # any published base may be uploaded against; ingest refuses it STALE if too old
+        newest = (exp.model_version or 0) + 1
+        if not 1 <= n <= newest:
+            raise Conflict(f"round {n} trains on version {n - 1}, which is not published (newest round {newest})",
+                           code="ROUND_NOT_OPEN", details={"current_round": newest})
+        return exp
     if n > exp.current_round:
         raise Conflict(f"round {n} has not started (current round {exp.current_round})", code="ROUND_NOT_OPEN")
     rnd = deps.repo.get_round(experiment_id, n)

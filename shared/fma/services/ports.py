@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from fma.domain.experiment import Experiment
 from fma.domain.records import EvaluationRecord, Page, RefusalRecord, RoundRecord, TokenRecord, UpdateRecord
+from fma.domain.registry import Lineage, RegistryName, RegistryVersion, RoundRef, Stage
 from fma.domain.states import ExperimentStatus, RoundState
 
 
@@ -139,6 +140,9 @@ class RoundStore(Protocol):
 
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool: ...
 
+    def mark_applied_many(self, experiment_id: str, n: int, client_ids: list[str], now: float) -> int:
+        """mark_applied for each (batched or in parallel): how many moved to APPLIED."""
+
     def put_evaluation(self, experiment_id: str, rec: EvaluationRecord, now: float) -> None:
         """One per client and round; a second raises Conflict."""
 
@@ -203,25 +207,70 @@ class FailureStore(Protocol):
 
 
 @runtime_checkable
-class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, FailureStore,
-                    IdempotencyStore, Protocol):
-    """Everything the services keep about experiments: one connector object implements it all."""
+class BufferStore(Protocol):
+    """Async mode's buffers (issue 15, docs/async.md): round v OPEN is the buffer of version v."""
+
+    def accept_buffered(self, u: UpdateRecord, version: int, capacity: int) -> str:
+        """ACCEPTED into buffer `version` (`applied_in`) and counted there, in one transaction,
+        while that round is OPEN with fewer than `capacity` updates and the experiment RUNNING:
+        "accepted" | "duplicate" | "closed" | "full" | "inactive"."""
+
+    def list_buffer(self, experiment_id: str, version: int) -> list[UpdateRecord]:
+        """The updates that joined buffer `version`, in (round, client id) order."""
+
+    def seal_buffer(self, experiment_id: str, version: int, quota: int, now: float, lease_seconds: float,
+                    next_round: RoundRecord | None) -> bool:
+        """OPEN -> SEALED with at least `quota` updates, and `next_round` OPEN as the current
+        round, in one transaction (exactly one winner)."""
+
+    def publish_version(self, experiment_id: str, version: int, owner: str, *, sha256: str, metrics: dict,
+                        info: dict, seconds: float, now: float, complete: bool) -> bool:
+        """PUBLISHED by the lease owner on top of version - 1 (in order), the experiment
+        COMPLETED with the last version, in one transaction."""
 
 
 @runtime_checkable
 class RegistryStore(Protocol):
-    """The model registry and lineage (issue 16); so far on the aws connector only."""
+    """The model registry and lineage (issue 16): every connector keeps them.
 
-    def get_registry_name(self, name: str) -> Any: ...
+    A version string of a name is created once: of racing creators exactly one gets True. Stage
+    changes and production hand-overs are one transaction each (one production version per name).
+    """
+
+    def get_registry_name(self, name: str) -> RegistryName | None: ...
+
     def list_registry_names(self, limit: int, cursor: str | None) -> Page: ...
-    def list_registry_versions(self, name: str, limit: int, cursor: str | None) -> Page: ...
-    def get_registry_version(self, name: str, version: str) -> Any: ...
-    def highest_registry_version(self, name: str) -> Any: ...
-    def create_registry_version(self, v: Any, *, owner: str, enforce_owner: bool, demote: Any) -> bool: ...
-    def set_registry_stage(self, v: Any, stage: Any, demote: Any, now: str) -> bool: ...
-    def create_fork(self, exp: Experiment, spec: list[dict], sha256: str, first_round: RoundRecord, parent: Any,
-                    parent_manifest_sha256: str | None) -> bool: ...
-    def get_lineage(self, experiment_id: str) -> Any: ...
+
+    def list_registry_versions(self, name: str, limit: int, cursor: str | None) -> Page:
+        """Highest version first (semantic-version precedence), paginated by an opaque cursor."""
+
+    def get_registry_version(self, name: str, version: str) -> RegistryVersion | None: ...
+
+    def highest_registry_version(self, name: str) -> RegistryVersion | None: ...
+
+    def create_registry_version(self, v: RegistryVersion, *, owner: str, enforce_owner: bool,
+                                demote: RegistryVersion | None) -> bool:
+        """Add `v` (and its experiment link; the name on first use, owned by `owner`), moving `demote`
+        (the current production version) to none; False, with nothing written, if the version
+        exists, the name is another owner's (`enforce_owner`) or production moved meanwhile."""
+
+    def set_registry_stage(self, v: RegistryVersion, stage: Stage, demote: RegistryVersion | None,
+                           now: str) -> bool:
+        """Move `v` from the stage it was read with to `stage`; False if anything moved meanwhile."""
+
+    def create_fork(self, exp: Experiment, spec: list[dict], sha256: str, first_round: RoundRecord,
+                    parent: RoundRef, parent_manifest_sha256: str | None) -> bool:
+        """`exp` RUNNING at version 0, round 1 OPEN, its parent link and the parent's child link, in
+        one transaction on condition that the parent round is published (round 0: has a model)."""
+
+    def get_lineage(self, experiment_id: str) -> Lineage:
+        """Parent, children (oldest first) and the registry versions of one experiment."""
+
+
+@runtime_checkable
+class MetadataStore(TokenStore, ExperimentStore, RoundStore, LifecycleStore, DueStore, FailureStore,
+                    IdempotencyStore, BufferStore, RegistryStore, Protocol):
+    """Everything the services keep about experiments: one connector object implements it all."""
 
 
 @runtime_checkable
@@ -245,15 +294,27 @@ class ModelStore(Protocol):
     def size(self, key: str) -> int | None:
         """The newest version's size, None if the key does not exist."""
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        """(size, version id) of the newest version, None if the key does not exist: ranged
+        reads pinned to that id see one version however often the key is rewritten."""
+
     def exists(self, key: str) -> bool: ...
+
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write `key` only if it has no version yet (manifests are written once); False if it had."""
+
+    def copy(self, source_key: str, key: str) -> None:
+        """A new version of `key` with the newest bytes of `source_key`, copied inside the store."""
 
     def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
                        sha256: str | None = None) -> dict[str, Any]:
         """`{"url", "fields"}`: a multipart POST of one object of an allowed size (and, given
         `sha256`, exactly those bytes) to `key`."""
 
-    def presigned_get(self, key: str, expires: int, *, filename: str | None = None) -> str:
-        """A URL that downloads `key` (and nothing else) until it expires; `filename` asks for
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None, *,
+                      filename: str | None = None) -> str:
+        """A URL that downloads `key` (and nothing else) until it expires: its newest version, or
+        exactly `version_id` when given (a pinned update a manifest names); `filename` asks for
         `Content-Disposition: attachment` under that name where the store serves another origin."""
 
 

@@ -49,9 +49,6 @@ def create_version(deps: Deps, caller: Principal, name: str, body: object) -> di
         raise InvalidInput("round must be a published round number (1 or more)", code="INVALID_ROUND",
                            details={"field": "round"})
     exp = load_managed(deps, caller, exp_id)
-    if not has_registry(deps):
-        raise Conflict("this deployment's metadata connector keeps no registry yet (local mode: use "
-                       "--backend aws-emulation)", code="REGISTRY_UNAVAILABLE")
     _check_name_owner(deps.repo.get_registry_name(name), caller)
     sha, size, manifest_sha = _published(deps, exp.id, n)
     for _ in range(ATTEMPTS):
@@ -73,8 +70,6 @@ def create_version(deps: Deps, caller: Principal, name: str, body: object) -> di
 
 def list_names(deps: Deps, caller: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
     require_role(caller, *READERS)
-    if not has_registry(deps):
-        return {"names": [], "next_cursor": None}
     page = deps.repo.list_registry_names(limit, cursor)
     return {"names": [n.to_public() for n in page.items], "next_cursor": page.next_cursor}
 
@@ -149,15 +144,9 @@ def _check_name_owner(name: RegistryName | None, caller: Principal) -> None:
                         details={"name": name.name})
 
 
-def has_registry(deps: Deps) -> bool:
-    """Only the aws connector stores registry rows so far; on sqlite_fs and memory (local mode's default) the
-    registry is empty and creating a version answers 409 instead of failing inside the connector."""
-    return callable(getattr(deps.repo, "get_registry_name", None))
-
-
 def _load_name(deps: Deps, name: str) -> RegistryName:
     parsed = parse_registry_name(name)
-    found = deps.repo.get_registry_name(parsed) if has_registry(deps) else None
+    found = deps.repo.get_registry_name(parsed)
     if found is None:
         raise NotFound(f"registry name {name} not found", code="REGISTRY_NAME_NOT_FOUND")
     return found
@@ -166,7 +155,7 @@ def _load_name(deps: Deps, name: str) -> RegistryName:
 def _load_version(deps: Deps, name: str, version: str) -> RegistryVersion:
     parse_registry_name(name)
     parse_version(version)
-    found = deps.repo.get_registry_version(name, version) if has_registry(deps) else None
+    found = deps.repo.get_registry_version(name, version)
     if found is None:
         raise NotFound(f"version {version} of {name} not found", code="VERSION_NOT_FOUND")
     return found

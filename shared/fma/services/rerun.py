@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from fma.domain.aggregation import UpdateInput, aggregate
+from fma.domain.aggregation import Partitioning, UpdateInput, aggregate
 from fma.domain.codec import decode, encode
 from fma.domain.errors import NotFound
 from fma.services.aggregation import engine_seed, load_state, model_metadata
@@ -37,7 +37,8 @@ def reproduce_round(deps: Deps, experiment_id: str, n: int) -> bytes:
     strategy = manifest["strategy"]
     result = aggregate(strategy["name"], strategy["params"], global_model, inputs,
                        load_state(deps, experiment_id, n - 1), round_number=n,
-                       seed=engine_seed(experiment_id, n), noise_seed=seed)
+                       seed=engine_seed(experiment_id, n), noise_seed=seed,
+                       partitioning=Partitioning.from_json((manifest.get("info") or {}).get("partitioning")))
     return encode(result.model, model_metadata(experiment_id, n, strategy["name"]))
 
 

@@ -69,15 +69,26 @@ def round_public(r: RoundRecord, updates: list[UpdateRecord], evals: list[Evalua
         "attempts": r.attempts, "aggregation_started_at": _when(r.aggregation_started_at),
         "lease_expires_at": _when(r.lease_expires) if r.state in WAITING else None, "last_error": r.last_error,
         **health(r, now, expected_seconds),
+        "plan": info.get("plan"), "cost": info.get("cost"),
         "refused_paused": sum(1 for f in refusals if f.code == "EXPERIMENT_NOT_RUNNING"),
         "refused": [{"client_id": f.client_id, "code": f.code, "reason": f.reason, "count": f.count,
                      "first_at": iso(f.first_at), "last_at": iso(f.last_at)} for f in refusals],
         "updates": [{"client_id": u.client_id, "status": str(u.status), "reason": u.reason,
-                     "num_examples": u.num_examples, "metrics": u.metrics or {}} for u in updates],
+                     "num_examples": u.num_examples, "metrics": u.metrics or {}, "applied_in": u.applied_in}
+                    for u in updates],
         "client_evaluations": [{"client_id": e.client_id, "num_examples": e.num_examples, "metrics": e.metrics}
                                for e in sorted(evals, key=lambda e: e.client_id)
                                if caller.role != Role.CLIENT or e.client_id == caller.principal_id],
+        # async mode (docs/async.md): the updates whose buffer published this version
+        "buffer": _buffer(info.get("buffer"), caller),
     }
+
+
+def _buffer(entries: list[dict[str, Any]] | None, caller: Principal) -> list[dict[str, Any]] | None:
+    """A published version's buffer (None in sync mode); a client sees only its own entries."""
+    if entries is None:
+        return None
+    return [e for e in entries if caller.role != Role.CLIENT or e.get("client_id") == caller.principal_id]
 
 
 def _detail(deps: Deps, caller: Principal, r: RoundRecord) -> dict[str, Any]:

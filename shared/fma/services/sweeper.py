@@ -71,6 +71,13 @@ def _deadline(deps: Deps, rnd: RoundRecord, now: float, report: SweepReport, tag
     if exp.status != ExperimentStatus.RUNNING:  # a paused experiment seals nothing: check again later
         deps.repo.extend_deadline(exp.id, rnd.round, now + (exp.policy.deadline_seconds or 60))
         return
+    if exp.policy.is_async:  # max_wait_seconds ran out: a partial buffer of min_buffer (issue 15)
+        from fma.services.buffered_ingest import sweep_wait
+
+        outcome = sweep_wait(deps, exp, rnd.round, rnd.accepted, now)
+        if outcome is not None:
+            (report.sealed if outcome == "sealed" else report.extended).append(tag)
+        return
     policy = exp.policy
     # At the deadline: aggregate what arrived if it is enough; otherwise fail the round when the
     # policy says `fail`, else extend the deadline by another period (`extend`, `aggregate`).

@@ -6,8 +6,10 @@ from __future__ import annotations
 from fma.adapters.memory.kv import MemoryRowStore, RowStore
 from fma.adapters.memory.objects import MemoryEvents, MemoryModelStore, ObjectNotFound
 from fma.adapters.memory.records import ExperimentRecords, TokenRecords
+from fma.adapters.memory.records_buffers import BufferRecords
 from fma.adapters.memory.records_failures import FailureRecords
 from fma.adapters.memory.records_idempotency import IdempotencyRecords
+from fma.adapters.memory.records_registry import LineageRecords, RegistryRecords
 from fma.adapters.memory.records_rounds import LifecycleRecords, RoundRecords
 from fma.adapters.memory.records_trouble import TroubleRecords
 
@@ -16,7 +18,7 @@ __all__ = ["MemoryEvents", "MemoryModelStore", "MemoryRepository", "ObjectNotFou
 
 
 class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords,
-                       TroubleRecords, IdempotencyRecords):
+                       TroubleRecords, IdempotencyRecords, BufferRecords, RegistryRecords, LineageRecords):
     """Every metadata port over one transactional row store (dictionaries or SQLite)."""
 
     def __init__(self, rows: RowStore):

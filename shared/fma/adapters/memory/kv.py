@@ -22,8 +22,10 @@ class Tx(Protocol):
 
     def put(self, table: str, row: Row) -> None: ...
 
-    def scan(self, table: str, prefix: Key, after: Key | None = None, limit: int | None = None) -> list[Row]:
-        """Rows whose key starts with `prefix`, in key order, strictly after `after`."""
+    def scan(self, table: str, prefix: Key, after: Key | None = None, limit: int | None = None,
+             descending: bool = False) -> list[Row]:
+        """Rows whose key starts with `prefix`, in key order (or reversed), strictly after `after`
+        in that order."""
 
     def due(self, table: str, until: str, limit: int) -> list[Row]:
         """Rows whose `due` is set and sorts at or before `until`, earliest first."""
@@ -58,9 +60,12 @@ class _MemoryTx:
         merged.update({k: v for (t, k), v in self.staged.items() if t == table})
         return [json.loads(merged[k]) for k in sorted(merged)]
 
-    def scan(self, table: str, prefix: Key, after: Key | None = None, limit: int | None = None) -> list[Row]:
+    def scan(self, table: str, prefix: Key, after: Key | None = None, limit: int | None = None,
+             descending: bool = False) -> list[Row]:
         rows = [r for r in self._rows(table) if key_of(table, r)[:len(prefix)] == prefix
-                and (after is None or key_of(table, r) > after)]
+                and (after is None or (key_of(table, r) < after if descending else key_of(table, r) > after))]
+        if descending:
+            rows.reverse()
         return rows[:limit] if limit is not None else rows
 
     def due(self, table: str, until: str, limit: int) -> list[Row]:

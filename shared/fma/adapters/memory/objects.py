@@ -63,6 +63,20 @@ class MemoryModelStore:
         if self.events is not None:
             self.events.publish(key)
 
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write `key` only if it has no version yet (checked and written under the lock)."""
+        with self.lock:
+            if self.objects.get(key):
+                return False
+            self.objects[key] = [(uuid.uuid4().hex, bytes(data))]
+        if self.events is not None:
+            self.events.publish(key)
+        return True
+
+    def copy(self, source_key: str, key: str) -> None:
+        """A new version of `key` with the newest bytes of `source_key` (ObjectNotFound if none)."""
+        self.put(key, self.get(source_key))
+
     def get(self, key: str, version_id: str | None = None) -> bytes:
         return self.get_versioned(key, version_id)[0]
 
@@ -87,6 +101,11 @@ class MemoryModelStore:
             versions = self.objects.get(key)
             return len(versions[-1][1]) if versions else None
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        with self.lock:
+            versions = self.objects.get(key)
+            return (len(versions[-1][1]), versions[-1][0]) if versions else None
+
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
@@ -95,5 +114,7 @@ class MemoryModelStore:
         fields = {"key": key, "min_size": str(min_size), "max_size": str(max_size), "expires": str(expires)}
         return {"url": "memory://upload", "fields": fields | ({"sha256": sha256} if sha256 else {})}
 
-    def presigned_get(self, key: str, expires: int, filename: str | None = None) -> str:
-        return f"memory://{quote(key)}?expires={expires}"
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None, *,
+                      filename: str | None = None) -> str:
+        pinned = f"&version={quote(version_id)}" if version_id else ""
+        return f"memory://{quote(key)}?expires={expires}{pinned}"

@@ -156,6 +156,17 @@ class RoundRecords:
             tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
         return True
 
+    def mark_applied_many(self, experiment_id: str, n: int, client_ids: list[str], now: float) -> int:
+        """All of them in one write transaction (one lock, one SQLite commit)."""
+        marked = 0
+        with self.rows.write() as tx:
+            for client_id in client_ids:
+                row = tx.get("updates", (experiment_id, n, client_id))
+                if row is not None and row["status"] in APPLIABLE:
+                    tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
+                    marked += 1
+        return marked
+
     def put_evaluation(self, experiment_id: str, rec: EvaluationRecord, now: float) -> None:
         with self.rows.write() as tx:
             if tx.get("evaluations", (experiment_id, rec.round, rec.client_id)) is not None:

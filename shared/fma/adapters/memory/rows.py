@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from fma.domain import strict_json
+from fma.domain.aggregation_config import AggregationSettings
 from fma.domain.auth import Role
 from fma.domain.errors import InvalidInput
 from fma.domain.experiment import Experiment, RoundPolicy
@@ -29,6 +30,11 @@ TABLES: dict[str, tuple[str, ...]] = {
     "evaluations": ("experiment_id", "round", "client_id"),
     "refusals": ("experiment_id", "round", "client_id"),
     "idempotency": ("record_id",),
+    # async mode: which updates joined the buffer of a version (records_buffers.py)
+    "buffers": ("experiment_id", "version", "round", "client_id"),
+    "registry_names": ("name",),
+    "registry_versions": ("name", "sort_key"),
+    "links": ("experiment_id", "sk"),
 }
 #: tables with a sparse `due` column (the sweeper's index) and the experiments' listing column.
 DUE_TABLES = ("rounds", "updates")
@@ -69,7 +75,8 @@ def to_experiment(row: Row) -> Experiment:
     fields = {f.name for f in dataclasses.fields(Experiment)}
     data = {k: v for k, v in row.items() if k in fields}
     data.update(policy=RoundPolicy(**row["policy"]), status=ExperimentStatus(row["status"]),
-                update_limits=UpdateLimits.from_json(row.get("update_limits")))
+                update_limits=UpdateLimits.from_json(row.get("update_limits")),
+                aggregation=AggregationSettings.from_json(row.get("aggregation")))
     return Experiment(**data)
 
 

@@ -37,6 +37,12 @@ CREATE TABLE IF NOT EXISTS evaluations (experiment_id TEXT, round INTEGER, clien
 CREATE TABLE IF NOT EXISTS refusals (experiment_id TEXT, round INTEGER, client_id TEXT, data TEXT NOT NULL,
                                      PRIMARY KEY (experiment_id, round, client_id));
 CREATE TABLE IF NOT EXISTS idempotency (record_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS buffers (experiment_id TEXT, version INTEGER, round INTEGER, client_id TEXT,
+                                    data TEXT NOT NULL, PRIMARY KEY (experiment_id, version, round, client_id));
+CREATE TABLE IF NOT EXISTS registry_names (name TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS registry_versions (name TEXT, sort_key TEXT, data TEXT NOT NULL,
+                                              PRIMARY KEY (name, sort_key));
+CREATE TABLE IF NOT EXISTS links (experiment_id TEXT, sk TEXT, data TEXT NOT NULL, PRIMARY KEY (experiment_id, sk));
 CREATE TABLE IF NOT EXISTS objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,
                                     version_id TEXT NOT NULL UNIQUE, size INTEGER NOT NULL,
                                     content_type TEXT NOT NULL, created REAL NOT NULL);
@@ -67,14 +73,16 @@ class SqliteTx:
         marks = ", ".join("?" for _ in cols)
         self.conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({marks})", values)
 
-    def scan(self, table: str, prefix: Key, after: Key | None = None, limit: int | None = None) -> list[Row]:
+    def scan(self, table: str, prefix: Key, after: Key | None = None, limit: int | None = None,
+             descending: bool = False) -> list[Row]:
         cols = TABLES[table]
         clauses = [f"{c} = ?" for c in cols[:len(prefix)]]
         args: list = list(prefix)
         if after is not None:  # pages move along the first key column after the prefix
-            clauses.append(f"{cols[len(prefix)]} > ?")
+            clauses.append(f"{cols[len(prefix)]} {'<' if descending else '>'} ?")
             args.append(after[len(prefix)])
-        sql = f"SELECT data FROM {table} WHERE {' AND '.join(clauses) or '1'} ORDER BY {', '.join(cols)}"
+        order = ", ".join(f"{c} DESC" if descending else c for c in cols)
+        sql = f"SELECT data FROM {table} WHERE {' AND '.join(clauses) or '1'} ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)

@@ -30,6 +30,8 @@ class Grant:
     min_size: int | None = None
     max_size: int | None = None
     sha256: str | None = None
+    #: a download of one version of the object (None: its newest version)
+    version_id: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -50,12 +52,14 @@ class GrantSigner:
         return _b64(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest())
 
     def sign(self, action: str, key: str, expires_in: int, min_size: int | None = None,
-             max_size: int | None = None, sha256: str | None = None) -> str:
+             max_size: int | None = None, sha256: str | None = None, version_id: str | None = None) -> str:
         body = {"a": action, "k": key, "e": int(self.clock()) + int(expires_in)}
         if action == UPLOAD:
             body.update(min=min_size, max=max_size)
             if sha256 is not None:
                 body["s"] = sha256
+        elif version_id is not None:
+            body["v"] = version_id
         payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
         return f"{payload}.{self._mac(payload)}"
 
@@ -89,11 +93,12 @@ class GrantSigner:
             raise GrantRefused("the grant's signature does not match")
         try:
             body = json.loads(_unb64(payload))
-            grant = Grant(body["a"], body["k"], int(body["e"]), body.get("min"), body.get("max"), body.get("s"))
+            grant = Grant(body["a"], body["k"], int(body["e"]), body.get("min"), body.get("max"), body.get("s"),
+                          body.get("v"))
         except (ValueError, KeyError, TypeError):
             raise GrantRefused("malformed grant") from None
         if (not isinstance(grant.key, str) or grant.action not in (UPLOAD, DOWNLOAD)
-                or not isinstance(grant.sha256, str | None)):
+                or not isinstance(grant.sha256, str | None) or not isinstance(grant.version_id, str | None)):
             raise GrantRefused("malformed grant")
         if grant.action == UPLOAD and not (type(grant.min_size) is int and type(grant.max_size) is int):
             raise GrantRefused("malformed grant")

@@ -4,7 +4,8 @@ A put writes a temporary file, fsyncs it, renames it to its version id and fsync
 only then does one transaction record the version and its object-created event (the outbox).
 A crash before that commit leaves at most an unreferenced file, never a half object, and a
 version once recorded is never overwritten, so pinned reads (aggregation reads the version it
-accepted) always find their bytes.
+accepted) always find their bytes. `put_new` (manifests are written once) checks and records in
+the same transaction; `copy` (a fork's version 0) hard-links the source version's file.
 """
 
 from __future__ import annotations
@@ -39,6 +40,38 @@ class FileModelStore:
         return self.root / version_id[:2] / version_id
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        version_id = self._write(data)
+        self._record(key, version_id, len(data), content_type, only_new=False)
+
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Write `key` only if it has no version yet: the check and the record are one transaction,
+        so of racing writers exactly one records its bytes (a loser removes its own file)."""
+        version_id = self._write(data)
+        if self._record(key, version_id, len(data), content_type, only_new=True):
+            return True
+        self._path(version_id).unlink(missing_ok=True)
+        return False
+
+    def copy(self, source_key: str, key: str) -> None:
+        """A new version of `key` sharing the file of `source_key`'s newest version (a hard link:
+        version files are never rewritten, so sharing one is safe and costs no bytes)."""
+        source_id, size = self._version(source_key, None)
+        version_id = uuid.uuid4().hex
+        final = self._path(version_id)
+        final.parent.mkdir(exist_ok=True)
+        try:
+            os.link(self._path(source_id), final)
+        except OSError:  # a file system without hard links: copy the bytes the crash-safe way
+            version_id = self._write(self._path(source_id).read_bytes())
+        else:
+            _fsync_dir(final.parent)
+        with self.db.read() as tx:
+            content_type = tx.conn.execute("SELECT content_type FROM objects WHERE version_id = ?",
+                                           (source_id,)).fetchone()[0]
+        self._record(key, version_id, size, content_type, only_new=False)
+
+    def _write(self, data: bytes) -> str:
+        """A new version file, durable before anything refers to it: temp file, fsync, rename, fsync."""
         version_id = uuid.uuid4().hex
         final = self._path(version_id)
         final.parent.mkdir(exist_ok=True)
@@ -49,12 +82,20 @@ class FileModelStore:
             os.fsync(f.fileno())
         os.rename(temp, final)
         _fsync_dir(final.parent)
+        return version_id
+
+    def _record(self, key: str, version_id: str, size: int, content_type: str, only_new: bool) -> bool:
+        """Record the version and its object-created event in one transaction (False: `only_new`
+        and the key already had a version; nothing recorded)."""
         with self.db.write() as tx:
+            if only_new and tx.conn.execute("SELECT 1 FROM objects WHERE key = ? LIMIT 1", (key,)).fetchone():
+                return False
             tx.conn.execute("INSERT INTO objects (key, version_id, size, content_type, created) VALUES (?, ?, ?, ?, ?)",
-                            (key, version_id, len(data), content_type, time.time()))
+                            (key, version_id, size, content_type, time.time()))
             tx.conn.execute("INSERT INTO outbox (key) VALUES (?)", (key,))
         with self.created:
             self.created.notify_all()
+        return True
 
     def _version(self, key: str, version_id: str | None) -> tuple[str, int]:
         with self.db.read() as tx:
@@ -97,6 +138,13 @@ class FileModelStore:
         except ObjectNotFound:
             return None
 
+    def head(self, key: str) -> tuple[int, str | None] | None:
+        try:
+            vid, size = self._version(key, None)
+        except ObjectNotFound:
+            return None
+        return size, vid
+
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
@@ -107,10 +155,12 @@ class FileModelStore:
         grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}{UPLOAD_PATH}?grant={grant}", "fields": {"key": key}}
 
-    def presigned_get(self, key: str, expires: int, filename: str | None = None) -> str:
-        """`filename` is for another origin's browser; the gateway's grant is same-origin, where the
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None, *,
+                      filename: str | None = None) -> str:
+        """A download of `key`'s newest version, or of exactly `version_id` (a pinned update).
+        `filename` is for another origin's browser; the gateway's grant is same-origin, where the
         dashboard's `download` attribute names the file."""
-        grant = self.signer.sign(DOWNLOAD, key, expires)
+        grant = self.signer.sign(DOWNLOAD, key, expires, version_id=version_id)
         return f"{self.public_url}{UPLOAD_PATH}/{quote(key)}?grant={grant}"
 
 

@@ -8,24 +8,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from fma.domain.aggregation.dp import with_dp
 from fma.domain.aggregation.engine import Engine, EngineOptions
+from fma.domain.aggregation.fedbuff import BufferedUpdate, DeltaEngine, base_key, run_fedbuff
 from fma.domain.aggregation.math import single_threaded_blas
+from fma.domain.aggregation.passes import Partitioning, PassRunner
 from fma.domain.aggregation.registry import get_strategy, register_strategy, strategy
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 from fma.domain.errors import InvalidInput
-from fma.domain.strategy_catalog import validate_strategy
+from fma.domain.round_mode import staleness_weight
+from fma.domain.strategy_catalog import check_async_strategy, validate_strategy
 
 __all__ = [
     "AggregationResult",
+    "BufferedUpdate",
     "Engine",
     "EngineOptions",
+    "Partitioning",
     "UpdateInput",
     "aggregate",
+    "aggregate_buffer",
     "register_strategy",
     "strategy",
     "weighted_metrics",
@@ -54,6 +61,8 @@ def aggregate(
     seed: int = 0,
     noise_seed: object = None,
     options: EngineOptions | None = None,
+    partitioning: Partitioning | None = None,
+    passes: PassRunner | None = None,
 ) -> AggregationResult:
     """Run `strategy` over `updates` (any order in, client-id order inside).
 
@@ -65,6 +74,8 @@ def aggregate(
     rounding); `EngineOptions(portable=True)` makes them the same on any machine. `info`
     carries weights, timings, bytes read, selected clients (Krum, Bulyan), privacy spent (DP)
     and the manifest's `inputs` (client, sha256, num_examples, weight), all JSON-safe.
+    `partitioning` fixes the arithmetic's shape (passes.py); `passes` says where its pieces
+    run (this process by default; fanout.py runs them as separate tasks, same bytes).
     """
     if not updates:
         raise InvalidInput("cannot aggregate a round with no accepted updates", code="NO_UPDATES")
@@ -75,20 +86,87 @@ def aggregate(
     if len({u.client_id for u in ordered}) != len(ordered):
         raise InvalidInput("two updates from the same client", code="DUPLICATE_CLIENT")
     start = time.perf_counter()
-    with single_threaded_blas(), Engine(global_model, options, round_number=round_number, seed=seed) as engine:
+    with single_threaded_blas(), Engine(global_model, options, round_number=round_number, seed=seed,
+                                        partitioning=partitioning, passes=passes) as engine:
         if dp is not None:
             raw = with_dp(strategy, dp, global_model, ordered, state, full, engine=engine,
                           noise_seed=seed if noise_seed is None else noise_seed)
         else:
             raw = fn(global_model, ordered, state, full, engine=engine)
         result = _normalise(raw, global_model)
-        info: dict[str, Any] = {"strategy": strategy, "params": {**full, **({"dp": dp} if dp else {})}}
+        info: dict[str, Any] = {"strategy": strategy, "params": {**full, **({"dp": dp} if dp else {})},
+                                "partitioning": engine.partitioning.to_json()}
         info.update(engine.stats.as_info())
     info["timings"]["total"] = round(time.perf_counter() - start, 6)
     result.info = {**info, **result.info}
     result.info["inputs"] = _inputs(ordered, result.info.get("weights", {}))
     result.metrics = {**weighted_metrics(ordered), **result.metrics}
     return result
+
+
+def aggregate_buffer(
+    strategy: str,
+    params: Mapping[str, object],
+    current_model: Mapping[str, np.ndarray],
+    buffer: Sequence[BufferedUpdate],
+    bases: Mapping[int, UpdateInput],
+    state: Mapping[str, np.ndarray],
+    *,
+    current_version: int,
+    staleness: Mapping[str, Any],
+    server_learning_rate: float = 1.0,
+    seed: int = 0,
+    options: EngineOptions | None = None,
+) -> AggregationResult:
+    """FedBuff: version `current_version + 1` from `buffer` (fedbuff.py gives the formula).
+
+    `bases[v]` reads the published model of version v for every base version in the buffer
+    (`current_model` is version `current_version`). Entries are folded in (round, client) order,
+    so the same buffer gives the same bytes in any order. `info["inputs"]` lists per entry the
+    client, round, base version, staleness, s(tau), num_examples and the strategy's weight.
+    """
+    if not buffer:
+        raise InvalidInput("cannot aggregate an empty buffer", code="NO_UPDATES")
+    full = validate_strategy(strategy, params)
+    check_async_strategy(strategy, full, server_learning_rate=server_learning_rate, smallest_buffer=len(buffer))
+    ordered = sorted(buffer, key=lambda b: b.key)
+    if len({b.key for b in ordered}) != len(ordered):
+        raise InvalidInput("one update twice in a buffer", code="DUPLICATE_CLIENT")
+    taus = {b.key: current_version - b.base_version for b in ordered}
+    if min(taus.values()) < 0:
+        raise ValueError("an update's base version is newer than the current version")
+    factors = {k: staleness_weight(staleness, tau) for k, tau in taus.items()}
+    keyed = [replace(b.update, client_id=b.key) for b in ordered]
+    base_inputs = {v: replace(bases[v], client_id=base_key(v)) for v in sorted({b.base_version for b in ordered})}
+    of_entry = {b.key: base_inputs[b.base_version] for b in ordered}
+    start = time.perf_counter()
+    with single_threaded_blas(), DeltaEngine(current_model, of_entry, factors, options,
+                                             round_number=current_version + 1, seed=seed) as engine:
+        raw = run_fedbuff(strategy, full, engine, keyed, state, server_learning_rate)
+        model = _normalise(engine.layout.split(raw.model["flat"]), current_model).model
+        info: dict[str, Any] = {"strategy": strategy, "params": full, **raw.info}
+        info.update(engine.stats.as_info())
+    info["timings"]["total"] = round(time.perf_counter() - start, 6)
+    info["inputs"] = _buffer_inputs(ordered, taus, factors, info.get("weights", {}))
+    info["server_learning_rate"] = server_learning_rate
+    state_out = {k: _contiguous(np.asarray(v)) for k, v in raw.state.items()}
+    return AggregationResult(model=model, state=state_out, metrics=weighted_metrics([b.update for b in ordered]),
+                             info=info)
+
+
+def _buffer_inputs(ordered: Sequence[BufferedUpdate], taus: Mapping[str, int], factors: Mapping[str, float],
+                   weights: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Per entry: who, which bytes, its base and staleness, and the weight it was given."""
+    out = []
+    for b in ordered:
+        weight = weights.get(b.key)
+        out.append({
+            "client_id": b.update.client_id, "round": b.base_version + 1, "base_version": b.base_version,
+            "staleness": taus[b.key], "staleness_weight": factors[b.key], "sha256": b.update.sha256,
+            "num_examples": b.update.num_examples, "weight": weight,
+            "effective_weight": None if weight is None else weight * factors[b.key],
+        })
+    return out
 
 
 def _inputs(updates: Sequence[UpdateInput], weights: Mapping[str, float]) -> list[dict[str, Any]]:

@@ -45,17 +45,15 @@ NEIGHBOURING = "add or remove one client's update (fixed denominator m)"
 
 def delta_norms(engine: Engine, updates: Sequence[UpdateInput]) -> np.ndarray:
     """||x_k - g|| over the float tensors for each client, from one shard pass of ranged reads."""
-    sq = np.zeros(len(updates))
     mask = engine.layout.integer_mask()
 
-    def visit(s: int, e: int, rows: np.ndarray) -> None:
+    def shard(s: int, e: int, rows: np.ndarray) -> np.ndarray:
         d = rows - engine.layout.gather(engine.global_model, s, e)
         if mask is not None:
             d[:, mask[s:e]] = 0.0
-        sq[:] += np.einsum("ij,ij->i", d, d, dtype=np.float64)
+        return np.einsum("ij,ij->i", d, d, dtype=np.float64)
 
-    engine.shard_pass(updates, visit, transform=False)
-    return np.sqrt(sq)
+    return np.sqrt(engine.sum_shards(updates, shard, transform=False))
 
 
 def add_noise(flat: np.ndarray, std: float, seed: Any, mask: np.ndarray | None = None) -> None:

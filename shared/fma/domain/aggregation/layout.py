@@ -54,6 +54,10 @@ class FlatLayout:
         step = max(1, int(elems))
         return [(s, min(self.total, s + step)) for s in range(0, self.total, step)]
 
+    def nbytes(self, s: int, e: int) -> int:
+        """Bytes of [s, e) of the flat vector in the model's own dtypes (an update's size)."""
+        return sum((hi - lo) * self.dtypes[i].itemsize for i, lo, hi in self.overlaps(s, e))
+
     def overlaps(self, s: int, e: int) -> Iterator[tuple[int, int, int]]:
         """(tensor index, first, last) element ranges inside each tensor that [s, e) covers."""
         i = max(0, bisect.bisect_right(self.offsets, s) - 1)

@@ -48,9 +48,12 @@ def fedtrimmedavg(g: Model, updates: Sequence[UpdateInput], state: State, params
 
 def sq_distances(engine: Engine, updates: Sequence[UpdateInput], num_malicious: int) -> np.ndarray:
     """Matrix of squared L2 distances between the clients' flat vectors, shard by shard."""
-    dist = np.zeros((len(updates), len(updates)))
-    engine.shard_pass(updates, lambda s, e, rows: add_sq_distances(rows, dist, num_malicious))
-    return dist
+    def shard(s: int, e: int, rows: np.ndarray) -> np.ndarray:
+        dist = np.zeros((len(updates), len(updates)))
+        add_sq_distances(rows, dist, num_malicious)
+        return dist
+
+    return engine.sum_shards(updates, shard)
 
 
 def _krum(g: Model, updates: Sequence[UpdateInput], params: Params, engine: Engine,

@@ -1,0 +1,1 @@
+"""The aggregate_piece Lambda function: one child of a fanout Map."""
