@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from fma.adapters.dynamo_common import decode_cursor, encode_cursor, transact
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, state_in, transact
 from fma.adapters.dynamo_models import (
     LIST_PK,
     ClientItem,
@@ -20,10 +20,8 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord, TokenRecord
-from fma.domain.states import ENDED, ExperimentStatus
+from fma.domain.states import ExperimentStatus, allowed
 from fma.domain.update_limits import UpdateLimits
-
-REGISTERING = frozenset(ExperimentStatus) - ENDED  # from the one state table
 
 
 def to_experiment(item: ExperimentItem) -> Experiment:
@@ -129,7 +127,7 @@ class ExperimentRepository:
                 ExperimentItem.initial_sha256.set(sha256),
                 ExperimentItem.current_round.set(1), ExperimentItem.updated_at.set(iso()),
                 ExperimentItem.model_error.remove(),
-            ], condition=ExperimentItem.status == str(ExperimentStatus.PENDING_MODEL))
+            ], condition=state_in(ExperimentItem.status, "activate"))
             t.save(round_item(first_round), condition=RoundItem.pk.does_not_exist())
         return not transact(build)
 
@@ -160,7 +158,7 @@ class ExperimentRepository:
                condition=ClientItem.pk.does_not_exist())
         t.save(token_item(client_token), condition=TokenItem.pk.does_not_exist())
         t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[ExperimentItem.clients.add(1)],
-                 condition=ExperimentItem.status.is_in(*(str(s) for s in sorted(REGISTERING))))
+                 condition=state_in(ExperimentItem.status, "register_client.experiment"))
 
     def _explain_refused_registration(self, experiment_id: str, enrollment_hash: str, now: float) -> None:
         """Raise the reason a registration was refused; return if it was only a write conflict."""
@@ -174,7 +172,7 @@ class ExperimentRepository:
             raise Forbidden(f"the enrollment token has reached its max_uses ({token.max_uses})",
                             code="ENROLLMENT_EXHAUSTED", details={"reason": "max_uses", "max_uses": token.max_uses})
         exp = self.get_experiment(experiment_id)
-        if exp is None or exp.status not in REGISTERING:
+        if exp is None or exp.status not in allowed("register_client.experiment"):
             raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
 
     def get_client_token_hash(self, experiment_id: str, client_id: str) -> tuple[str | None, bool] | None:

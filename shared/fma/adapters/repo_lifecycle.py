@@ -7,16 +7,13 @@ import time
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from fma.adapters.dynamo_common import transact
+from fma.adapters.dynamo_common import state_in, transact
 from fma.adapters.dynamo_models import DUE_PK, ExperimentItem, RoundItem, exp_pk, round_sk
 from fma.adapters.repo_rounds import due_key, round_item, to_round
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict
 from fma.domain.records import RoundRecord
-from fma.domain.states import ExperimentStatus, RoundState
-
-_ACTIVE = (str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))
-_UNFINISHED = (str(RoundState.OPEN), str(RoundState.SEALED), str(RoundState.AGGREGATING))
+from fma.domain.states import ExperimentStatus, RoundState, allowed, finishing
 
 
 def _round_or_none(experiment_id: str, n: int) -> RoundItem | None:
@@ -32,7 +29,7 @@ def _stop_items(t, experiment_id: str, allowed_from: set[ExperimentStatus], reas
              actions=[ExperimentItem.status.set(str(ExperimentStatus.STOPPED)), ExperimentItem.updated_at.set(iso())],
              condition=ExperimentItem.status.is_in(*[str(s) for s in allowed_from])
              & (ExperimentItem.current_round == n))
-    if rnd is not None and rnd.state in _UNFINISHED:  # a finished round stays as it is
+    if rnd is not None and rnd.state in allowed("stop_experiment.round"):  # a finished round stays as it is
         t.update(RoundItem(exp_pk(experiment_id), round_sk(n)), actions=[
             RoundItem.state.set(str(RoundState.FAILED)), RoundItem.reason.set(reason[:1000]),
             RoundItem.due_pk.remove(), RoundItem.due_sk.remove(),
@@ -57,7 +54,7 @@ class LifecycleRepository:
             actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
                      RoundItem.sealed_by.set("quota"), RoundItem.due_pk.set(DUE_PK),
                      RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
-            condition=(RoundItem.state == str(RoundState.OPEN)) & (RoundItem.accepted >= quota)))
+            condition=state_in(RoundItem.state, "seal_round") & (RoundItem.accepted >= quota)))
 
     def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
                       lease_seconds: float) -> RoundRecord | None:
@@ -69,8 +66,9 @@ class LifecycleRepository:
                      RoundItem.lease_expires.set(until), RoundItem.attempts.add(1),
                      RoundItem.aggregation_started_at.set(now),
                      RoundItem.due_pk.set(DUE_PK), RoundItem.due_sk.set(due_key(until, experiment_id, n))],
-            condition=(RoundItem.state == str(RoundState.SEALED))
-            | ((RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_expires < now))))
+            # from the table's states, but a held (unexpired) lease is never taken over
+            condition=state_in(RoundItem.state, "acquire_lease")
+            & (RoundItem.lease_expires.does_not_exist() | (RoundItem.lease_expires < now))))
         return to_round(item) if ok else None
 
     def publish_round(self, experiment_id: str, n: int, owner: str, *, sha256: str, metrics: dict,
@@ -87,10 +85,11 @@ class LifecycleRepository:
                 RoundItem.model_sha256.set(sha256), RoundItem.metrics.set(metrics), RoundItem.info.set(info),
                 RoundItem.aggregation_seconds.set(seconds), RoundItem.due_pk.remove(), RoundItem.due_sk.remove(),
                 RoundItem.lease_owner.remove(), RoundItem.lease_expires.remove(),
-            ], condition=(RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_owner == owner))
+            ], condition=state_in(RoundItem.state, "publish_round") & (RoundItem.lease_owner == owner))
             actions = [ExperimentItem.model_version.set(n), ExperimentItem.model_sha256.set(sha256),
                        ExperimentItem.updated_at.set(iso(now))]
-            condition = (ExperimentItem.current_round == n) & ExperimentItem.status.is_in(*_ACTIVE)
+            condition = ((ExperimentItem.current_round == n)
+                         & state_in(ExperimentItem.status, "publish_round.experiment"))
             if next_round is not None:
                 actions.append(ExperimentItem.current_round.set(n + 1))
                 t.save(round_item(next_round), condition=RoundItem.pk.does_not_exist())
@@ -123,7 +122,7 @@ class LifecycleRepository:
         item = ExperimentItem(exp_pk(experiment_id), "META")
         return _conditional(lambda: item.update(
             actions=[ExperimentItem.status.set(str(status)), ExperimentItem.updated_at.set(iso())],
-            condition=ExperimentItem.status.is_in(str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))))
+            condition=state_in(ExperimentItem.status, finishing(status))))
 
 
 class SweepRepository:
@@ -139,13 +138,13 @@ class SweepRepository:
             actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
                      RoundItem.sealed_by.set("deadline"), RoundItem.due_pk.set(DUE_PK),
                      RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
-            condition=RoundItem.state == str(RoundState.OPEN)))
+            condition=state_in(RoundItem.state, "force_seal")))
 
     def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool:
         item = RoundItem(exp_pk(experiment_id), round_sk(n))
         return _conditional(lambda: item.update(
             actions=[RoundItem.deadline.set(deadline), RoundItem.due_sk.set(due_key(deadline, experiment_id, n))],
-            condition=RoundItem.state == str(RoundState.OPEN)))
+            condition=state_in(RoundItem.state, "extend_deadline")))
 
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool:
         """Move a sealed round's next check later (it was re-invoked)."""
@@ -158,8 +157,7 @@ class SweepRepository:
         ok = _conditional(lambda: item.update(
             actions=[RoundItem.state.set(str(RoundState.FAILED)), RoundItem.reason.set(reason[:1000]),
                      RoundItem.due_pk.remove(), RoundItem.due_sk.remove()],
-            condition=RoundItem.state.is_in(str(RoundState.OPEN), str(RoundState.SEALED),
-                                            str(RoundState.AGGREGATING))))
+            condition=state_in(RoundItem.state, "fail_round")))
         if ok:
             self.finish_experiment(experiment_id, ExperimentStatus.FAILED)
         return ok

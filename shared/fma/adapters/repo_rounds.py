@@ -6,7 +6,7 @@ import contextlib
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
-from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, transact
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, state_in, transact
 from fma.adapters.dynamo_models import (
     DUE_PK,
     DUE_UPLOAD_PK,
@@ -20,7 +20,7 @@ from fma.adapters.dynamo_models import (
 )
 from fma.domain.errors import Conflict
 from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
-from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+from fma.domain.states import RoundState, UpdateStatus, allowed
 
 #: UpdateItems in flight when a publish marks its updates APPLIED.
 APPLIED_CONCURRENCY = 16
@@ -80,10 +80,6 @@ def _rnd(experiment_id: str, n: int) -> RoundItem:
     return RoundItem(exp_pk(experiment_id), round_sk(n))
 
 
-# A FAILED update (a server-side fault) may be sent again, like a REJECTED one.
-_REOPENABLE = (str(UpdateStatus.UPLOADING), str(UpdateStatus.REJECTED), str(UpdateStatus.FAILED))
-
-
 class RoundRepository:
     def get_round(self, experiment_id: str, n: int) -> RoundRecord | None:
         try:
@@ -123,7 +119,7 @@ class RoundRepository:
                        status=str(UpdateStatus.UPLOADING), updated_at=now, declared_sha256=sha256,
                        due_pk=DUE_UPLOAD_PK,
                        due_sk=upload_due_key(now + grace, experiment_id, n, client_id)).save(
-                condition=UpdateItem.pk.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+                condition=UpdateItem.pk.does_not_exist() | state_in(UpdateItem.status, "begin_upload"))
         except PutError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 raise Conflict(f"an update for round {n} was already accepted from this client",
@@ -144,24 +140,24 @@ class RoundRepository:
                 UpdateItem.size.set(u.size), UpdateItem.reason.remove(), UpdateItem.updated_at.set(u.updated_at),
                 UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
                 UpdateItem.version_id.set(u.version_id) if u.version_id else UpdateItem.version_id.remove(),
-            ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+            ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "accept_update"))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.accepted.add(1)],
-                     condition=RoundItem.state == str(RoundState.OPEN))
+                     condition=state_in(RoundItem.state, "accept_update.round"))
             t.condition_check(ExperimentItem, exp_pk(u.experiment_id), "META",
-                              condition=ExperimentItem.status == str(ExperimentStatus.RUNNING))
+                              condition=state_in(ExperimentItem.status, "accept_update.experiment"))
         codes = transact(build)
         if not codes:
             return "accepted"
         # Classify by reading back (consistent reads): DynamoDB implementations differ in how
         # they report which condition of a cancelled transaction failed.
         current = self.get_update(u.experiment_id, u.round, u.client_id)
-        if current is not None and current.status not in _REOPENABLE:
+        if current is not None and current.status not in allowed("accept_update"):
             return "duplicate"
         rnd = self.get_round(u.experiment_id, u.round)
-        if rnd is None or rnd.state != RoundState.OPEN:
+        if rnd is None or rnd.state not in allowed("accept_update.round"):
             return "closed"
         exp = ExperimentItem.get(exp_pk(u.experiment_id), "META", consistent_read=True)
-        if exp.status != str(ExperimentStatus.RUNNING):
+        if exp.status not in allowed("accept_update.experiment"):
             return "inactive"
         raise RuntimeError(f"accept transaction failed for a transient reason: {codes}")
 
@@ -173,7 +169,7 @@ class RoundRepository:
                 UpdateItem.status.set(str(UpdateStatus.REJECTED)), UpdateItem.reason.set(u.reason),
                 UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
                 UpdateItem.updated_at.set(u.updated_at), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
-            ], condition=UpdateItem.status.does_not_exist() | (UpdateItem.status == str(UpdateStatus.UPLOADING)))
+            ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "reject_update"))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.rejected.add(1)],
                      condition=RoundItem.pk.exists())
         codes = transact(build)
@@ -183,7 +179,7 @@ class RoundRepository:
             with contextlib.suppress(UpdateError):
                 _upd(u.experiment_id, u.round, u.client_id).update(
                     actions=[UpdateItem.reason.set(u.reason), UpdateItem.updated_at.set(u.updated_at)],
-                    condition=UpdateItem.status == str(UpdateStatus.REJECTED))
+                    condition=state_in(UpdateItem.status, "reject_update.again"))
             return False
         return False
 
@@ -195,7 +191,7 @@ class RoundRepository:
                 UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
                 UpdateItem.reason.set("ROUND_CLOSED: the round was sealed before this update arrived"),
                 UpdateItem.updated_at.set(u.updated_at), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
-            ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+            ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "mark_late"))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.late.add(1)])
         return not transact(build)
 
@@ -210,13 +206,13 @@ class RoundRepository:
                    else [UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove()])
         with contextlib.suppress(UpdateError):
             _upd(experiment_id, n, client_id).update(actions=actions,
-                                                     condition=UpdateItem.status == str(UpdateStatus.UPLOADING))
+                                                     condition=state_in(UpdateItem.status, "push_upload_due"))
 
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
         try:
             _upd(experiment_id, n, client_id).update(
                 actions=[UpdateItem.status.set(str(UpdateStatus.APPLIED)), UpdateItem.updated_at.set(now)],
-                condition=UpdateItem.status == str(UpdateStatus.ACCEPTED))
+                condition=state_in(UpdateItem.status, "mark_applied"))
             return True
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":

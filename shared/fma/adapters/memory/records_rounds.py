@@ -11,28 +11,8 @@ from fma.adapters.memory.records import _deadline_due
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict
 from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
-from fma.domain.states import (
-    EXPERIMENT_TRANSITIONS,
-    ROUND_TRANSITIONS,
-    UPDATE_TRANSITIONS,
-    ExperimentStatus,
-    RoundState,
-    UpdateStatus,
-    sources,
-)
+from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus, allowed
 
-#: every conditional write's "from" states, from the one state table.
-REOPENABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.UPLOADING)
-ACCEPTABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.ACCEPTED)
-REJECTABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.REJECTED)
-LATE_FROM = sources(UPDATE_TRANSITIONS, UpdateStatus.LATE)
-APPLIABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.APPLIED)
-SEALABLE = sources(ROUND_TRANSITIONS, RoundState.SEALED)
-LEASABLE = sources(ROUND_TRANSITIONS, RoundState.AGGREGATING)
-PUBLISHABLE = sources(ROUND_TRANSITIONS, RoundState.PUBLISHED)
-FAILABLE = sources(ROUND_TRANSITIONS, RoundState.FAILED)
-EXTENDABLE = sources(ROUND_TRANSITIONS, RoundState.OPEN)
-COMPLETABLE = sources(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED)
 LATE_REASON = "ROUND_CLOSED: the round was sealed before this update arrived"
 
 
@@ -88,7 +68,7 @@ class RoundRecords:
         """Record UPLOADING, due for reconciliation after `grace`; 409 once an update was accepted."""
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
-            if row is not None and row["status"] not in REOPENABLE:
+            if row is not None and row["status"] not in allowed("begin_upload"):
                 raise Conflict(f"an update for round {n} was already accepted from this client",
                                code="ALREADY_SUBMITTED")
             fresh = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now,
@@ -99,13 +79,13 @@ class RoundRecords:
         """ACCEPTED and counted once, only while the round is OPEN and the experiment RUNNING."""
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in ACCEPTABLE:
+            if current is not None and current.status not in allowed("accept_update"):
                 return "duplicate"
             found = _round(tx, u.experiment_id, u.round)
-            if found is None or found[0].state != RoundState.OPEN:
+            if found is None or found[0].state not in allowed("accept_update.round"):
                 return "closed"
             exp = tx.get("experiments", (u.experiment_id,))
-            if exp is None or exp["status"] != ExperimentStatus.RUNNING:
+            if exp is None or exp["status"] not in allowed("accept_update.experiment"):
                 return "inactive"
             accepted = dataclasses.replace(u, status=UpdateStatus.ACCEPTED, metrics=u.metrics or {}, reason=None)
             _put_update(tx, accepted)
@@ -117,8 +97,8 @@ class RoundRecords:
         """REJECTED with its reason and counted once; a re-upload refreshes the reason only."""
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in REJECTABLE:
-                if current.status == UpdateStatus.REJECTED:
+            if current is not None and current.status not in allowed("reject_update"):
+                if current.status in allowed("reject_update.again"):
                     _put_update(tx, dataclasses.replace(current, reason=u.reason, updated_at=u.updated_at))
                 return False
             found = _round(tx, u.experiment_id, u.round)
@@ -135,7 +115,7 @@ class RoundRecords:
     def mark_late(self, u: UpdateRecord) -> bool:
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in LATE_FROM:
+            if current is not None and current.status not in allowed("mark_late"):
                 return False
             found = _round(tx, u.experiment_id, u.round)
             if found is None:
@@ -151,7 +131,7 @@ class RoundRecords:
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
-            if row is None or row["status"] not in APPLIABLE:
+            if row is None or row["status"] not in allowed("mark_applied"):
                 return False
             tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
         return True
@@ -162,7 +142,7 @@ class RoundRecords:
         with self.rows.write() as tx:
             for client_id in client_ids:
                 row = tx.get("updates", (experiment_id, n, client_id))
-                if row is not None and row["status"] in APPLIABLE:
+                if row is not None and row["status"] in allowed("mark_applied"):
                     tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
                     marked += 1
         return marked
@@ -186,7 +166,7 @@ class RoundRecords:
         """Check again at `when`, or never (None) for an upload that was abandoned."""
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
-            if row is None or row["status"] != UpdateStatus.UPLOADING:
+            if row is None or row["status"] not in allowed("push_upload_due"):
                 return
             due = R.upload_due_key(when, experiment_id, n, client_id) if when is not None else None
             tx.put("updates", row | {"due": due})
@@ -210,14 +190,14 @@ class LifecycleRecords:
         """OPEN -> SEALED when at least `quota` updates are accepted; exactly one caller wins."""
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, n)
-            if found is None or found[0].state not in SEALABLE or found[0].accepted < quota:
+            if found is None or found[0].state not in allowed("seal_round") or found[0].accepted < quota:
                 return False
             sealed = dataclasses.replace(found[0], state=RoundState.SEALED, sealed_at=now, sealed_by="quota")
             _put_round(tx, sealed, R.due_key(now + lease_seconds, experiment_id, n))
         return True
 
     def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
-        return self._move(experiment_id, n, SEALABLE, R.due_key(now + lease_seconds, experiment_id, n),
+        return self._move(experiment_id, n, allowed("force_seal"), R.due_key(now + lease_seconds, experiment_id, n),
                           state=RoundState.SEALED, sealed_at=now, sealed_by="deadline") is not None
 
     def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
@@ -229,8 +209,8 @@ class LifecycleRecords:
             if found is None:
                 return None
             rnd = found[0]
-            held = rnd.state == RoundState.AGGREGATING and (rnd.lease_expires is None or rnd.lease_expires >= now)
-            if rnd.state not in LEASABLE or held:
+            held = rnd.lease_expires is not None and rnd.lease_expires >= now  # only AGGREGATING holds one
+            if rnd.state not in allowed("acquire_lease") or held:
                 return None
             leased = dataclasses.replace(rnd, state=RoundState.AGGREGATING, lease_owner=owner, lease_expires=until,
                                          attempts=rnd.attempts + 1, aggregation_started_at=now)
@@ -243,9 +223,9 @@ class LifecycleRecords:
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, n)
             exp = tx.get("experiments", (experiment_id,))
-            if found is None or found[0].state not in PUBLISHABLE or found[0].lease_owner != owner:
+            if found is None or found[0].state not in allowed("publish_round") or found[0].lease_owner != owner:
                 return False
-            if exp is None or exp["current_round"] != n or exp["status"] not in COMPLETABLE:
+            if exp is None or exp["current_round"] != n or exp["status"] not in allowed("publish_round.experiment"):
                 return False  # a stop that took effect first: nothing published, no round opened
             exp.update(model_version=n, model_sha256=sha256, updated_at=iso(now))
             if next_round is not None:
@@ -253,10 +233,8 @@ class LifecycleRecords:
                     return False
                 exp["current_round"] = n + 1
                 _put_round(tx, next_round, _deadline_due(next_round))
-            elif exp["status"] in COMPLETABLE:
-                exp["status"] = str(ExperimentStatus.COMPLETED)
             else:
-                return False
+                exp["status"] = str(ExperimentStatus.COMPLETED)
             tx.put("experiments", exp)
             _put_round(tx, dataclasses.replace(
                 found[0], state=RoundState.PUBLISHED, published_at=now, model_sha256=sha256, metrics=metrics,
@@ -269,7 +247,7 @@ class LifecycleRecords:
             return [R.to_round(r) for r in tx.due("rounds", R.due_until(now), limit)]
 
     def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool:
-        return self._move(experiment_id, n, EXTENDABLE, R.due_key(deadline, experiment_id, n),
+        return self._move(experiment_id, n, allowed("extend_deadline"), R.due_key(deadline, experiment_id, n),
                           deadline=deadline) is not None
 
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool:
@@ -284,14 +262,15 @@ class LifecycleRecords:
                 return False
             n = int(exp["current_round"] or 0)
             found = _round(tx, experiment_id, n) if n else None
-            if found is not None and found[0].state in FAILABLE:
+            if found is not None and found[0].state in allowed("stop_experiment.round"):
                 _put_round(tx, dataclasses.replace(found[0], state=RoundState.FAILED, reason=reason[:1000]), None)
             exp.update(status=str(ExperimentStatus.STOPPED), updated_at=iso())
             tx.put("experiments", exp)
         return True
 
     def fail_round(self, experiment_id: str, n: int, reason: str) -> bool:
-        ok = self._move(experiment_id, n, FAILABLE, None, state=RoundState.FAILED, reason=reason[:1000]) is not None
+        ok = self._move(experiment_id, n, allowed("fail_round"), None, state=RoundState.FAILED,
+                        reason=reason[:1000]) is not None
         if ok:  # finish_experiment comes from ExperimentRecords in the composed repository
             self.finish_experiment(experiment_id, ExperimentStatus.FAILED)  # type: ignore[attr-defined]
         return ok
