@@ -320,10 +320,12 @@ class ModelStore(Protocol):
 
 @dataclass(frozen=True)
 class ObjectCreated:
-    """One object-created event: `event_id` acknowledges it, `key` names the object."""
+    """One object-created event: `event_id` acknowledges it, `key` names the object,
+    `deliveries` counts how often it was received (SQS's ApproximateReceiveCount)."""
 
     event_id: str
     key: str
+    deliveries: int = 1
 
 
 @runtime_checkable
@@ -333,6 +335,17 @@ class ObjectEvents(Protocol):
     def receive(self, limit: int = 10, wait_seconds: float = 0.0) -> list[ObjectCreated]: ...
 
     def acknowledge(self, event_ids: list[str]) -> None: ...
+
+    def retry(self, event_ids: list[str]) -> None:
+        """Deliver these received events again after a short jittered backoff over their
+        deliveries (EVENT_RETRY_BASE_SECONDS doubling up to EVENT_RETRY_CAP_SECONDS), not after
+        the whole visibility timeout: a failed ingest is retried within seconds."""
+        ...
+
+
+#: a retried event comes back after 1, 2, 4 ... s (jittered into [half, full]), at most 30 s.
+EVENT_RETRY_BASE_SECONDS = 1.0
+EVENT_RETRY_CAP_SECONDS = 30.0
 
 
 class Invoker(Protocol):

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, key T
                                     content_type TEXT NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS objects_key ON objects (key, seq);
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,
-                                   visible_at REAL NOT NULL DEFAULT 0);
+                                   visible_at REAL NOT NULL DEFAULT 0, deliveries INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 #: extra columns each table keeps beside its key (what its indexes are built on).
@@ -110,6 +110,13 @@ class Database:
         self.lock = threading.Lock()
         self.connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self.connection().executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a state directory was created (its tables already exist)."""
+        conn = self.connection()
+        if "deliveries" not in {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}:
+            conn.execute("ALTER TABLE outbox ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
