@@ -26,8 +26,7 @@ class TokenRecords:
             tx.put("tokens", R.token_row(rec))
 
     def get_token(self, token_hash: str) -> TokenRecord | None:
-        with self.rows.read() as tx:
-            row = tx.get("tokens", (token_hash,))
+        row = self.rows.get_one("tokens", (token_hash,))
         return R.to_token(row) if row else None
 
     def revoke_token(self, token_hash: str) -> None:
@@ -48,8 +47,7 @@ class ExperimentRecords:
             tx.put("experiments", R.experiment_row(exp))
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
-        with self.rows.read() as tx:
-            row = tx.get("experiments", (experiment_id,))
+        row = self.rows.get_one("experiments", (experiment_id,))
         return R.to_experiment(row) if row else None
 
     def list_experiments(self, owner: str | None, limit: int, cursor: str | None, archived: bool = False) -> Page:

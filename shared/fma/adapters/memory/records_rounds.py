@@ -42,9 +42,8 @@ class RoundRecords:
     rows: RowStore
 
     def get_round(self, experiment_id: str, n: int) -> RoundRecord | None:
-        with self.rows.read() as tx:
-            found = _round(tx, experiment_id, n)
-        return found[0] if found else None
+        row = self.rows.get_one("rounds", (experiment_id, n))
+        return R.to_round(row) if row else None
 
     def list_rounds(self, experiment_id: str, limit: int, cursor: str | None) -> Page:
         after = R.decode_cursor(cursor, int, f"rounds#{experiment_id}")
@@ -59,8 +58,7 @@ class RoundRecords:
             return [R.to_update(r) for r in tx.scan("updates", (experiment_id, n))]
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None:
-        with self.rows.read() as tx:
-            row = tx.get("updates", (experiment_id, n, client_id))
+        row = self.rows.get_one("updates", (experiment_id, n, client_id))
         return R.to_update(row) if row else None
 
     def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,

@@ -71,9 +71,11 @@ def experiment_row(exp: Experiment) -> Row:
     return row
 
 
+EXPERIMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Experiment))
+
+
 def to_experiment(row: Row) -> Experiment:
-    fields = {f.name for f in dataclasses.fields(Experiment)}
-    data = {k: v for k, v in row.items() if k in fields}
+    data = {k: v for k, v in row.items() if k in EXPERIMENT_FIELDS}
     data.update(policy=RoundPolicy(**row["policy"]), status=ExperimentStatus(row["status"]),
                 update_limits=UpdateLimits.from_json(row.get("update_limits")),
                 aggregation=AggregationSettings.from_json(row.get("aggregation")))

@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEX
                                    visible_at REAL NOT NULL DEFAULT 0, deliveries INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+#: the statement reading one row of each table by its key.
+GET_SQL = {table: f"SELECT data FROM {table} WHERE {' AND '.join(f'{c} = ?' for c in cols)}"
+           for table, cols in TABLES.items()}
 #: extra columns each table keeps beside its key (what its indexes are built on).
 INDEXED = {"experiments": ("owner", "list_key"), "rounds": ("due",), "updates": ("due",)}
 
@@ -62,9 +65,7 @@ class SqliteTx:
         self.conn = conn
 
     def get(self, table: str, key: Key) -> Row | None:
-        cols = TABLES[table]
-        where = " AND ".join(f"{c} = ?" for c in cols)
-        found = self.conn.execute(f"SELECT data FROM {table} WHERE {where}", key).fetchone()
+        found = self.conn.execute(GET_SQL[table], key).fetchone()
         return json.loads(found[0]) if found else None
 
     def put(self, table: str, row: Row) -> None:
@@ -157,6 +158,10 @@ class Database:
             yield SqliteTx(conn)
         finally:
             conn.execute("COMMIT")
+
+    def get_one(self, table: str, key: Key) -> Row | None:
+        """One row without BEGIN/COMMIT: in autocommit mode a single SELECT is its own snapshot."""
+        return SqliteTx(self.connection()).get(table, key)
 
     def setting(self, name: str, default: str) -> str:
         """A value kept in the database (created with `default` the first time it is asked for)."""
