@@ -62,6 +62,7 @@ ROUND_GUARDS = {
     "stop_experiment.round": ({}, _stop_fails_round),
     "note_round_sweep_failure": ({}, lambda r, e: r.note_round_sweep_failure(e.id, 1, "boom") > 0),
     "create_fork.parent_round": ({}, _fork),
+    "record_aggregation_error": ({}, lambda r, e: r.record_aggregation_error(e.id, 1, "boom")),
 }
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pynamodb.exceptions import UpdateError
 
+from fma.adapters.dynamo_common import state_in
 from fma.adapters.dynamo_models import RefusalItem, RoundItem, exp_pk, round_sk
 from fma.domain.records import RefusalRecord
-from fma.domain.states import RoundState
 
 MAX_ERROR_CHARS = 1000
 
@@ -37,7 +37,7 @@ class TroubleRepository:
     def record_aggregation_error(self, experiment_id: str, n: int, error: str, owner: str | None = None) -> bool:
         """Keep `error` as the round's last error while it is SEALED or AGGREGATING (held by
         `owner` when given: a runner that lost its lease does not overwrite its successor's)."""
-        condition = RoundItem.state.is_in(str(RoundState.SEALED), str(RoundState.AGGREGATING))
+        condition = state_in(RoundItem.state, "record_aggregation_error")
         if owner is not None:
             condition &= RoundItem.lease_owner == owner
         try:

@@ -139,6 +139,8 @@ WRITES: dict[str, frozenset] = {
     # a stop fails the current round if it may still fail; a failing sweep is counted likewise
     "stop_experiment.round": moves(ROUND_TRANSITIONS, RoundState.FAILED),
     "note_round_sweep_failure": moves(ROUND_TRANSITIONS, RoundState.FAILED),
+    # an aggregation error is kept while the round waits for its model (it may still aggregate)
+    "record_aggregation_error": moves(ROUND_TRANSITIONS, RoundState.AGGREGATING),
     "activate": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.RUNNING,
                       only=frozenset({ExperimentStatus.PENDING_MODEL})),
     "finish_experiment.completed": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED),

@@ -9,11 +9,9 @@ from fma.adapters.memory import rows as R
 from fma.adapters.memory.kv import RowStore
 from fma.adapters.memory.records_rounds import _put_round
 from fma.domain.records import RefusalRecord
-from fma.domain.states import RoundState
+from fma.domain.states import allowed
 
 MAX_ERROR_CHARS = 1000
-#: the states in which a round may record an aggregation error (waiting for its model).
-WAITING = frozenset({RoundState.SEALED, RoundState.AGGREGATING})
 
 
 class TroubleRecords:
@@ -43,7 +41,7 @@ class TroubleRecords:
             if row is None:
                 return False
             rnd = R.to_round(row)
-            if rnd.state not in WAITING or (owner is not None and rnd.lease_owner != owner):
+            if rnd.state not in allowed("record_aggregation_error") or (owner is not None and rnd.lease_owner != owner):
                 return False
             _put_round(tx, dataclasses.replace(rnd, last_error=error[:MAX_ERROR_CHARS]), row["due"])
         return True
