@@ -8,13 +8,19 @@ GET round until its update is ACCEPTED, as the SDK's `submit(wait=True)` does. E
 upload with a direct PUT, odd ones with a presigned POST (the SDK's path for files over 4 MiB),
 so both paths are measured. A watcher polls the round to time last upload -> published.
 
-It checks, and exits 1 otherwise: zero 5xx; per round accepted == clients, rejected == late ==
-0, every update APPLIED and each client exactly once; the published model equals the weighted
-mean of what was sent; the experiment COMPLETED with every client registered once. Bounded:
-a fixed number of clients and rounds, polls at fixed intervals, and a hard deadline.
+Saturation: before the rounds, `--saturation-clients` (50) simulated clients each run a closed
+loop of GET model and GET round (no think time, as many requests as the server answers) for
+`--saturation-seconds` (10): the API's requests/s at saturation and the p50/p99 of both routes.
+
+It checks, and exits 1 otherwise: zero 5xx (and every saturation request 200); per round
+accepted == clients, rejected == late == 0, every update APPLIED and each client exactly once;
+the published model equals the weighted mean of what was sent; the experiment COMPLETED with
+every client registered once. Bounded: a fixed number of clients and rounds, polls at fixed
+intervals, a fixed saturation window, and a hard deadline.
 
     make bench-load                      # 200 clients on 20 threads, 1M params, 3 rounds
     python benchmarks/load.py --quick    # 20 clients on 20 threads, 100k params (CI)
+    python benchmarks/load.py --rounds 0 # registration and the saturation window only
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import http.client
 import random
 import sys
 import tempfile
@@ -32,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
@@ -56,10 +64,13 @@ class Config:
     params: int = 1_000_000
     rounds: int = 3
     timeout: float = 1800.0
+    saturation_clients: int = 50
+    saturation_seconds: float = 10.0
 
 
 FULL = Config()
-QUICK = Config(clients=20, threads=20, params=100_000, rounds=3, timeout=120.0)
+QUICK = Config(clients=20, threads=20, params=100_000, rounds=3, timeout=120.0, saturation_seconds=3.0)
+SATURATION_ROUTES = ("GET model", "GET round")
 
 
 class BenchError(Exception):
@@ -125,6 +136,8 @@ class Bench:
         self.last_upload, self.uploads, self.sims = 0.0, 0, []
         self.stop = threading.Event()
         self.rounds: list[RoundResult] = []
+        self.saturation = Recorder()
+        self.saturation_seconds = 0.0
         dev_token = Developer(url, admin).create_token("developer", name="load")["token"]
         self.dev = Developer(url, dev_token)
         self.dev_headers = {"Authorization": f"Bearer {dev_token}"}
@@ -260,6 +273,43 @@ class Bench:
             rnd.get("aggregation_seconds"), model_ok)
         return result, published
 
+    def saturate(self, exp_id: str, sims: list[Sim]) -> None:
+        """`saturation_clients` closed loops of GET model then GET round (round 1 OPEN) for
+        `saturation_seconds`: the server answers as fast as it can, nothing waits in between."""
+        cfg, stop_at = self.cfg, time.monotonic() + self.cfg.saturation_seconds
+        paths = dict(zip(SATURATION_ROUTES, (f"experiments/{exp_id}/model", f"experiments/{exp_id}/rounds/1"),
+                         strict=True))
+        barrier = threading.Barrier(cfg.saturation_clients + 1)
+
+        def loop(i: int) -> None:
+            # http.client on one kept-alive connection: a light client leaves the cores to the server
+            target = urlsplit(self.url)
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=HTTP_TIMEOUT[1])
+            headers = {"Authorization": f"Bearer {sims[i % len(sims)].token}"}
+            barrier.wait()
+            while time.monotonic() < stop_at and not self.stop.is_set():
+                for label, path in paths.items():
+                    start = time.perf_counter()
+                    conn.request("GET", f"{target.path}/{path}", headers=headers)
+                    response = conn.getresponse()
+                    body = response.read()
+                    self.saturation.add(label, response.status, time.perf_counter() - start)
+                    if response.status != 200:
+                        raise BenchError(f"saturation {label} -> {response.status} {body[:200]!r}")
+            conn.close()
+
+        if cfg.saturation_clients <= 0 or cfg.saturation_seconds <= 0:
+            return
+        with ThreadPoolExecutor(cfg.saturation_clients, thread_name_prefix="saturate") as pool:
+            futures = [pool.submit(self._guard, loop, i) for i in range(cfg.saturation_clients)]
+            barrier.wait()
+            t0 = time.monotonic()
+            for future in futures:
+                future.result()
+        self.saturation_seconds = time.monotonic() - t0
+        if self.errors:
+            raise BenchError("saturation: " + "; ".join(self.errors[:3]))
+
     def _guard(self, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
@@ -272,7 +322,7 @@ class Bench:
         """Registers the clients and runs the rounds; `self.rounds` fills as they finish."""
         cfg = self.cfg
         exp = self.dev.create_experiment("load", self.initial, rounds={"min_updates": cfg.clients,
-                                                                       "total_rounds": cfg.rounds})
+                                                                       "total_rounds": max(1, cfg.rounds)})
         enroll = self.dev.enrollment_token(exp["id"], max_uses=cfg.clients)["token"]
         sims: list[Sim | None] = [None] * cfg.clients
 
@@ -284,6 +334,7 @@ class Bench:
             list(pool.map(lambda i: self._guard(reg, i), range(cfg.clients)))
         if self.errors or None in sims:
             raise BenchError("registration failed: " + "; ".join(self.errors[:3]))
+        self.saturate(exp["id"], sims)  # type: ignore[arg-type]
         prev = dict(self.initial)
         for n in range(1, cfg.rounds + 1):
             result, prev = self.run_round(exp["id"], sims, n, prev)  # type: ignore[arg-type]
@@ -316,12 +367,13 @@ def local_stack(state_dir: Path, timeout: float = 60.0, backend: str = "sqlite_f
 # -- report -------------------------------------------------------------------------------------
 
 
-def summarize(recorder: Recorder, seconds: float) -> dict[str, Any]:
+def latency_rows(recorder: Recorder, labels: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per label: requests, p50/p99/max ms, 4xx and 5xx counts."""
     by_label: dict[str, list[tuple[int, float]]] = collections.defaultdict(list)
     for label, status, secs in recorder.samples:
         by_label[label].append((status, secs))
     rows = []
-    for label in ENDPOINTS:
+    for label in labels:
         items = by_label.get(label, [])
         if not items:
             continue
@@ -329,6 +381,29 @@ def summarize(recorder: Recorder, seconds: float) -> dict[str, Any]:
         rows.append({"endpoint": label, "requests": len(items), "p50": float(np.percentile(ms, 50)),
                      "p99": float(np.percentile(ms, 99)), "max": float(ms.max()),
                      "4xx": sum(400 <= st < 500 for st, _ in items), "5xx": sum(st >= 500 for st, _ in items)})
+    return rows
+
+
+def summarize_saturation(recorder: Recorder, seconds: float, clients: int) -> dict[str, Any]:
+    rows = latency_rows(recorder, SATURATION_ROUTES)
+    requests_ = sum(r["requests"] for r in rows)
+    return {"clients": clients, "seconds": seconds, "requests": requests_, "rows": rows,
+            "rps": requests_ / seconds if seconds else None, "errors": sum(r["4xx"] + r["5xx"] for r in rows)}
+
+
+def print_saturation(sat: dict[str, Any]) -> None:
+    if not sat["rows"]:
+        return
+    print(f"saturation: {sat['clients']} clients in closed loops for {sat['seconds']:.1f} s: "
+          f"{sat['requests']} API requests = {sat['rps']:.1f} req/s")
+    print(f"{'endpoint':<22}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'4xx':>6}{'5xx':>6}")
+    for r in sat["rows"]:
+        print(f"{r['endpoint']:<22}{r['requests']:>9}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
+              f"{r['4xx']:>6}{r['5xx']:>6}")
+
+
+def summarize(recorder: Recorder, seconds: float) -> dict[str, Any]:
+    rows = latency_rows(recorder, ENDPOINTS)
     api = sum(r["requests"] for r in rows if not r["endpoint"].startswith("S3"))
     return {"rows": rows, "api_requests": api, "all_requests": len(recorder.samples), "seconds": seconds,
             "five_xx": sum(r["5xx"] for r in rows)}
@@ -378,8 +453,8 @@ def problems(cfg: Config, stats: dict[str, Any], rounds: list[RoundResult], fina
             out.append(f"round {r.n}: the published model is not the weighted mean of the updates")
     if len(rounds) != cfg.rounds:
         out.append(f"{len(rounds)} of {cfg.rounds} rounds ran")
-    if (final.get("status"), final.get("clients"), final.get("model_version")) != ("COMPLETED", cfg.clients,
-                                                                                  cfg.rounds):
+    if cfg.rounds and (final.get("status"), final.get("clients"), final.get("model_version")) != (
+            "COMPLETED", cfg.clients, cfg.rounds):
         out.append(f"experiment ended as {final}")
     return out
 
@@ -397,32 +472,40 @@ def run(cfg: Config, backend: str = "sqlite_fs") -> dict[str, Any]:
             except BenchError as exc:
                 final, error = {}, str(exc)
             stats = summarize(bench.recorder, time.monotonic() - t0)
+            saturation = summarize_saturation(bench.saturation, bench.saturation_seconds, cfg.saturation_clients)
         counts = meter.load(counts_file) if counts_file is not None and counts_file.exists() else None
     found = problems(cfg, stats, bench.rounds, final)
+    if saturation["errors"]:
+        found.append(f"saturation: {saturation['errors']} responses were not 200")
     return {"stats": stats, "rounds": bench.rounds, "final": final, "problems": [error] * bool(error) + found,
-            "hot_keys": counts}
+            "hot_keys": counts, "saturation": saturation}
 
 
 def headline(out: dict[str, Any]) -> dict[str, float | None]:
     """The issue's targets: API req/s, p99 of GET model and GET round, last upload -> published."""
     rows = {r["endpoint"]: r for r in out["stats"]["rows"]}
+    sat = out["saturation"]
+    sat_rows = {r["endpoint"]: r for r in sat["rows"]}
     publish = [r.publish_seconds for r in out["rounds"] if r.publish_seconds is not None]
-    return {"API req/s": out["stats"]["api_requests"] / max(out["stats"]["seconds"], 1e-9),
-            "p99 GET model ms": rows.get("GET model", {}).get("p99"),
-            "p99 GET round ms": rows.get("GET round (client)", {}).get("p99"),
+    return {f"saturation req/s ({sat['clients']} clients)": sat["rps"],
+            "saturation p99 GET model ms": sat_rows.get("GET model", {}).get("p99"),
+            "saturation p99 GET round ms": sat_rows.get("GET round", {}).get("p99"),
+            "rounds API req/s": out["stats"]["api_requests"] / max(out["stats"]["seconds"], 1e-9),
+            "rounds p99 GET model ms": rows.get("GET model", {}).get("p99"),
+            "rounds p99 GET round ms": rows.get("GET round (client)", {}).get("p99"),
             "upload->published s (median)": float(np.median(publish)) if publish else None}
 
 
 def print_side_by_side(results: dict[str, dict[str, Any]]) -> None:
     names = list(results)
-    print("\n" + f"{'':<30}" + "".join(f"{n:>16}" for n in names)
+    print("\n" + f"{'':<36}" + "".join(f"{n:>16}" for n in names)
           + ("" if len(names) < 2 else f"{'ratio':>10}"))
     heads = {n: headline(out) for n, out in results.items()}
     for metric in heads[names[0]]:
         values = [heads[n][metric] for n in names]
         cells = "".join(f"{v:>16.1f}" if v is not None else f"{'-':>16}" for v in values)
         ratio = f"{values[0] / values[1]:>10.2f}" if len(values) > 1 and values[0] and values[1] else ""
-        print(f"{metric:<30}{cells}{ratio}")
+        print(f"{metric:<36}{cells}{ratio}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,12 +516,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=int)
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--timeout", type=float, help="hard deadline of the whole run, seconds")
+    parser.add_argument("--saturation-clients", type=int, help="closed-loop clients of the saturation window (50)")
+    parser.add_argument("--saturation-seconds", type=float, help="length of the saturation window (0: none)")
     parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both",
                         help="local mode backend(s), side by side in one run (default both)")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     cfg = Config(**{k: getattr(args, k) if getattr(args, k) is not None else getattr(base, k)
-                    for k in ("clients", "threads", "params", "rounds", "timeout")})
+                    for k in ("clients", "threads", "params", "rounds", "timeout", "saturation_clients",
+                              "saturation_seconds")})
     if cfg.params < 2000 or cfg.params % 1000:
         parser.error("--params must be a multiple of 1000, at least 2000")
     results, failed = {}, False
@@ -449,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAILED ({backend}): {exc}", file=sys.stderr)
             return 1
         print(f"\n== backend {backend} ==")
+        print_saturation(out["saturation"])
         print_report(cfg, out["stats"], out["rounds"], out["final"])
         print_hot_keys(out)
         for p in out["problems"]:

@@ -161,21 +161,47 @@ SCHEMAS: dict[str, Schema] = {
         "evaluations": COUNT, "model_sha256": nullable(STRING), "privacy": nullable({"type": "object"}),
         "manifest_sha256": {**nullable(STRING), "description": "sha256 of the round's manifest, kept at publish"},
         "reason": nullable(STRING), "attempts": COUNT,
-        "plan": {**nullable({"enum": ["single", "fanout"]}), "description": "how the round aggregated"},
-        "cost": {**nullable({"type": "object"}), "description": "usage and USD at list prices (docs/scale.md)"},
+        "sealed_by": {**nullable({"enum": ["quota", "deadline"]}), "description": "what sealed the round"},
+        "aggregation_started_at": {**nullable(TIMESTAMP), "description": "when the latest attempt took its lease"},
+        "lease_expires_at": {**nullable(TIMESTAMP), "description": "while SEALED or AGGREGATING"},
+        "last_error": {**nullable(STRING), "description": "`attempt N: ...` of the latest failed attempt"},
+        "age_seconds": {**nullable(NUMBER), "description": "seconds since the seal while waiting for its model"},
+        "expected_seconds": {**NUMBER, "description": "how long a round may wait for its model (one lease)"},
+        "stuck": {"type": "boolean",
+                  "description": "waiting longer than expected_seconds, or an attempt failed"},
+        "refused_paused": {**COUNT, "description": "clients whose uploads were refused while paused"},
+        "refused": {"type": "array", "items": ref("Refusal")},
         "updates": {"type": "array", "items": ref("UpdateEntry"),
                     "description": "a client sees only its own entries"},
+        "client_evaluations": {"type": "array", "items": ref("ClientEvaluation"),
+                               "description": "a client sees only its own entries"},
+        "plan": {**nullable({"enum": ["single", "fanout"]}), "description": "how the round aggregated"},
+        "cost": {**nullable({"type": "object"}), "description": "usage and USD at list prices (docs/scale.md)"},
         "buffer": {**nullable({"type": "array", "items": ref("BufferEntry")}),
                    "description": "async mode, once published: the buffer of this version (a client sees its own "
                                   "entries); null in sync mode"},
     }),
+    "Refusal": obj({"client_id": STRING, "code": {**STRING, "description": "EXPERIMENT_NOT_RUNNING"},
+                    "reason": STRING, "count": COUNT, "first_at": TIMESTAMP, "last_at": TIMESTAMP},
+                   description="Uploads of one client the API refused in this round (during a pause)."),
+    "ClientEvaluation": obj({"client_id": STRING, "num_examples": COUNT, "metrics": METRICS}),
+    "Attention": obj({"code": {"const": "ROUND_STUCK"}, "round": COUNT, "state": {"enum": ROUND_STATES},
+                      "age_seconds": NUMBER, "attempts": COUNT, "last_error": nullable(STRING), "message": STRING}),
+    "LatestMetrics": obj({"round": {**COUNT, "description": "the latest published model"},
+                          "training": METRICS, "evaluation_round": nullable(COUNT), "evaluation": METRICS}),
+    "ExperimentListItem": {"allOf": [ref("Experiment"), obj({
+        "current_round_state": nullable({"enum": ROUND_STATES}),
+        "attention": {**nullable(ref("Attention")), "description": "set while the current round is stuck"},
+        "latest_metrics": nullable(ref("LatestMetrics")),
+    })]},
     "ModelInfo": obj({
         "round": {**nullable(COUNT), "description": "the round to train for; null once the experiment ended"},
         "version": COUNT, "sha256": SHA256, "status": {"enum": EXPERIMENT_STATUSES},
         "mode": {"enum": ["sync", "async"], "description": "async: train on the newest version, no quota to wait for"},
         "url": {**STRING, "description": "presigned GET of the model file"}, "client_config": {"type": "object"},
     }),
-    "PublishedModel": obj({"round": COUNT, "sha256": nullable(STRING), "size": nullable(COUNT), "url": STRING}),
+    "PublishedModel": obj({"round": COUNT, "sha256": nullable(STRING), "size": nullable(COUNT), "url": STRING,
+                           "filename": {**STRING, "description": "<experiment-name>-round-<n>.safetensors"}}),
 }
 
 
@@ -279,6 +305,14 @@ def op(op_id: str, summary: str, responses: dict[str, Schema], *, tag: str, para
 EXP_ID = {"$ref": "#/components/parameters/ExperimentId"}
 ROUND_N = {"$ref": "#/components/parameters/RoundNumber"}
 LIST_PARAMS = [{"$ref": "#/components/parameters/Limit"}, {"$ref": "#/components/parameters/Cursor"}]
+LIST_FILTERS = [
+    {"name": "status", "in": "query", "required": False, "schema": STRING,
+     "description": f"one or more of {', '.join(EXPERIMENT_STATUSES)}, comma-separated"},
+    {"name": "strategy", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64},
+     "description": "a known strategy name"},
+    {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200},
+     "description": "part of the name, any case"},
+]
 BINARY = {"required": True, "content": {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}},
     "description": "A safetensors file (see docs/api-contract.md for the update metadata)."}
@@ -330,9 +364,10 @@ def paths() -> dict[str, Schema]:
                            "experiment": ref("Experiment"), "upload": nullable(ref("PresignedPost"))})),
                         **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", body=json_body(create)),
             "get": op("listExperiments", "Experiments visible to the token (developer: its own), newest first",
-                      {**ok(200, "One page", obj({"experiments": {"type": "array", "items": ref("Experiment")},
-                                                  "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
-                      tag="experiments", params=[*LIST_PARAMS, {
+                      {**ok(200, "One page (with filters, possibly short: follow next_cursor)", obj({
+                          "experiments": {"type": "array", "items": ref("ExperimentListItem")},
+                          "next_cursor": nullable(STRING)})), **errors(400, *AUTH)},
+                      tag="experiments", params=[*LIST_PARAMS, *LIST_FILTERS, {
                           "name": "archived", "in": "query", "required": False,
                           "schema": {"enum": ["true", "false"], "default": "false"},
                           "description": "true: list the archived experiments (and only them)"}]),

@@ -7,7 +7,8 @@ from fma.adapters import settings as s
 SETTINGS = s.FunctionSettings("api", (
     s.TABLE_NAME, s.BUCKET_NAME, s.CORS_ORIGIN, s.STRATEGY_MODULES,
     s.PRESIGN_SECONDS, s.DIRECT_UPLOAD_MAX_BYTES, s.MAX_UPDATE_BYTES, s.RECONCILE_GRACE_SECONDS,
-    s.POLL_RETRY_AFTER_SECONDS, s.CLIENT_TOKEN_MAX_SECONDS, s.CLIENT_TOKEN_GRACE_SECONDS, *s.LOGGER,
+    s.POLL_RETRY_AFTER_SECONDS, s.LEASE_SECONDS, s.CLIENT_TOKEN_MAX_SECONDS, s.CLIENT_TOKEN_GRACE_SECONDS,
+    *s.LOGGER,
 ))
 #: the dashboard origin CORS admits when none is configured (local mode's gateway).
 LOCAL_ORIGIN = "http://127.0.0.1:8080"

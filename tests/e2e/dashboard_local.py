@@ -1,118 +1,58 @@
-"""Local mode as a subprocess on loopback, and a small seeded experiment for the dashboard tests.
+"""Local mode (started by fma.local.process) and small seeded experiments for the dashboard tests.
 
 Kept apart from the test so a human can reuse it: `python tests/e2e/dashboard_local.py` starts
-local mode, seeds the experiment, prints the URL and an analyst token, and waits for Ctrl-C.
+local mode, seeds the experiments, prints the URL and an analyst token, and waits for Ctrl-C.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import requests
 
-HOST = "127.0.0.1"
+from fma.local.process import fma_command, local_mode_process  # noqa: F401 (fma_command: for tests importing it from here)
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the child if the test process itself dies without running finalizers."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def fma_command() -> list[str]:
-    script = Path(sys.executable).with_name("fma")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "fma.cli"]
 
 
 @dataclass
 class LocalMode:
-    """`fma local up` in its own process group; `stop()` is safe to call twice."""
+    """`fma local up` started by fma.local.process; `stop()` is safe to call twice."""
 
     url: str
     admin_token: str
-    process: subprocess.Popen
-    log_path: Path
+    _running: ExitStack | None = None
 
     @classmethod
     def start(cls, state_dir: Path, timeout: float = 90.0, extra_args: tuple[str, ...] = ()) -> LocalMode:
-        port = free_port()
-        log_path = state_dir / "local-mode.log"
-        log = log_path.open("wb")
-        # the test session's fake AWS_* / FMA_* settings belong to moto-in-process tests
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FMA_"))}
-        env["PYTHONUNBUFFERED"] = "1"
-        cmd = [*fma_command(), "local", "up", "--host", HOST, "--port", str(port), "--state-dir", str(state_dir),
-               *extra_args]
-        process = subprocess.Popen(
-            cmd,
-            stdout=log,  # the child keeps its own copy of the descriptor
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        log.close()
-        mode = cls(f"http://{HOST}:{port}", "", process, log_path)
-        try:
-            mode._wait_ready(state_dir / "admin-token", timeout)
-        except BaseException:
-            mode.stop()
-            raise
-        return mode
-
-    def _wait_ready(self, token_file: Path, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        http = requests.Session()
-        http.trust_env = False  # loopback only: never through a proxy from the environment
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fma local up exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                healthy = http.get(f"{self.url}/v1/health", timeout=2).status_code == 200
-            except requests.RequestException:
-                healthy = False
-            if healthy and token_file.exists() and token_file.read_text().strip():
-                self.admin_token = token_file.read_text().strip()
-                return
-            time.sleep(0.3)
-        raise TimeoutError(f"local mode not ready after {timeout:g}s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        running = ExitStack()
+        url, token = running.enter_context(local_mode_process(state_dir, cwd=ROOT, timeout=timeout,
+                                                              extra_args=extra_args))
+        return cls(url, token, running)
 
     def stop(self) -> None:
-        """SIGTERM the process group (clean shutdown), SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        if self._running is not None:
+            self._running.close()
+            self._running = None
+
+
+@contextmanager
+def running_local_mode(state_dir: Path, timeout: float = 90.0,
+                       extra_args: tuple[str, ...] = ()) -> Iterator[LocalMode]:
+    """`fma local up` on a free loopback port for the duration of the block."""
+    mode = LocalMode.start(state_dir, timeout, extra_args)
+    try:
+        yield mode
+    finally:
+        mode.stop()
 
 
 @dataclass
@@ -123,11 +63,27 @@ class Seeded:
     developer_token: str
     rejected_client: str
     rejected_reason: str
+    slow_client: str
+    deadline_experiment_id: str
+
+
+def _raw_put(url: str, experiment_id: str, n: int, token: str) -> requests.Response:
+    """An update PUT outside the SDK (which would wait and retry): the refusal is what we want."""
+    from fma.domain.codec import encode
+
+    body = encode({"dense/kernel": np.zeros((4, 2), np.float32), "dense/bias": np.zeros(2, np.float32)},
+                  {"fma.num_examples": "5", "fma.round": str(n)})
+    http = requests.Session()
+    http.trust_env = False  # loopback only
+    return http.put(f"{url}/v1/experiments/{experiment_id}/rounds/{n}/updates", data=body, timeout=30,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
 
 
 def seed_experiment(url: str, admin_token: str, rounds: int = 3) -> Seeded:
-    """Run a `rounds`-round FedAvg experiment with two clients, plus one client whose update
-    has the wrong shape in round 1 (REJECTED), and federated evaluations after each round."""
+    """A `rounds`-round FedAvg experiment with two clients and federated evaluations from round
+    0 on; one client whose update has the wrong shape in round 1 (REJECTED); one that uploads
+    after round 2 is sealed (refused, LATE) and is refused again while the experiment is paused
+    in round 3; and a one-round experiment sealed by its deadline."""
     from fma_client import Client, Developer, UpdateRejected
 
     admin = Developer(url, admin_token)
@@ -144,9 +100,16 @@ def seed_experiment(url: str, admin_token: str, rounds: int = 3) -> Seeded:
         client_config={"lr": 0.1},
     )
     enroll = developer.enrollment_token(exp["id"], max_uses=5)["token"]
-    clients = [Client(url, exp["id"], enrollment_token=enroll, name=f"site-{i}", poll_interval=0.3) for i in (1, 2)]
-    bad = Client(url, exp["id"], enrollment_token=enroll, name="site-bad")
+    memory = {"persist_registration": False}  # seeded clients leave nothing in the user's config folder
+    clients = [Client(url, exp["id"], enrollment_token=enroll, name=f"site-{i}", poll_interval=0.3, **memory)
+               for i in (1, 2)]
+    bad = Client(url, exp["id"], enrollment_token=enroll, name="site-bad", **memory)
+    slow = Client(url, exp["id"], enrollment_token=enroll, name="site-slow", **memory)
+    slow.register()
     reason = ""
+    for i, client in enumerate(clients):
+        client.get_model()
+        client.evaluate(0, 20 + 10 * i, {"loss": 2.0 + 0.1 * i, "accuracy": 0.3 + 0.05 * i})
     for n in range(1, rounds + 1):
         if n == 1:
             bad.get_model()
@@ -155,6 +118,10 @@ def seed_experiment(url: str, admin_token: str, rounds: int = 3) -> Seeded:
                 bad.submit(wrong, 10, {"loss": 9.0}, round=1, timeout=60)
             except UpdateRejected as exc:
                 reason = exc.reason or ""
+        if n == 3:  # a pause turns the slow client's work away, then the round goes on
+            developer.pause(exp["id"])
+            assert _raw_put(url, exp["id"], n, slow.token).status_code == 409
+            developer.resume(exp["id"])
         for i, client in enumerate(clients):
             weights, current, _ = client.get_model()
             assert current == n, f"expected round {n}, server says {current}"
@@ -162,27 +129,44 @@ def seed_experiment(url: str, admin_token: str, rounds: int = 3) -> Seeded:
             loss, acc = 1.0 / (n + i), 0.5 + 0.1 * n + 0.02 * i
             client.submit(step, 50 + 25 * i, {"loss": loss, "accuracy": acc}, timeout=60)
         clients[0].wait_for_round(n, timeout=120)
+        if n == 2:  # too late for round 2: refused with ROUND_CLOSED and counted late
+            assert _raw_put(url, exp["id"], n, slow.token).status_code == 409
         for i, client in enumerate(clients):
             client.evaluate(n, 20 + 10 * i, {"loss": 1.2 / (n + i), "accuracy": 0.45 + 0.12 * n})
-    return Seeded(exp["id"], name, analyst, developer_token, bad.client_id or "", reason)
+    deadline_id = seed_deadline_experiment(url, developer)
+    return Seeded(exp["id"], name, analyst, developer_token, bad.client_id or "", reason, slow.client_id or "",
+                  deadline_id)
+
+
+def seed_deadline_experiment(url: str, developer, timeout: float = 120.0) -> str:
+    """One round that only one of two needed clients joins: the sweeper seals it at its deadline."""
+    from fma_client import Client
+
+    exp = developer.create_experiment(
+        "deadline-demo", {"w": np.zeros(2, np.float32)},
+        rounds={"min_updates": 2, "total_rounds": 1, "deadline_seconds": 1, "min_updates_at_deadline": 1})
+    enroll = developer.enrollment_token(exp["id"], max_uses=1)["token"]
+    client = Client(url, exp["id"], enrollment_token=enroll, poll_interval=0.5, persist_registration=False)
+    weights, _, _ = client.get_model()
+    client.submit({"w": weights["w"] + 1}, 10, {"loss": 0.5}, timeout=60)
+    client.wait_for_round(1, timeout=timeout)
+    return exp["id"]
 
 
 def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="fma-dashboard-"))
-    mode = LocalMode.start(state)
-    try:
+    with running_local_mode(state) as mode:
         seeded = seed_experiment(mode.url, mode.admin_token)
         print(
             f"dashboard: {mode.url}/\nanalyst token: {seeded.analyst_token}\nexperiment: {seeded.experiment_id}",
             flush=True,
         )
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        mode.stop()
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
 
 
 if __name__ == "__main__":

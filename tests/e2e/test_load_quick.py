@@ -32,6 +32,9 @@ def test_quick_load_loses_no_update_and_serves_no_5xx():
     assert all(r.model_ok for r in out["rounds"])
     assert out["final"] == {**out["final"], "status": "COMPLETED", "clients": cfg.clients,
                             "model_version": cfg.rounds}
+    saturation = out["saturation"]  # the closed-loop window: every request answered 200
+    assert saturation["requests"] > 0 and saturation["errors"] == 0
+    assert {r["endpoint"] for r in saturation["rows"]} == {"GET model", "GET round"}
     rows = {r["endpoint"]: r for r in out["stats"]["rows"]}
     assert rows["register"]["requests"] >= cfg.clients
     assert rows["PUT update"]["requests"] + rows["POST update (presign)"]["requests"] == cfg.clients * cfg.rounds

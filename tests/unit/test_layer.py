@@ -73,3 +73,24 @@ def test_the_built_layer_ships_no_local_mode_and_no_tests():
     _check_fma(LAYER)
     assert not [p for p in LAYER.rglob("*") if p.is_dir() and p.name in ("tests", "test", "__pycache__")]
     assert (LAYER / "numpy" / "testing").is_dir()  # scipy and dp-accounting import it at start
+
+
+def test_numpy_testing_is_runtime_code_of_the_aggregate_function():
+    """Why the layer keeps numpy/testing (its tests/ folder is pruned): scipy's array-API shim
+    runs `from numpy import *`, which imports numpy.testing, so without it neither the BLAS axpy
+    of the streaming aggregation nor dp-accounting (scipy.special) imports."""
+    code = ("import importlib.abc, sys\n"
+            "class Refuse(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy.testing' or name.startswith('numpy.testing.'):\n"
+            "            raise ModuleNotFoundError(name)\n"
+            "sys.meta_path.insert(0, Refuse())\n"
+            "import numpy\n"
+            "for module in ('scipy.linalg.blas', 'dp_accounting'):\n"
+            "    try:\n"
+            "        __import__(module)\n"
+            "    except ImportError:\n"
+            "        print('needs numpy.testing:', module)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["needs numpy.testing: scipy.linalg.blas", "needs numpy.testing: dp_accounting"]

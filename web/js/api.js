@@ -73,20 +73,26 @@ export async function get(segments, query = {}) {
   return body;
 }
 
-/** Every item of a cursor-paginated list (`{key: [...], next_cursor}`). */
-export async function getAll(segments, key, limit = 100) {
+/** Every item of a cursor-paginated list (`{key: [...], next_cursor}`), with optional filters. */
+export async function getAll(segments, key, limit = 100, query = {}) {
   const items = [];
   let cursor = null;
   do {
-    const page = await get(segments, { limit, cursor });
+    const page = await get(segments, { ...query, limit, cursor });
     items.push(...(page[key] || []));
     cursor = page.next_cursor || null;
   } while (cursor);
   return items;
 }
 
+/** Only the filters that are set: `{status, strategy, q}` -> query parameters. */
+function filterQuery(filters = {}) {
+  return Object.fromEntries(Object.entries(filters).filter(([, v]) => v !== "" && v !== null && v !== undefined));
+}
+
 export const api = {
-  experiments: () => getAll(["experiments"], "experiments"),
+  experiments: (filters) => getAll(["experiments"], "experiments", 100, filterQuery(filters)),
+  initialRound: (id) => get(["experiments", id, "rounds", 0]),
   experiment: (id) => get(["experiments", id]),
   rounds: async (id) => (await getAll(["experiments", id, "rounds"], "rounds")).sort((a, b) => a.round - b.round),
   model: (id, round) => get(["experiments", id, "models", round]),

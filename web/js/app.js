@@ -4,7 +4,7 @@
 import { ApiError, api, clearToken, getToken, loadConfig, setToken } from "./api.js";
 import { h, updateRelativeTimes } from "./dom.js";
 import { isActive, renderExperiment } from "./experiment.js";
-import { renderList } from "./list.js";
+import { listFilters, renderList } from "./list.js";
 
 const REFRESH_MS = 10_000;
 const main = document.getElementById("main");
@@ -74,19 +74,25 @@ function preserving(render) {
 }
 
 async function fetchPage(where) {
-  if (where.page === "list") return { experiments: await api.experiments() };
+  if (where.page === "list") {
+    const filters = JSON.stringify(listFilters);
+    return { experiments: await api.experiments({ ...listFilters }), filters };
+  }
   const [experiment, rounds] = await Promise.all([api.experiment(where.id), api.rounds(where.id)]);
-  return { experiment, rounds };
+  // round 0 (the initial model's federated evaluation) exists once the initial model is validated
+  const initial = experiment.model_version === null || experiment.model_version === undefined
+    ? null : await api.initialRound(where.id);
+  return { experiment, rounds, initial };
 }
 
 function draw(where, data) {
   if (where.page === "list") {
     document.title = "Experiments · FMA";
-    renderList(main, data.experiments);
+    renderList(main, data.experiments, { reload: () => load(false) });
     return true;
   }
   document.title = `${data.experiment.name} · FMA`;
-  renderExperiment(main, data.experiment, data.rounds, api.model);
+  renderExperiment(main, data.experiment, data.rounds, api.model, data.initial);
   return isActive(data.experiment);
 }
 
@@ -106,6 +112,7 @@ async function load(fresh) {
     await loadConfig();
     const data = await fetchPage(where);
     if (mine !== generation) return;
+    if (data.filters && data.filters !== JSON.stringify(listFilters)) return; // a newer filter's load paints
     tools.hidden = false;
     setBanner("");
     preserving(() => { shown = { key: location.hash, active: draw(where, data) }; });

@@ -7,6 +7,7 @@ const W = 480;
 const H = 240;
 const PAD = { left: 56, right: 16, top: 16, bottom: 40 };
 const INSET = 14; // keeps the first and last markers off the axes
+const CLIENT_COLOURS = 8; // per-client series cycle through this many colours (css: .client-0 ... .client-7)
 
 /** About five round numbers spanning [lo, hi]. */
 function ticks(lo, hi, count = 5) {
@@ -33,6 +34,7 @@ function extent(values) {
 
 function marker(shape, x, y, label) {
   const title = s("title", {}, label);
+  if (shape === "dot") return s("circle", { cx: x, cy: y, r: 2.5, class: "point" }, title);
   if (shape === "square") return s("rect", { x: x - 4, y: y - 4, width: 8, height: 8, class: "point" }, title);
   return s("circle", { cx: x, cy: y, r: 4.5, class: "point" }, title);
 }
@@ -46,8 +48,9 @@ function dataTable(title, series, rounds) {
 }
 
 /**
- * lineChart({title, series: [{name, key, points: [{x, y}]}]}) -> <figure>.
- * Each series is a <g data-series=key> holding one marker per point.
+ * lineChart({title, series: [{name, key, points: [{x, y}], client?, colour?, dashed?}]}) -> <figure>.
+ * Each series is a <g data-series=key> holding one marker per point; `client` series (one
+ * client's own values) are drawn thin, under the aggregate ones, in `colour` (an index).
  */
 export function lineChart({ title, series }) {
   const shown = series.filter((se) => se.points.length);
@@ -69,19 +72,26 @@ export function lineChart({ title, series }) {
     s("text", { x: (PAD.left + W - PAD.right) / 2, y: H - 4, "text-anchor": "middle", class: "axis-label" }, "round"),
     s("line", { x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom, class: "baseline" }));
 
-  const lines = shown.map((se, i) => {
+  const main = shown.filter((se) => !se.client);
+  const look = (se) => (se.client ? { cls: `client client-${se.colour % CLIENT_COLOURS}`, shape: "dot", dashed: se.dashed }
+    : { cls: `series-${main.indexOf(se)}`, shape: main.indexOf(se) % 2 ? "square" : "circle", dashed: main.indexOf(se) % 2 });
+  // clients' thin lines first, so the aggregate lines stay on top
+  const lines = [...shown.filter((se) => se.client), ...main].map((se) => {
     const pts = [...se.points].sort((a, b) => a.x - b.x);
-    const shape = i % 2 ? "square" : "circle";
-    return s("g", { class: `series series-${i}`, "data-series": se.key },
-      s("polyline", { points: pts.map((p) => `${x(p.x)},${y(p.y)}`).join(" "), class: i % 2 ? "dashed" : "" }),
+    const { cls, shape, dashed } = look(se);
+    return s("g", { class: `series ${cls}`, "data-series": se.key },
+      s("polyline", { points: pts.map((p) => `${x(p.x)},${y(p.y)}`).join(" "), class: dashed ? "dashed" : "" }),
       pts.map((p) => marker(shape, x(p.x), y(p.y), `${se.name}, round ${p.x}: ${num(p.y)}`)));
   });
 
-  const summary = shown.map((se) => `${se.name}: ${se.points.length} rounds, last ${num(se.points.at(-1)?.y)}`).join("; ");
+  const summary = main.map((se) => `${se.name}: ${se.points.length} rounds, last ${num(se.points.at(-1)?.y)}`).join("; ")
+    + (main.length < shown.length ? `; ${shown.length - main.length} client series` : "");
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${title}. ${summary}`, class: "chart" },
     grid, lines);
-  const legend = h("ul", { class: "legend" }, shown.map((se, i) =>
-    h("li", { class: `series-${i}` }, h("span", { class: `swatch ${i % 2 ? "square" : "circle"}`, "aria-hidden": "true" }), se.name)));
+  const legend = h("ul", { class: "legend" }, shown.map((se) => {
+    const { cls, shape } = look(se);
+    return h("li", { class: cls }, h("span", { class: `swatch ${shape === "square" ? "square" : "circle"}`, "aria-hidden": "true" }), se.name);
+  }));
   return h("figure", { class: "chart-figure", "data-metric": title },
     h("figcaption", {}, title), svg, legend, dataTable(title, shown, rounds));
 }

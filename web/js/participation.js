@@ -11,16 +11,24 @@ const CELL = {
   REJECTED: ["bad", "✗"],
   LATE: ["late", "L"],
   UPLOADING: ["pending", "…"],
+  REFUSED: ["refused", "P"],
 };
 
-/** client id -> round -> update, over every round's `updates`. */
+/** The API refused this client's uploads while the experiment was paused (no update item). */
+function refusedEntry(f) {
+  return { client_id: f.client_id, status: "REFUSED", reason: `${f.code}: ${f.reason} (${f.count}×)`, count: f.count };
+}
+
+/** client id -> round -> update, over every round's `updates` (and refusals where nothing else came). */
 function byClient(rounds) {
   const grid = new Map();
+  const put = (r, u, keep) => {
+    if (!grid.has(u.client_id)) grid.set(u.client_id, new Map());
+    if (!keep || !grid.get(u.client_id).has(r.round)) grid.get(u.client_id).set(r.round, u);
+  };
   for (const r of rounds) {
-    for (const u of r.updates || []) {
-      if (!grid.has(u.client_id)) grid.set(u.client_id, new Map());
-      grid.get(u.client_id).set(r.round, u);
-    }
+    for (const u of r.updates || []) put(r, u, false);
+    for (const f of r.refused || []) put(r, refusedEntry(f), true);
   }
   return grid;
 }
@@ -41,8 +49,8 @@ export function participation(experiment, rounds) {
   const all = [...grid.keys()].sort();
   const clients = all.slice(0, MAX_ROWS);
   const legend = h("ul", { class: "legend grid-legend" },
-    [["ok", "✓", "accepted / applied"], ["bad", "✗", "rejected"], ["late", "L", "late"], ["pending", "…", "uploading"],
-      ["none", "", "no update"]].map(([cls, sym, text]) =>
+    [["ok", "✓", "accepted / applied"], ["bad", "✗", "rejected"], ["late", "L", "late (after the seal)"],
+      ["refused", "P", "refused while paused"], ["pending", "…", "uploading"], ["none", "", "no update"]].map(([cls, sym, text]) =>
       h("li", {}, h("span", { class: `cell-swatch ${cls}`, "aria-hidden": "true" }, sym), text)));
   const table = h("table", { class: "grid" },
     h("caption", { class: "visually-hidden" }, "Updates per client (rows) and round (columns)"),
@@ -59,14 +67,16 @@ export function participation(experiment, rounds) {
 }
 
 export function rejectedUpdates(rounds) {
-  const refused = rounds.flatMap((r) => (r.updates || [])
-    .filter((u) => u.status === "REJECTED" || u.status === "LATE")
-    .map((u) => ({ round: r.round, ...u })));
-  if (!refused.length) return empty("No rejected or late updates.");
+  const refused = rounds.flatMap((r) => [
+    ...(r.updates || []).filter((u) => u.status === "REJECTED" || u.status === "LATE"),
+    ...(r.refused || []).map(refusedEntry),
+  ].map((u) => ({ round: r.round, ...u })));
+  if (!refused.length) return empty("No rejected, late or refused updates.");
+  const label = (u) => (u.status === "REFUSED" ? "REFUSED (paused)" : u.status);
   const rows = refused.reverse().map((u) => h("tr", { "data-client": u.client_id, "data-status": u.status },
     h("td", { class: "num" }, u.round),
     h("td", { class: "mono" }, u.client_id),
-    h("td", {}, u.status),
+    h("td", {}, label(u)),
     h("td", { class: "reason" }, u.reason || (u.status === "LATE" ? "arrived after the round was sealed" : "no reason given"))));
   return scrollTable("Rejected updates", h("table", { class: "rejected" },
     h("thead", {}, h("tr", {}, ["Round", "Client", "Status", "Reason"].map((c) => h("th", { scope: "col" }, c)))),

@@ -26,7 +26,8 @@ def list_all() -> dict:
     params = router.current_event.query_string_parameters or {}
     limit = parse_limit(params.get("limit"))
     archived = parse_flag(params.get("archived"), "archived")
-    return experiments.list_experiments(deps(), principal(router), limit, params.get("cursor"), archived)
+    return experiments.list_experiments(deps(), principal(router), limit, params.get("cursor"), archived,
+                                        params=params)
 
 
 @router.get("/experiments/<experiment_id>")

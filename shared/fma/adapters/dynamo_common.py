@@ -17,6 +17,7 @@ from pynamodb.transactions import TransactWrite
 from fma.adapters.dynamo_models import TableSchema
 from fma.domain import strict_json
 from fma.domain.errors import InvalidInput
+from fma.domain.states import allowed
 
 CONDITION_FAILED = "ConditionalCheckFailed"
 CONFLICT = "TransactionConflict"
@@ -98,3 +99,9 @@ def transact(build: Callable[[TransactWrite], None], attempts: int = 8) -> list[
 
 def failed(codes: list[str | None], index: int) -> bool:
     return len(codes) > index and codes[index] == CONDITION_FAILED
+
+
+def state_in(attribute: Any, write: str) -> Any:
+    """The pynamodb condition that `attribute` (a status or state) is one of the states the one
+    state table allows for `write` (a key of fma.domain.states.WRITES)."""
+    return attribute.is_in(*sorted(str(s) for s in allowed(write)))

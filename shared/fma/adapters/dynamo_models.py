@@ -150,6 +150,9 @@ class RoundItem(_Base):
     # sweeps of this round that raised (repo_failures): bounded, then the round FAILS.
     sweep_errors = NumberAttribute(null=True)
     last_sweep_error = UnicodeAttribute(null=True)
+    sealed_by = UnicodeAttribute(null=True)
+    aggregation_started_at = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
     due_index = DueRoundsIndex()
@@ -221,6 +224,16 @@ class EvaluationItem(_Base):
     created_at = NumberAttribute()
 
 
+class RefusalItem(_Base):
+    """pk = EXP#{id}, sk = REFUSED#{n:08d}#{client_id}: uploads the API refused (during a pause)."""
+
+    round = NumberAttribute()
+    client_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    reason = UnicodeAttribute()
+    count = NumberAttribute(default=0)
+    first_at = NumberAttribute()
+    last_at = NumberAttribute()
 class IdempotencyItem(_Base):
     """pk = IDEM#{sha256(principal, key)}, sk = IDEM: one spread-out item per key (no hot key)."""
 
@@ -279,7 +292,7 @@ class LinkItem(_Base):
 
 ALL_MODELS: tuple[type[Model], ...] = (TableSchema, TokenItem, ExperimentItem, RoundItem, ClientItem,
                                        UpdateItem, EvaluationItem, IdempotencyItem, RegistryNameItem,
-                                       RegistryVersionItem, LinkItem, BufferItem, CounterShardItem,
+                                       RegistryVersionItem, LinkItem, BufferItem, RefusalItem, CounterShardItem,
                                        TallyShardItem)
 
 

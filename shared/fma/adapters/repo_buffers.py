@@ -15,7 +15,7 @@ from __future__ import annotations
 from pynamodb.exceptions import DoesNotExist
 
 from fma.adapters import dynamo_shards as shards
-from fma.adapters.dynamo_common import transact
+from fma.adapters.dynamo_common import state_in, transact
 from fma.adapters.dynamo_models import (
     DUE_PK,
     BufferItem,
@@ -27,12 +27,10 @@ from fma.adapters.dynamo_models import (
     round_sk,
     update_sk,
 )
-from fma.adapters.repo_rounds import _REOPENABLE, due_key, round_item, to_update
+from fma.adapters.repo_rounds import due_key, round_item, to_update
 from fma.domain.clock import iso
 from fma.domain.records import RoundRecord, UpdateRecord
-from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
-
-_ACTIVE = (str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))
+from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus, allowed
 
 
 class BufferRepository:
@@ -48,31 +46,31 @@ class BufferRepository:
                 UpdateItem.size.set(u.size), UpdateItem.reason.remove(), UpdateItem.updated_at.set(u.updated_at),
                 UpdateItem.applied_in.set(version), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
                 UpdateItem.version_id.set(u.version_id) if u.version_id else UpdateItem.version_id.remove(),
-            ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+            ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "accept_buffered"))
             t.save(BufferItem(exp_pk(u.experiment_id), buffer_sk(version, u.round, u.client_id), version=version,
                               round=u.round, client_id=u.client_id), condition=BufferItem.pk.does_not_exist())
             t.update(RoundItem(exp_pk(u.experiment_id), round_sk(version)),
                      actions=[RoundItem.accepted.add(1), RoundItem.final.set(True)],
-                     condition=(RoundItem.state == str(RoundState.OPEN)) & (RoundItem.accepted < capacity))
+                     condition=state_in(RoundItem.state, "accept_buffered.round") & (RoundItem.accepted < capacity))
             t.condition_check(ExperimentItem, exp_pk(u.experiment_id), "META",
-                              condition=ExperimentItem.status == str(ExperimentStatus.RUNNING))
+                              condition=state_in(ExperimentItem.status, "accept_buffered.experiment"))
         codes = transact(build)
         if not codes:
             return "accepted"
         # Classify by consistent reads (implementations differ in reporting which condition failed).
         current = self._update_or_none(u)
-        if current is not None and current.status not in _REOPENABLE:
+        if current is not None and current.status not in allowed("accept_buffered"):
             return "duplicate"
         try:
             rnd = RoundItem.get(exp_pk(u.experiment_id), round_sk(version), consistent_read=True)
         except DoesNotExist:
             return "closed"
-        if rnd.state != str(RoundState.OPEN):
+        if rnd.state not in allowed("accept_buffered.round"):
             return "closed"
         if int(rnd.accepted or 0) >= capacity:
             return "full"
         exp = ExperimentItem.get(exp_pk(u.experiment_id), "META", consistent_read=True)
-        if exp.status != str(ExperimentStatus.RUNNING):
+        if exp.status not in allowed("accept_buffered.experiment"):
             return "inactive"
         raise RuntimeError(f"accept transaction failed for a transient reason: {codes}")
 
@@ -102,8 +100,8 @@ class BufferRepository:
                 RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
                 RoundItem.due_pk.set(DUE_PK),
                 RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, version)),
-            ], condition=(RoundItem.state == str(RoundState.OPEN)) & (RoundItem.accepted >= quota))
-            condition = ((ExperimentItem.status == str(ExperimentStatus.RUNNING))
+            ], condition=state_in(RoundItem.state, "seal_buffer") & (RoundItem.accepted >= quota))
+            condition = (state_in(ExperimentItem.status, "seal_buffer.experiment")
                          & (ExperimentItem.current_round == version))
             if next_round is None:
                 t.condition_check(ExperimentItem, exp_pk(experiment_id), "META", condition=condition)
@@ -123,11 +121,12 @@ class BufferRepository:
                 RoundItem.model_sha256.set(sha256), RoundItem.metrics.set(metrics), RoundItem.info.set(info),
                 RoundItem.aggregation_seconds.set(seconds), RoundItem.due_pk.remove(), RoundItem.due_sk.remove(),
                 RoundItem.lease_owner.remove(), RoundItem.lease_expires.remove(),
-            ], condition=(RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_owner == owner))
+            ], condition=state_in(RoundItem.state, "publish_version") & (RoundItem.lease_owner == owner))
             actions = [ExperimentItem.model_version.set(version), ExperimentItem.model_sha256.set(sha256),
                        ExperimentItem.updated_at.set(iso(now))]
             if complete:
                 actions.append(ExperimentItem.status.set(str(ExperimentStatus.COMPLETED)))
             t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=actions,
-                     condition=ExperimentItem.status.is_in(*_ACTIVE) & (ExperimentItem.model_version == version - 1))
+                     condition=state_in(ExperimentItem.status, "publish_version.experiment")
+                     & (ExperimentItem.model_version == version - 1))
         return not transact(build)

@@ -29,9 +29,8 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden
 from fma.domain.records import TokenRecord
 from fma.domain.sharding import shard_of, tally_shards, use_budget
-from fma.domain.states import ENDED, ExperimentStatus
+from fma.domain.states import allowed
 
-REGISTERING = frozenset(ExperimentStatus) - ENDED
 #: transactions one registration may try (each after a fresh read of the use shards).
 MAX_REGISTRATION_ATTEMPTS = 8
 
@@ -137,5 +136,5 @@ def _check_registering(experiment_id: str) -> None:
         status = ExperimentItem.get(exp_pk(experiment_id), "META", consistent_read=True).status
     except DoesNotExist:
         status = None
-    if status not in REGISTERING:
+    if status not in allowed("register_client.experiment"):
         raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")

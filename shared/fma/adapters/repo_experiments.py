@@ -5,7 +5,7 @@ from __future__ import annotations
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from fma.adapters import dynamo_shards as shards
-from fma.adapters.dynamo_common import decode_cursor, encode_cursor, transact
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, state_in, transact
 from fma.adapters.dynamo_models import (
     LIST_PK,
     ExperimentItem,
@@ -18,10 +18,8 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord
-from fma.domain.states import ENDED, ExperimentStatus
+from fma.domain.states import ExperimentStatus
 from fma.domain.update_limits import UpdateLimits
-
-REGISTERING = frozenset(ExperimentStatus) - ENDED  # from the one state table
 
 
 def to_experiment(item: ExperimentItem) -> Experiment:
@@ -130,6 +128,6 @@ class ExperimentRepository:
                 ExperimentItem.initial_sha256.set(sha256),
                 ExperimentItem.current_round.set(1), ExperimentItem.updated_at.set(iso()),
                 ExperimentItem.model_error.remove(),
-            ], condition=ExperimentItem.status == str(ExperimentStatus.PENDING_MODEL))
+            ], condition=state_in(ExperimentItem.status, "activate"))
             t.save(round_item(first_round), condition=RoundItem.pk.does_not_exist())
         return not transact(build)

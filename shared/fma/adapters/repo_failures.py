@@ -7,10 +7,11 @@ SQS redeliveries, sweeps and local mode alike.
 
 from __future__ import annotations
 
+from fma.adapters.dynamo_common import state_in
 from fma.adapters.dynamo_models import RoundItem, UpdateItem, exp_pk, round_sk, update_sk
 from fma.adapters.dynamo_shards import update_pk
 from fma.adapters.repo_lifecycle import _conditional
-from fma.domain.states import RoundState, UpdateStatus
+from fma.domain.states import UpdateStatus
 
 REASON_LIMIT = 1000
 
@@ -23,7 +24,7 @@ class FailureRepository:
         ok = _conditional(lambda: item.update(
             actions=[UpdateItem.attempts.add(1), UpdateItem.reason.set(f"RETRYING: {reason}"[:REASON_LIMIT]),
                      UpdateItem.updated_at.set(now)],
-            condition=UpdateItem.status == str(UpdateStatus.UPLOADING)))
+            condition=state_in(UpdateItem.status, "note_update_failure")))
         return int(item.attempts or 0) if ok else 0
 
     def fail_update(self, experiment_id: str, n: int, client_id: str, reason: str, now: float) -> bool:
@@ -33,13 +34,12 @@ class FailureRepository:
         return _conditional(lambda: item.update(
             actions=[UpdateItem.status.set(str(UpdateStatus.FAILED)), UpdateItem.reason.set(reason[:REASON_LIMIT]),
                      UpdateItem.updated_at.set(now), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove()],
-            condition=UpdateItem.status == str(UpdateStatus.UPLOADING)))
+            condition=state_in(UpdateItem.status, "fail_update")))
 
     def note_round_sweep_failure(self, experiment_id: str, n: int, reason: str) -> int:
         """Count one sweep of this round that raised; the count so far (0: no such round)."""
         item = RoundItem(exp_pk(experiment_id), round_sk(n))
         ok = _conditional(lambda: item.update(
             actions=[RoundItem.sweep_errors.add(1), RoundItem.last_sweep_error.set(reason[:REASON_LIMIT])],
-            condition=RoundItem.state.is_in(str(RoundState.OPEN), str(RoundState.SEALED),
-                                            str(RoundState.AGGREGATING))))
+            condition=state_in(RoundItem.state, "note_round_sweep_failure")))
         return int(item.sweep_errors or 0) if ok else 0

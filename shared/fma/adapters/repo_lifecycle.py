@@ -8,16 +8,13 @@ import time
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from fma.adapters import dynamo_shards as shards
-from fma.adapters.dynamo_common import transact
+from fma.adapters.dynamo_common import state_in, transact
 from fma.adapters.dynamo_models import DUE_PK, ExperimentItem, RoundItem, exp_pk, round_sk
 from fma.adapters.repo_rounds import due_key, round_item, to_round
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict
 from fma.domain.records import RoundRecord
-from fma.domain.states import ExperimentStatus, RoundState
-
-_ACTIVE = (str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))
-_UNFINISHED = (str(RoundState.OPEN), str(RoundState.SEALED), str(RoundState.AGGREGATING))
+from fma.domain.states import ExperimentStatus, RoundState, allowed, finishing
 
 
 def _round_or_none(experiment_id: str, n: int) -> RoundItem | None:
@@ -33,25 +30,25 @@ def _stop_items(t, experiment_id: str, allowed_from: set[ExperimentStatus], reas
              actions=[ExperimentItem.status.set(str(ExperimentStatus.STOPPED)), ExperimentItem.updated_at.set(iso())],
              condition=ExperimentItem.status.is_in(*[str(s) for s in allowed_from])
              & (ExperimentItem.current_round == n))
-    if rnd is not None and rnd.state in _UNFINISHED:  # a finished round stays as it is
+    if rnd is not None and rnd.state in allowed("stop_experiment.round"):  # a finished round stays as it is
         t.update(RoundItem(exp_pk(experiment_id), round_sk(n)), actions=[
             RoundItem.state.set(str(RoundState.FAILED)), RoundItem.reason.set(reason[:1000]),
             RoundItem.due_pk.remove(), RoundItem.due_sk.remove(),
         ], condition=RoundItem.state == rnd.state)
 
 
-def _seal(experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
+def _seal(experiment_id: str, n: int, now: float, lease_seconds: float, write: str, sealed_by: str) -> bool:
     """Close every counter shard (nothing counts after this), then write their sum on the ROUND
-    item as the final count with OPEN -> SEALED: racing sealers close the same shards, read the
-    same sum, and one of them wins the conditional write."""
+    item as the final count with OPEN -> SEALED (`write`: seal_round or force_seal): racing
+    sealers close the same shards, read the same sum, and one of them wins the conditional write."""
     shards.close_counters(experiment_id, n)
     total = shards.count_accepted(experiment_id, n)
     item = RoundItem(exp_pk(experiment_id), round_sk(n))
     return _conditional(lambda: item.update(
         actions=[RoundItem.state.set(str(RoundState.SEALED)), RoundItem.sealed_at.set(now),
-                 RoundItem.accepted.set(total), RoundItem.final.set(True), RoundItem.due_pk.set(DUE_PK),
-                 RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
-        condition=RoundItem.state == str(RoundState.OPEN)))
+                 RoundItem.sealed_by.set(sealed_by), RoundItem.accepted.set(total), RoundItem.final.set(True),
+                 RoundItem.due_pk.set(DUE_PK), RoundItem.due_sk.set(due_key(now + lease_seconds, experiment_id, n))],
+        condition=state_in(RoundItem.state, write)))
 
 
 def _conditional(fn) -> bool:
@@ -68,9 +65,9 @@ class LifecycleRepository:
     def seal_round(self, experiment_id: str, n: int, quota: int, now: float, lease_seconds: float) -> bool:
         """OPEN -> SEALED when the counter shards sum to at least `quota`; exactly one caller wins."""
         rnd = _round_or_none(experiment_id, n)
-        if rnd is None or rnd.state != str(RoundState.OPEN) or shards.count_accepted(experiment_id, n) < quota:
+        if rnd is None or rnd.state not in allowed("seal_round") or shards.count_accepted(experiment_id, n) < quota:
             return False
-        return _seal(experiment_id, n, now, lease_seconds)
+        return _seal(experiment_id, n, now, lease_seconds, "seal_round", "quota")
 
     def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
                       lease_seconds: float) -> RoundRecord | None:
@@ -80,9 +77,11 @@ class LifecycleRepository:
         ok = _conditional(lambda: item.update(
             actions=[RoundItem.state.set(str(RoundState.AGGREGATING)), RoundItem.lease_owner.set(owner),
                      RoundItem.lease_expires.set(until), RoundItem.attempts.add(1),
+                     RoundItem.aggregation_started_at.set(now),
                      RoundItem.due_pk.set(DUE_PK), RoundItem.due_sk.set(due_key(until, experiment_id, n))],
-            condition=(RoundItem.state == str(RoundState.SEALED))
-            | ((RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_expires < now))))
+            # from the table's states, but a held (unexpired) lease is never taken over
+            condition=state_in(RoundItem.state, "acquire_lease")
+            & (RoundItem.lease_expires.does_not_exist() | (RoundItem.lease_expires < now))))
         return to_round(item) if ok else None
 
     def publish_round(self, experiment_id: str, n: int, owner: str, *, sha256: str, metrics: dict,
@@ -99,10 +98,11 @@ class LifecycleRepository:
                 RoundItem.model_sha256.set(sha256), RoundItem.metrics.set(metrics), RoundItem.info.set(info),
                 RoundItem.aggregation_seconds.set(seconds), RoundItem.due_pk.remove(), RoundItem.due_sk.remove(),
                 RoundItem.lease_owner.remove(), RoundItem.lease_expires.remove(),
-            ], condition=(RoundItem.state == str(RoundState.AGGREGATING)) & (RoundItem.lease_owner == owner))
+            ], condition=state_in(RoundItem.state, "publish_round") & (RoundItem.lease_owner == owner))
             actions = [ExperimentItem.model_version.set(n), ExperimentItem.model_sha256.set(sha256),
                        ExperimentItem.updated_at.set(iso(now))]
-            condition = (ExperimentItem.current_round == n) & ExperimentItem.status.is_in(*_ACTIVE)
+            condition = ((ExperimentItem.current_round == n)
+                         & state_in(ExperimentItem.status, "publish_round.experiment"))
             if next_round is not None:
                 actions.append(ExperimentItem.current_round.set(n + 1))
                 t.save(round_item(next_round), condition=RoundItem.pk.does_not_exist())
@@ -127,7 +127,7 @@ class LifecycleRepository:
             n = int(exp.current_round or 0)
             rnd = _round_or_none(experiment_id, n) if n else None
             if not transact(lambda t, n=n, rnd=rnd: _stop_items(t, experiment_id, allowed_from, reason, n, rnd)):
-                if rnd is not None and rnd.state == str(RoundState.OPEN):
+                if rnd is not None and rnd.state in allowed("accept_update.round"):
                     shards.close_counters(experiment_id, n)  # a late accept now hears "closed"
                 return True
             time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
@@ -137,7 +137,7 @@ class LifecycleRepository:
         item = ExperimentItem(exp_pk(experiment_id), "META")
         return _conditional(lambda: item.update(
             actions=[ExperimentItem.status.set(str(status)), ExperimentItem.updated_at.set(iso())],
-            condition=ExperimentItem.status.is_in(str(ExperimentStatus.RUNNING), str(ExperimentStatus.PAUSED))))
+            condition=state_in(ExperimentItem.status, finishing(status))))
 
 
 class SweepRepository:
@@ -149,13 +149,14 @@ class SweepRepository:
     def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
         """Seal at the deadline with whatever was accepted (the caller checked the minimum)."""
         rnd = _round_or_none(experiment_id, n)
-        return rnd is not None and rnd.state == str(RoundState.OPEN) and _seal(experiment_id, n, now, lease_seconds)
+        return (rnd is not None and rnd.state in allowed("force_seal")
+                and _seal(experiment_id, n, now, lease_seconds, "force_seal", "deadline"))
 
     def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool:
         item = RoundItem(exp_pk(experiment_id), round_sk(n))
         return _conditional(lambda: item.update(
             actions=[RoundItem.deadline.set(deadline), RoundItem.due_sk.set(due_key(deadline, experiment_id, n))],
-            condition=RoundItem.state == str(RoundState.OPEN)))
+            condition=state_in(RoundItem.state, "extend_deadline")))
 
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool:
         """Move a sealed round's next check later (it was re-invoked)."""
@@ -168,8 +169,7 @@ class SweepRepository:
         ok = _conditional(lambda: item.update(
             actions=[RoundItem.state.set(str(RoundState.FAILED)), RoundItem.reason.set(reason[:1000]),
                      RoundItem.due_pk.remove(), RoundItem.due_sk.remove()],
-            condition=RoundItem.state.is_in(str(RoundState.OPEN), str(RoundState.SEALED),
-                                            str(RoundState.AGGREGATING))))
+            condition=state_in(RoundItem.state, "fail_round")))
         if ok:
             shards.close_counters(experiment_id, n)
             self.finish_experiment(experiment_id, ExperimentStatus.FAILED)

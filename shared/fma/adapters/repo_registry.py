@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pynamodb.exceptions import DoesNotExist
 
-from fma.adapters.dynamo_common import decode_cursor, encode_cursor, transact
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, state_in, transact
 from fma.adapters.dynamo_models import (
     ExperimentItem,
     LinkItem,
@@ -26,7 +26,7 @@ from fma.adapters.repo_rounds import round_item
 from fma.domain.experiment import Experiment
 from fma.domain.records import Page, RoundRecord
 from fma.domain.registry import Lineage, RegistryName, RegistryVersion, RoundRef, Stage, parse_version
-from fma.domain.states import ExperimentStatus, RoundState
+from fma.domain.states import ExperimentStatus
 
 REGISTRY_PK = "REGISTRY"
 PARENT_SK = "LINK#PARENT"
@@ -195,7 +195,7 @@ class LineageRepository:
                                   condition=ExperimentItem.initial_sha256.exists())
             else:
                 t.condition_check(RoundItem, exp_pk(parent.experiment_id), round_sk(parent.round),
-                                  condition=RoundItem.state == str(RoundState.PUBLISHED))
+                                  condition=state_in(RoundItem.state, "create_fork.parent_round"))
         return not transact(build)
 
     def get_lineage(self, experiment_id: str) -> Lineage:

@@ -7,7 +7,7 @@ import contextlib
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from fma.adapters import dynamo_shards as shards
-from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, transact
+from fma.adapters.dynamo_common import decode_cursor, encode_cursor, failed, state_in, transact
 from fma.adapters.dynamo_models import (
     DUE_PK,
     CounterShardItem,
@@ -21,12 +21,13 @@ from fma.adapters.dynamo_models import (
 )
 from fma.domain.errors import Conflict
 from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
-from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+from fma.domain.states import AGGREGATED, RoundState, UpdateStatus, allowed
 
 #: UpdateItems in flight when a publish marks its updates APPLIED.
 APPLIED_CONCURRENCY = 16
 
-_OPT_FLOAT = ("deadline", "sealed_at", "published_at", "lease_expires", "aggregation_seconds")
+_OPT_FLOAT = ("deadline", "sealed_at", "published_at", "lease_expires", "aggregation_seconds",
+              "aggregation_started_at")
 
 
 def round_item(r: RoundRecord) -> RoundItem:
@@ -58,7 +59,7 @@ def to_round(item: RoundItem) -> RoundRecord:
         accepted=accepted, rejected=int(item.rejected or 0), late=int(item.late or 0),
         min_updates=item.min_updates, opened_at=float(item.opened_at), lease_owner=item.lease_owner,
         attempts=int(item.attempts or 0), metrics=item.metrics, info=item.info,
-        model_sha256=item.model_sha256, reason=item.reason,
+        model_sha256=item.model_sha256, reason=item.reason, sealed_by=item.sealed_by, last_error=item.last_error,
     )
     for name in _OPT_FLOAT:
         value = getattr(item, name)
@@ -86,10 +87,6 @@ def _rnd(experiment_id: str, n: int) -> RoundItem:
     return RoundItem(exp_pk(experiment_id), round_sk(n))
 
 
-# A FAILED update (a server-side fault) may be sent again, like a REJECTED one.
-_REOPENABLE = (str(UpdateStatus.UPLOADING), str(UpdateStatus.REJECTED), str(UpdateStatus.FAILED))
-
-
 class RoundRepository:
     def get_round(self, experiment_id: str, n: int) -> RoundRecord | None:
         try:
@@ -115,7 +112,7 @@ class RoundRepository:
         found = [to_update(i) for pk in partitions for i in UpdateItem.query(
             pk, UpdateItem.sk.startswith(f"UPDATE#{n:08d}#"), consistent_read=True)]
         if accepted_only:
-            found = [u for u in found if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
+            found = [u for u in found if u.status in AGGREGATED]
         return sorted(found, key=lambda u: u.client_id)
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None:
@@ -138,7 +135,7 @@ class RoundRepository:
                        client_id=client_id, status=str(UpdateStatus.UPLOADING), updated_at=now,
                        declared_sha256=sha256, due_pk=shards.upload_due_pk(client_id),
                        due_sk=upload_due_key(now + grace, experiment_id, n, client_id)).save(
-                condition=UpdateItem.pk.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+                condition=UpdateItem.pk.does_not_exist() | state_in(UpdateItem.status, "begin_upload"))
         except PutError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 raise Conflict(f"an update for round {n} was already accepted from this client",
@@ -165,7 +162,7 @@ class RoundRepository:
                 UpdateItem.size.set(u.size), UpdateItem.reason.remove(), UpdateItem.updated_at.set(u.updated_at),
                 UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
                 UpdateItem.version_id.set(u.version_id) if u.version_id else UpdateItem.version_id.remove(),
-            ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+            ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "accept_update"))
             t.update(shards.counter(u.experiment_id, u.round, u.client_id),
                      actions=[CounterShardItem.accepted.add(1)], condition=CounterShardItem.closed.does_not_exist())
         codes = transact(build)
@@ -181,7 +178,7 @@ class RoundRepository:
         decide it: "duplicate", "closed" (round not OPEN, or its shard closed by the seal),
         "inactive" (experiment not RUNNING); None when it may happen."""
         current = self.get_update(u.experiment_id, u.round, u.client_id)
-        if current is not None and current.status not in _REOPENABLE:
+        if current is not None and current.status not in allowed("accept_update"):
             return "duplicate"
         rnd = self._round_item(u.experiment_id, u.round)
         shard = shards.counter(u.experiment_id, u.round, u.client_id)
@@ -189,13 +186,13 @@ class RoundRepository:
             closed = bool(CounterShardItem.get(shard.pk, shard.sk, consistent_read=True).closed)
         except DoesNotExist:
             closed = False
-        if closed or rnd is None or rnd.state != str(RoundState.OPEN):
+        if closed or rnd is None or rnd.state not in allowed("accept_update.round"):
             return "closed"
         try:
             status = ExperimentItem.get(exp_pk(u.experiment_id), "META", consistent_read=True).status
         except DoesNotExist:
             return "closed"
-        return None if status == str(ExperimentStatus.RUNNING) else "inactive"
+        return None if status in allowed("accept_update.experiment") else "inactive"
 
     @staticmethod
     def _round_item(experiment_id: str, n: int) -> RoundItem | None:
@@ -212,7 +209,7 @@ class RoundRepository:
                 UpdateItem.status.set(str(UpdateStatus.REJECTED)), UpdateItem.reason.set(u.reason),
                 UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
                 UpdateItem.updated_at.set(u.updated_at), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
-            ], condition=UpdateItem.status.does_not_exist() | (UpdateItem.status == str(UpdateStatus.UPLOADING)))
+            ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "reject_update"))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.rejected.add(1)],
                      condition=RoundItem.pk.exists())
         codes = transact(build)
@@ -222,7 +219,7 @@ class RoundRepository:
             with contextlib.suppress(UpdateError):
                 _upd(u.experiment_id, u.round, u.client_id).update(
                     actions=[UpdateItem.reason.set(u.reason), UpdateItem.updated_at.set(u.updated_at)],
-                    condition=UpdateItem.status == str(UpdateStatus.REJECTED))
+                    condition=state_in(UpdateItem.status, "reject_update.again"))
             return False
         return False
 
@@ -234,7 +231,7 @@ class RoundRepository:
                 UpdateItem.sha256.set(u.sha256), UpdateItem.size.set(u.size),
                 UpdateItem.reason.set("ROUND_CLOSED: the round was sealed before this update arrived"),
                 UpdateItem.updated_at.set(u.updated_at), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
-            ], condition=UpdateItem.status.does_not_exist() | UpdateItem.status.is_in(*_REOPENABLE))
+            ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "mark_late"))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.late.add(1)])
         return not transact(build)
 
@@ -252,13 +249,13 @@ class RoundRepository:
                    else [UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove()])
         with contextlib.suppress(UpdateError):
             _upd(experiment_id, n, client_id).update(actions=actions,
-                                                     condition=UpdateItem.status == str(UpdateStatus.UPLOADING))
+                                                     condition=state_in(UpdateItem.status, "push_upload_due"))
 
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
         try:
             _upd(experiment_id, n, client_id).update(
                 actions=[UpdateItem.status.set(str(UpdateStatus.APPLIED)), UpdateItem.updated_at.set(now)],
-                condition=UpdateItem.status == str(UpdateStatus.ACCEPTED))
+                condition=state_in(UpdateItem.status, "mark_applied"))
             return True
         except UpdateError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":

@@ -12,12 +12,13 @@ from fma.adapters.repo_lifecycle import LifecycleRepository, SweepRepository
 from fma.adapters.repo_registry import LineageRepository, RegistryRepository
 from fma.adapters.repo_rounds import RoundRepository
 from fma.adapters.repo_tokens import TokenRepository
+from fma.adapters.repo_trouble import TroubleRepository
 
 
 class DynamoRepository(TokenRepository, EnrollmentRepository, ExperimentRepository,
                        RoundRepository, LifecycleRepository, SweepRepository,
                        FailureRepository, IdempotencyRepository, RegistryRepository, LineageRepository,
-                       BufferRepository):
+                       BufferRepository, TroubleRepository):
     """Binds the pynamodb models to `table_name` (and a local endpoint) on construction."""
 
     def __init__(self, table_name: str, region: str = "us-east-1", host: str | None = None):

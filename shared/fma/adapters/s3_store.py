@@ -101,8 +101,14 @@ class S3ObjectStore:
             ExpiresIn=expires,
         )
 
-    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None,
+                      filename: str | None = None) -> str:
+        """A GET of `key` (of one version, given); with `filename` (letters, digits, `._-` only) S3
+        answers with `Content-Disposition: attachment; filename="..."`, so a browser saves it under
+        that name even from another origin (where the `download` attribute is ignored)."""
         params = {"Bucket": self.bucket, "Key": key, **({"VersionId": version_id} if version_id else {})}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
 
 

@@ -55,6 +55,12 @@ class RoundRecord:
     info: dict[str, Any] | None = None
     model_sha256: str | None = None
     reason: str | None = None
+    #: "quota" or "deadline": what sealed the round (None while OPEN, and on rounds sealed before it was kept).
+    sealed_by: str | None = None
+    #: when the latest aggregation attempt took its lease.
+    aggregation_started_at: float | None = None
+    #: "attempt N: ..." of the latest aggregation attempt that raised or let its lease expire.
+    last_error: str | None = None
 
 
 @dataclass
@@ -82,6 +88,19 @@ class EvaluationRecord:
     client_id: str
     num_examples: int
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RefusalRecord:
+    """Uploads of a client that the API refused in a round for a reason worth showing (a pause)."""
+
+    round: int
+    client_id: str
+    code: str
+    reason: str
+    count: int = 1
+    first_at: float = 0.0
+    last_at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """State machines of DESIGN section 5: the one table of every transition of experiments, rounds
-and updates. PATCH checks experiment transitions here; every round and update transition is a
-conditional write in a connector, whose allowed "from" states are `sources(table, target)`
-(tests/contract/test_state_table.py checks each write of each connector against this table)."""
+and updates. PATCH checks experiment transitions here; every other transition is a conditional
+write in a connector, whose allowed "from" states come from `WRITES` (each entry the table's
+`sources` of its target, or one of the few conditions that move nothing, listed once below).
+
+Connectors build every state condition from `allowed(write)` (tests/unit/
+test_adapters_ask_the_state_table.py finds none of their own); tests/contract/test_state_table.py
+and test_state_guards.py try each entry from every state on every connector."""
 
 from __future__ import annotations
 
@@ -80,3 +84,79 @@ UPDATE_TRANSITIONS: dict[UpdateStatus, frozenset[UpdateStatus]] = {
 def sources(table: dict, target: StrEnum) -> frozenset:
     """Every state from which `table` allows moving to `target`: a conditional write's "from" set."""
     return frozenset(s for s, targets in table.items() if target in targets)
+
+
+def moves(table: dict, target: StrEnum, only: frozenset | None = None) -> frozenset:
+    """The "from" states of a write that moves an entity to `target`: the table's sources, or
+    `only` for a write that takes just some of the edges into `target` (they must be edges of
+    the table: a write can never allow what the table forbids)."""
+    allowed = sources(table, target)
+    if only is not None and not only <= allowed:
+        raise ValueError(f"{sorted(only - allowed)} -> {target} is not a transition of the state table")
+    return allowed if only is None else frozenset(only)
+
+
+#: Conditions that move nothing, each listed once: an experiment takes updates (and seals async
+#: buffers) only while RUNNING; a round counts updates only while OPEN; a fork starts only from
+#: a PUBLISHED round.
+TAKING_UPDATES = frozenset({ExperimentStatus.RUNNING})
+COUNTING_UPDATES = frozenset({RoundState.OPEN})
+#: the updates a round aggregates (what `list_updates(..., accepted_only=True)` returns).
+AGGREGATED = frozenset({UpdateStatus.ACCEPTED, UpdateStatus.APPLIED})
+FORKABLE = frozenset({RoundState.PUBLISHED})
+
+#: Every state condition of every connector write, by "<method>" (the entity the method moves)
+#: or "<method>.<entity>" (a condition on another entity in the same transaction). Connectors
+#: build their conditions from `allowed(...)` and repeat no state list; the contract test
+#: (tests/contract/test_state_table.py) tries each entry from every state on every connector.
+WRITES: dict[str, frozenset] = {
+    "begin_upload": moves(UPDATE_TRANSITIONS, UpdateStatus.UPLOADING),
+    "accept_update": moves(UPDATE_TRANSITIONS, UpdateStatus.ACCEPTED),
+    "accept_update.round": COUNTING_UPDATES,
+    "accept_update.experiment": TAKING_UPDATES,
+    "accept_buffered": moves(UPDATE_TRANSITIONS, UpdateStatus.ACCEPTED),
+    "accept_buffered.round": COUNTING_UPDATES,
+    "accept_buffered.experiment": TAKING_UPDATES,
+    "reject_update": moves(UPDATE_TRANSITIONS, UpdateStatus.REJECTED),
+    # a rejection seen again (a redelivered event) refreshes the reason and counts nothing
+    "reject_update.again": frozenset({UpdateStatus.REJECTED}),
+    "mark_late": moves(UPDATE_TRANSITIONS, UpdateStatus.LATE),
+    "mark_applied": moves(UPDATE_TRANSITIONS, UpdateStatus.APPLIED),
+    "fail_update": moves(UPDATE_TRANSITIONS, UpdateStatus.FAILED),
+    # a fault is counted, and an overdue upload watched, while the update may still fail
+    "note_update_failure": moves(UPDATE_TRANSITIONS, UpdateStatus.FAILED),
+    "push_upload_due": moves(UPDATE_TRANSITIONS, UpdateStatus.FAILED),
+    "seal_round": moves(ROUND_TRANSITIONS, RoundState.SEALED),
+    "force_seal": moves(ROUND_TRANSITIONS, RoundState.SEALED),
+    "seal_buffer": moves(ROUND_TRANSITIONS, RoundState.SEALED),
+    "seal_buffer.experiment": TAKING_UPDATES,
+    "acquire_lease": moves(ROUND_TRANSITIONS, RoundState.AGGREGATING),
+    "publish_round": moves(ROUND_TRANSITIONS, RoundState.PUBLISHED),
+    # an experiment publishes while it may still complete (the last round completes it)
+    "publish_round.experiment": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED),
+    "publish_version": moves(ROUND_TRANSITIONS, RoundState.PUBLISHED),
+    "publish_version.experiment": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED),
+    "extend_deadline": moves(ROUND_TRANSITIONS, RoundState.OPEN),
+    "fail_round": moves(ROUND_TRANSITIONS, RoundState.FAILED),
+    # a stop fails the current round if it may still fail; a failing sweep is counted likewise
+    "stop_experiment.round": moves(ROUND_TRANSITIONS, RoundState.FAILED),
+    "note_round_sweep_failure": moves(ROUND_TRANSITIONS, RoundState.FAILED),
+    # an aggregation error is kept while the round waits for its model (it may still aggregate)
+    "record_aggregation_error": moves(ROUND_TRANSITIONS, RoundState.AGGREGATING),
+    "activate": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.RUNNING,
+                      only=frozenset({ExperimentStatus.PENDING_MODEL})),
+    "finish_experiment.completed": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED),
+    "finish_experiment.failed": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.FAILED),
+    "register_client.experiment": frozenset(ExperimentStatus) - ENDED,
+    "create_fork.parent_round": FORKABLE,
+}
+
+
+def allowed(write: str) -> frozenset:
+    """The states in which the conditional write `write` (a key of WRITES) may happen."""
+    return WRITES[write]
+
+
+def finishing(status: ExperimentStatus) -> str:
+    """The WRITES key of `finish_experiment` to `status` (COMPLETED or FAILED)."""
+    return f"finish_experiment.{str(status).lower()}"

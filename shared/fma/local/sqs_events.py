@@ -9,7 +9,8 @@ from urllib.parse import unquote_plus
 
 import boto3
 
-from fma.services.ports import ObjectCreated
+from fma.domain.backoff import jittered_backoff
+from fma.services.ports import EVENT_RETRY_BASE_SECONDS, EVENT_RETRY_CAP_SECONDS, ObjectCreated
 
 REGION = "us-east-1"
 
@@ -36,20 +37,34 @@ class SqsObjectEvents:
         self.queue_url = queue_url
         self.sqs = client or boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
         self.visibility = visibility_seconds
+        self.deliveries: dict[str, int] = {}  # receipt handle -> receive count, until acked or retried
 
     def receive(self, limit: int = 10, wait_seconds: float = 0.0) -> list[ObjectCreated]:
         resp = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=min(limit, 10),
-                                        WaitTimeSeconds=int(wait_seconds), VisibilityTimeout=self.visibility)
+                                        WaitTimeSeconds=int(wait_seconds), VisibilityTimeout=self.visibility,
+                                        MessageSystemAttributeNames=["ApproximateReceiveCount"])
         events = []
         for message in resp.get("Messages", []):
             keys = created_keys(message["Body"])
             if not keys:  # s3:TestEvent and the like: nothing to ingest
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            events.extend(ObjectCreated(message["ReceiptHandle"], key) for key in keys)
+                continue
+            deliveries = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+            self.deliveries[message["ReceiptHandle"]] = deliveries
+            events.extend(ObjectCreated(message["ReceiptHandle"], key, deliveries) for key in keys)
         return events
+
+    def retry(self, event_ids: list[str]) -> None:
+        """Visible again after the backoff of its deliveries (SQS rounds to whole seconds)."""
+        for receipt in dict.fromkeys(event_ids):
+            deliveries = self.deliveries.pop(receipt, 1)
+            delay = jittered_backoff(deliveries, EVENT_RETRY_BASE_SECONDS, EVENT_RETRY_CAP_SECONDS)
+            self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt,
+                                               VisibilityTimeout=max(1, round(delay)))
 
     def acknowledge(self, event_ids: list[str]) -> None:
         for receipt in dict.fromkeys(event_ids):
+            self.deliveries.pop(receipt, None)
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
 
 

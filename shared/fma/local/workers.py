@@ -42,7 +42,9 @@ class ThreadInvoker:
 
 class IngestPump(threading.Thread):
     """Receives object-created events (the outbox, or SQS on aws-emulation), hands them to the
-    ingest handler as the SQS batch Lambda would get, and acknowledges what succeeded."""
+    ingest handler as the SQS batch Lambda would get (with each event's receive count, which
+    bounds the handler's attempts), acknowledges what succeeded and sends what failed back for a
+    retry after a short backoff (1, 2, 4 ... s), not after the whole visibility timeout."""
 
     def __init__(self, events: ObjectEvents, bucket: str, stop: threading.Event,
                  run: Callable[[dict[str, Any]], dict[str, Any]] = dispatch.run_ingest_event):
@@ -64,9 +66,12 @@ class IngestPump(threading.Thread):
         event = sqs_event([json.dumps(s3_event(self.bucket, e.key)) for e in batch])
         for record, created in zip(event["Records"], batch, strict=True):
             record["messageId"] = created.event_id
+            record["attributes"]["ApproximateReceiveCount"] = str(created.deliveries)
         result = self.run_ingest(event)
         failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         self.events.acknowledge([e.event_id for e in batch if e.event_id not in failed])
+        if failed:
+            self.events.retry([e.event_id for e in batch if e.event_id in failed])
         return len(batch)
 
 

@@ -50,10 +50,15 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
         return {"status": "already_published", "sha256": rnd.model_sha256}
     owner = owner or uuid.uuid4().hex
     started = deps.clock()
-    if deps.repo.acquire_lease(experiment_id, n, owner, started, deps.limits.lease_seconds) is None:
+    lease = deps.repo.acquire_lease(experiment_id, n, owner, started, deps.limits.lease_seconds)
+    if lease is None:
         return {"status": "busy"}
-    model_bytes, info, metrics = build_model(deps, exp, n)
-    return publish(deps, exp, rnd, owner, started, model_bytes, info, metrics)
+    try:
+        model_bytes, info, metrics = build_model(deps, exp, n)
+        return publish(deps, exp, rnd, owner, started, model_bytes, info, metrics)
+    except Exception as exc:  # kept on the round for the dashboard, then raised for the retry
+        deps.repo.record_aggregation_error(experiment_id, n, attempt_error(lease.attempts, exc), owner)
+        raise
 
 
 def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, model_bytes: bytes,
@@ -69,6 +74,12 @@ def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, m
         mark_applied(deps, experiment_id, n)
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
             "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3)}
+
+
+def attempt_error(attempt: int, exc: BaseException) -> str:
+    """`attempt N: Type: message`, one line and bounded: what an operator reads first."""
+    text = " ".join(str(exc).split())[:500]
+    return f"attempt {attempt}: {type(exc).__name__}" + (f": {text}" if text else "")
 
 
 def accepted_updates(deps: Deps, experiment_id: str, n: int) -> list[UpdateRecord]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fma.domain.aggregation_config import parse_aggregation
@@ -108,13 +109,19 @@ def put_initial_model(deps: Deps, caller: Principal, experiment_id: str, body: b
     return {"status": "UPLOADING", "key": model_key(exp.id, 0)}
 
 
-def list_experiments(deps: Deps, caller: Principal, limit: int, cursor: str | None,
-                     archived: bool = False) -> dict[str, Any]:
-    """Newest first; archived experiments are listed only with `archived=True` (and only they)."""
+def list_experiments(deps: Deps, caller: Principal, limit: int, cursor: str | None, archived: bool = False, *,
+                     params: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """One page, newest first; archived experiments are listed only with `archived=True` (and
+    only they); `params` are the query's filters (status, strategy, q; see experiment_list)."""
+    from fma.services import experiment_list
+
     require_role(caller, Role.DEVELOPER, Role.ANALYST, Role.ADMIN)
+    filters = experiment_list.parse_filters(params or {})
     owner = caller.principal_id if caller.role == Role.DEVELOPER else None
-    page: Page = deps.repo.list_experiments(owner, limit, cursor, archived)
-    return {"experiments": [e.to_public() for e in page.items], "next_cursor": page.next_cursor}
+    page: Page = experiment_list.filtered_page(lambda n, c: deps.repo.list_experiments(owner, n, c, archived),
+                                               filters, limit, cursor)
+    return {"experiments": [e.to_public() | experiment_list.summary(deps, e) for e in page.items],
+            "next_cursor": page.next_cursor}
 
 
 def patch_experiment(deps: Deps, caller: Principal, experiment_id: str, body: object) -> dict[str, Any]:

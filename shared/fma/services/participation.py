@@ -9,8 +9,8 @@ from typing import Any
 from fma.domain.auth import Principal, Role
 from fma.domain.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, PayloadTooLarge, UpdateRejected
 from fma.domain.experiment import Experiment
-from fma.domain.records import EvaluationRecord
-from fma.domain.states import ENDED, ExperimentStatus, RoundState
+from fma.domain.records import EvaluationRecord, UpdateRecord
+from fma.domain.states import ENDED, ExperimentStatus, RoundState, UpdateStatus
 from fma.domain.strategy_catalog import client_config_for
 from fma.domain.update_meta import check_metrics
 from fma.services.access import require_live_client
@@ -19,6 +19,8 @@ from fma.services.deps import Deps, model_key, update_key
 from fma.services.experiments import _check_body_size, load_experiment
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: a refused upload for a round in one of these states arrived after its seal: it is LATE.
+SEALED_STATES = (RoundState.SEALED, RoundState.AGGREGATING, RoundState.PUBLISHED)
 
 
 def model_info(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, Any]:
@@ -47,7 +49,11 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
     if exp.status in ENDED:
         raise Gone(f"experiment is {exp.status}", code="EXPERIMENT_CLOSED")
     if exp.status != ExperimentStatus.RUNNING:
-        raise Conflict(f"experiment is {exp.status}; updates are not accepted now", code="EXPERIMENT_NOT_RUNNING")
+        message = f"experiment is {exp.status}; updates are not accepted now"
+        if exp.status == ExperimentStatus.PAUSED and 1 <= n <= exp.current_round:  # work a pause turned away
+            deps.repo.record_refusal(experiment_id, n, caller.principal_id, "EXPERIMENT_NOT_RUNNING", message,
+                                     deps.clock())
+        raise Conflict(message, code="EXPERIMENT_NOT_RUNNING")
     if exp.policy.is_async:  # any published base may be uploaded against; ingest refuses it STALE if too old
         newest = (exp.model_version or 0) + 1
         if not 1 <= n <= newest:
@@ -58,6 +64,9 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
         raise Conflict(f"round {n} has not started (current round {exp.current_round})", code="ROUND_NOT_OPEN")
     rnd = deps.repo.get_round(experiment_id, n)
     if rnd is None or rnd.state != RoundState.OPEN:
+        if rnd is not None and rnd.state in SEALED_STATES:  # too late for this round: counted as late, once
+            deps.repo.mark_late(UpdateRecord(experiment_id, n, caller.principal_id, UpdateStatus.LATE,
+                                             updated_at=deps.clock()))
         raise Conflict(f"round {n} is closed", code="ROUND_CLOSED", details={"current_round": exp.current_round})
     return exp
 
@@ -65,14 +74,14 @@ def _open_round_for(deps: Deps, caller: Principal, experiment_id: str, n: int) -
 def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, body: object) -> dict[str, Any]:
     """A presigned POST for the declared size; ingest accepts only bytes of the declared sha256."""
     data = require_object(body, ("size", "sha256"), ("size", "sha256"))
-    exp = _open_round_for(deps, caller, experiment_id, n)
     size = required_int(data, "size", 1, 1 << 62)
-    if size > exp.max_update_bytes:
-        raise PayloadTooLarge(f"size {size} exceeds max_update_bytes={exp.max_update_bytes}",
-                              details={"limit": exp.max_update_bytes})
     sha = data.get("sha256")
     if not isinstance(sha, str) or not SHA256.fullmatch(sha):
         raise InvalidInput("sha256 must be 64 lowercase hex characters", details={"field": "sha256"})
+    exp = _open_round_for(deps, caller, experiment_id, n)
+    if size > exp.max_update_bytes:
+        raise PayloadTooLarge(f"size {size} exceeds max_update_bytes={exp.max_update_bytes}",
+                              details={"limit": exp.max_update_bytes})
     deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds,
                            sha256=sha)
     key = update_key(experiment_id, n, caller.principal_id)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from fma.domain.experiment import Experiment
-from fma.domain.records import EvaluationRecord, Page, RoundRecord, TokenRecord, UpdateRecord
+from fma.domain.records import EvaluationRecord, Page, RefusalRecord, RoundRecord, TokenRecord, UpdateRecord
 from fma.domain.registry import Lineage, RegistryName, RegistryVersion, RoundRef, Stage
 from fma.domain.states import ExperimentStatus, RoundState
 
@@ -150,6 +150,13 @@ class RoundStore(Protocol):
 
     def list_evaluations(self, experiment_id: str, n: int) -> list[EvaluationRecord]: ...
 
+    def record_refusal(self, experiment_id: str, n: int, client_id: str, code: str, reason: str,
+                       now: float) -> None:
+        """Count one upload the API refused (during a pause): one record per client and round."""
+
+    def list_refusals(self, experiment_id: str, n: int) -> list[RefusalRecord]:
+        """The refusals of round n in client-id order."""
+
 
 @runtime_checkable
 class LifecycleStore(Protocol):
@@ -170,6 +177,10 @@ class LifecycleStore(Protocol):
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool: ...
 
     def fail_round(self, experiment_id: str, n: int, reason: str) -> bool: ...
+
+    def record_aggregation_error(self, experiment_id: str, n: int, error: str, owner: str | None = None) -> bool:
+        """Keep `error` as the round's `last_error` while SEALED or AGGREGATING (and, given
+        `owner`, while that owner holds the lease); False otherwise."""
 
 
 @runtime_checkable
@@ -302,17 +313,21 @@ class ModelStore(Protocol):
         """`{"url", "fields"}`: a multipart POST of one object of an allowed size (and, given
         `sha256`, exactly those bytes) to `key`."""
 
-    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None, *,
+                      filename: str | None = None) -> str:
         """A URL that downloads `key` (and nothing else) until it expires: its newest version, or
-        exactly `version_id` when given (a pinned update a manifest names)."""
+        exactly `version_id` when given (a pinned update a manifest names); `filename` asks for
+        `Content-Disposition: attachment` under that name where the store serves another origin."""
 
 
 @dataclass(frozen=True)
 class ObjectCreated:
-    """One object-created event: `event_id` acknowledges it, `key` names the object."""
+    """One object-created event: `event_id` acknowledges it, `key` names the object,
+    `deliveries` counts how often it was received (SQS's ApproximateReceiveCount)."""
 
     event_id: str
     key: str
+    deliveries: int = 1
 
 
 @runtime_checkable
@@ -322,6 +337,17 @@ class ObjectEvents(Protocol):
     def receive(self, limit: int = 10, wait_seconds: float = 0.0) -> list[ObjectCreated]: ...
 
     def acknowledge(self, event_ids: list[str]) -> None: ...
+
+    def retry(self, event_ids: list[str]) -> None:
+        """Deliver these received events again after a short jittered backoff over their
+        deliveries (EVENT_RETRY_BASE_SECONDS doubling up to EVENT_RETRY_CAP_SECONDS), not after
+        the whole visibility timeout: a failed ingest is retried within seconds."""
+        ...
+
+
+#: a retried event comes back after 1, 2, 4 ... s (jittered into [half, full]), at most 30 s.
+EVENT_RETRY_BASE_SECONDS = 1.0
+EVENT_RETRY_CAP_SECONDS = 30.0
 
 
 class Invoker(Protocol):

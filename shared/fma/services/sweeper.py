@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from fma.domain.clock import iso
 from fma.domain.records import RoundRecord
 from fma.domain.states import ExperimentStatus, RoundState
 from fma.services.deps import Deps, update_key
@@ -99,9 +100,17 @@ def _stale(deps: Deps, rnd: RoundRecord, now: float, report: SweepReport, tag: s
                                 f"AGGREGATION_FAILED: {rnd.attempts} attempts did not publish"):
             report.failed.append(tag)
         return
+    if rnd.state == RoundState.AGGREGATING and not (rnd.last_error or "").startswith(f"attempt {rnd.attempts}:"):
+        deps.repo.record_aggregation_error(rnd.experiment_id, rnd.round, lease_expired(rnd))
     if deps.repo.push_due(rnd.experiment_id, rnd.round, now + deps.limits.lease_seconds, rnd.state):
         report.reinvoked.append(tag)
         _invoke(deps, rnd.experiment_id, rnd.round)
+
+
+def lease_expired(rnd: RoundRecord) -> str:
+    """The last error of an attempt that neither published nor raised (killed, timed out)."""
+    until = iso(rnd.lease_expires) if rnd.lease_expires else "its expiry"
+    return f"attempt {rnd.attempts}: LEASE_EXPIRED: held the lease until {until} without publishing"
 
 
 def _reconcile(deps: Deps, now: float, limit: int, report: SweepReport) -> None:

@@ -11,13 +11,14 @@ from fma.adapters.memory.records_failures import FailureRecords
 from fma.adapters.memory.records_idempotency import IdempotencyRecords
 from fma.adapters.memory.records_registry import LineageRecords, RegistryRecords
 from fma.adapters.memory.records_rounds import LifecycleRecords, RoundRecords
+from fma.adapters.memory.records_trouble import TroubleRecords
 
 __all__ = ["MemoryEvents", "MemoryModelStore", "MemoryRepository", "ObjectNotFound", "RecordRepository",
            "memory_connector"]
 
 
 class RecordRepository(TokenRecords, ExperimentRecords, RoundRecords, LifecycleRecords, FailureRecords,
-                       IdempotencyRecords, BufferRecords, RegistryRecords, LineageRecords):
+                       TroubleRecords, IdempotencyRecords, BufferRecords, RegistryRecords, LineageRecords):
     """Every metadata port over one transactional row store (dictionaries or SQLite)."""
 
     def __init__(self, rows: RowStore):

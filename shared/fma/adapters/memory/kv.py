@@ -42,6 +42,10 @@ class RowStore(Protocol):
     def read(self) -> AbstractContextManager[Tx]:
         """A consistent snapshot for reads."""
 
+    def get_one(self, table: str, key: Key) -> Row | None:
+        """One row by its key: a single read is its own snapshot, so it needs no transaction
+        (the request path's reads of a token, an experiment, a round)."""
+
 
 class _MemoryTx:
     def __init__(self, tables: dict[str, dict[Key, str]]):
@@ -98,3 +102,8 @@ class MemoryRowStore:
             tx.commit()
 
     read = write
+
+    def get_one(self, table: str, key: Key) -> Row | None:
+        with self.lock:
+            raw = self.tables[table].get(key)
+        return json.loads(raw) if raw else None

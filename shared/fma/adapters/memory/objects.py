@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -9,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from fma.services.ports import ObjectCreated
+from fma.domain.backoff import jittered_backoff
+from fma.services.ports import EVENT_RETRY_BASE_SECONDS, EVENT_RETRY_CAP_SECONDS, ObjectCreated
 
 
 class ObjectNotFound(LookupError):
@@ -20,28 +22,41 @@ class MemoryEvents:
     """Object-created events, at least once: a received event comes back unless acknowledged
     within `visibility_seconds` (the way an SQS message does)."""
 
-    def __init__(self, visibility_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, visibility_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random):
         self.lock = threading.Condition()
-        self.pending: dict[str, tuple[str, float]] = {}
-        self.visibility, self.clock = visibility_seconds, clock
+        self.pending: dict[str, tuple[str, float, int]] = {}  # id -> key, visible at, deliveries
+        self.visibility, self.clock, self.rng = visibility_seconds, clock, rng
 
     def publish(self, key: str) -> None:
         with self.lock:
-            self.pending[uuid.uuid4().hex] = (key, 0.0)
+            self.pending[uuid.uuid4().hex] = (key, 0.0, 0)
             self.lock.notify_all()
 
     def receive(self, limit: int = 10, wait_seconds: float = 0.0) -> list[ObjectCreated]:
         with self.lock:
             self.lock.wait_for(lambda: self._visible(), timeout=wait_seconds)
             now = self.clock()
-            out = [ObjectCreated(i, key) for i, (key, at) in self.pending.items() if at <= now][:limit]
+            out = [ObjectCreated(i, key, n + 1) for i, (key, at, n) in self.pending.items() if at <= now][:limit]
             for event in out:
-                self.pending[event.event_id] = (event.key, now + self.visibility)
+                self.pending[event.event_id] = (event.key, now + self.visibility, event.deliveries)
             return out
 
     def _visible(self) -> bool:
         now = self.clock()
-        return any(at <= now for _, at in self.pending.values())
+        return any(at <= now for _, at, _ in self.pending.values())
+
+    def retry(self, event_ids: list[str]) -> None:
+        """Each event visible again after 1, 2, 4 ... s (jittered, capped) over its deliveries."""
+        with self.lock:
+            now = self.clock()
+            for event_id in event_ids:
+                if event_id in self.pending:
+                    key, _, deliveries = self.pending[event_id]
+                    delay = jittered_backoff(max(1, deliveries), EVENT_RETRY_BASE_SECONDS, EVENT_RETRY_CAP_SECONDS,
+                                             self.rng)
+                    self.pending[event_id] = (key, now + delay, deliveries)
+            self.lock.notify_all()
 
     def acknowledge(self, event_ids: list[str]) -> None:
         with self.lock:
@@ -114,6 +129,7 @@ class MemoryModelStore:
         fields = {"key": key, "min_size": str(min_size), "max_size": str(max_size), "expires": str(expires)}
         return {"url": "memory://upload", "fields": fields | ({"sha256": sha256} if sha256 else {})}
 
-    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None, *,
+                      filename: str | None = None) -> str:
         pinned = f"&version={quote(version_id)}" if version_id else ""
         return f"memory://{quote(key)}?expires={expires}{pinned}"

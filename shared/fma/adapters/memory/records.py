@@ -13,9 +13,7 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden, NotFound
 from fma.domain.experiment import Experiment
 from fma.domain.records import Page, RoundRecord, TokenRecord
-from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, ExperimentStatus, sources
-
-REGISTERING = frozenset(ExperimentStatus) - ENDED
+from fma.domain.states import ExperimentStatus, allowed, finishing
 
 
 class TokenRecords:
@@ -28,8 +26,7 @@ class TokenRecords:
             tx.put("tokens", R.token_row(rec))
 
     def get_token(self, token_hash: str) -> TokenRecord | None:
-        with self.rows.read() as tx:
-            row = tx.get("tokens", (token_hash,))
+        row = self.rows.get_one("tokens", (token_hash,))
         return R.to_token(row) if row else None
 
     def revoke_token(self, token_hash: str) -> None:
@@ -50,8 +47,7 @@ class ExperimentRecords:
             tx.put("experiments", R.experiment_row(exp))
 
     def get_experiment(self, experiment_id: str) -> Experiment | None:
-        with self.rows.read() as tx:
-            row = tx.get("experiments", (experiment_id,))
+        row = self.rows.get_one("experiments", (experiment_id,))
         return R.to_experiment(row) if row else None
 
     def list_experiments(self, owner: str | None, limit: int, cursor: str | None, archived: bool = False) -> Page:
@@ -98,7 +94,7 @@ class ExperimentRecords:
         """PENDING_MODEL -> RUNNING with round 1 OPEN, in one transaction; False if already done."""
         with self.rows.write() as tx:
             row = tx.get("experiments", (experiment_id,))
-            if row is None or row["status"] != ExperimentStatus.PENDING_MODEL:
+            if row is None or row["status"] not in allowed("activate"):
                 return False
             if tx.get("rounds", (experiment_id, first_round.round)) is not None:
                 return False
@@ -115,7 +111,7 @@ class ExperimentRecords:
             enrollment = tx.get("tokens", (enrollment_hash,))
             _check_enrollment(R.to_token(enrollment) if enrollment else None, now)
             exp = tx.get("experiments", (experiment_id,))
-            if exp is None or exp["status"] not in REGISTERING:
+            if exp is None or exp["status"] not in allowed("register_client.experiment"):
                 raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
             if (tx.get("clients", (experiment_id, client_id)) is not None
                     or tx.get("tokens", (client_token.token_hash,)) is not None):
@@ -150,8 +146,7 @@ class ExperimentRecords:
     def finish_experiment(self, experiment_id: str, status: ExperimentStatus) -> bool:
         with self.rows.write() as tx:
             row = tx.get("experiments", (experiment_id,))
-            if row is None or row["status"] not in sources(EXPERIMENT_TRANSITIONS, status) - {
-                    ExperimentStatus.PENDING_MODEL}:
+            if row is None or row["status"] not in allowed(finishing(status)):
                 return False
             tx.put("experiments", row | {"status": str(status), "updated_at": iso()})
         return True

@@ -12,10 +12,6 @@ from fma.adapters.memory import rows as R
 from fma.adapters.memory.kv import RowStore
 from fma.adapters.memory.records import _deadline_due
 from fma.adapters.memory.records_rounds import (
-    ACCEPTABLE,
-    COMPLETABLE,
-    PUBLISHABLE,
-    SEALABLE,
     _put_round,
     _put_update,
     _round,
@@ -23,7 +19,7 @@ from fma.adapters.memory.records_rounds import (
 )
 from fma.domain.clock import iso
 from fma.domain.records import RoundRecord, UpdateRecord
-from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
+from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus, allowed
 
 
 class BufferRecords:
@@ -35,15 +31,15 @@ class BufferRecords:
         RUNNING: "accepted" | "duplicate" | "closed" | "full" | "inactive"."""
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in ACCEPTABLE:
+            if current is not None and current.status not in allowed("accept_buffered"):
                 return "duplicate"
             found = _round(tx, u.experiment_id, version)
-            if found is None or found[0].state != RoundState.OPEN:
+            if found is None or found[0].state not in allowed("accept_buffered.round"):
                 return "closed"
             if found[0].accepted >= capacity:
                 return "full"
             exp = tx.get("experiments", (u.experiment_id,))
-            if exp is None or exp["status"] != ExperimentStatus.RUNNING:
+            if exp is None or exp["status"] not in allowed("accept_buffered.experiment"):
                 return "inactive"
             _put_update(tx, dataclasses.replace(u, status=UpdateStatus.ACCEPTED, metrics=u.metrics or {},
                                                 reason=None, applied_in=version))
@@ -67,9 +63,9 @@ class BufferRecords:
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, version)
             exp = tx.get("experiments", (experiment_id,))
-            if found is None or found[0].state not in SEALABLE or found[0].accepted < quota:
+            if found is None or found[0].state not in allowed("seal_buffer") or found[0].accepted < quota:
                 return False
-            if exp is None or exp["status"] != ExperimentStatus.RUNNING or exp["current_round"] != version:
+            if exp is None or exp["status"] not in allowed("seal_buffer.experiment") or exp["current_round"] != version:
                 return False
             if next_round is not None and tx.get("rounds", (experiment_id, next_round.round)) is not None:
                 return False
@@ -87,9 +83,10 @@ class BufferRecords:
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, version)
             exp = tx.get("experiments", (experiment_id,))
-            if found is None or found[0].state not in PUBLISHABLE or found[0].lease_owner != owner:
+            if found is None or found[0].state not in allowed("publish_version") or found[0].lease_owner != owner:
                 return False
-            if exp is None or exp["status"] not in COMPLETABLE or (exp["model_version"] or 0) != version - 1:
+            if (exp is None or exp["status"] not in allowed("publish_version.experiment")
+                    or (exp["model_version"] or 0) != version - 1):
                 return False  # a stop took effect first, or the previous version is not out yet
             exp.update(model_version=version, model_sha256=sha256, updated_at=iso(now))
             if complete:

@@ -19,7 +19,7 @@ from fma.adapters.memory.records import _deadline_due
 from fma.domain.experiment import Experiment
 from fma.domain.records import Page, RoundRecord
 from fma.domain.registry import Lineage, RegistryName, RegistryVersion, RoundRef, Stage, parse_version
-from fma.domain.states import ExperimentStatus, RoundState
+from fma.domain.states import ExperimentStatus, allowed
 
 PARENT_SK = "LINK#PARENT"
 MAX_LINKS = 200  # what an experiment's detail shows (the aws connector's one query reads as many)
@@ -213,4 +213,4 @@ def _forkable(tx: Tx, parent: RoundRef) -> bool:
         row = tx.get("experiments", (parent.experiment_id,))
         return row is not None and bool(row.get("initial_sha256"))
     row = tx.get("rounds", (parent.experiment_id, parent.round))
-    return row is not None and row["state"] == str(RoundState.PUBLISHED)
+    return row is not None and row["state"] in allowed("create_fork.parent_round")

@@ -11,30 +11,8 @@ from fma.adapters.memory.records import _deadline_due
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict
 from fma.domain.records import EvaluationRecord, Page, RoundRecord, UpdateRecord
-from fma.domain.states import (
-    EXPERIMENT_TRANSITIONS,
-    ROUND_TRANSITIONS,
-    UPDATE_TRANSITIONS,
-    ExperimentStatus,
-    RoundState,
-    UpdateStatus,
-    sources,
-)
+from fma.domain.states import AGGREGATED, ExperimentStatus, RoundState, UpdateStatus, allowed
 
-#: every conditional write's "from" states, from the one state table.
-REOPENABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.UPLOADING)
-ACCEPTABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.ACCEPTED)
-REJECTABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.REJECTED)
-LATE_FROM = sources(UPDATE_TRANSITIONS, UpdateStatus.LATE)
-APPLIABLE = sources(UPDATE_TRANSITIONS, UpdateStatus.APPLIED)
-SEALABLE = sources(ROUND_TRANSITIONS, RoundState.SEALED)
-#: what aggregation reads (`list_updates(..., accepted_only=True)`).
-COUNTED = frozenset({UpdateStatus.ACCEPTED, UpdateStatus.APPLIED})
-LEASABLE = sources(ROUND_TRANSITIONS, RoundState.AGGREGATING)
-PUBLISHABLE = sources(ROUND_TRANSITIONS, RoundState.PUBLISHED)
-FAILABLE = sources(ROUND_TRANSITIONS, RoundState.FAILED)
-EXTENDABLE = sources(ROUND_TRANSITIONS, RoundState.OPEN)
-COMPLETABLE = sources(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED)
 LATE_REASON = "ROUND_CLOSED: the round was sealed before this update arrived"
 
 
@@ -64,9 +42,8 @@ class RoundRecords:
     rows: RowStore
 
     def get_round(self, experiment_id: str, n: int) -> RoundRecord | None:
-        with self.rows.read() as tx:
-            found = _round(tx, experiment_id, n)
-        return found[0] if found else None
+        row = self.rows.get_one("rounds", (experiment_id, n))
+        return R.to_round(row) if row else None
 
     def list_rounds(self, experiment_id: str, limit: int, cursor: str | None) -> Page:
         after = R.decode_cursor(cursor, int, f"rounds#{experiment_id}")
@@ -79,11 +56,10 @@ class RoundRecords:
         """Every update of a round in client-id order (only ACCEPTED and APPLIED ones: `accepted_only`)."""
         with self.rows.read() as tx:
             found = [R.to_update(r) for r in tx.scan("updates", (experiment_id, n))]
-        return [u for u in found if u.status in COUNTED] if accepted_only else found
+        return [u for u in found if u.status in AGGREGATED] if accepted_only else found
 
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None:
-        with self.rows.read() as tx:
-            row = tx.get("updates", (experiment_id, n, client_id))
+        row = self.rows.get_one("updates", (experiment_id, n, client_id))
         return R.to_update(row) if row else None
 
     def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
@@ -91,7 +67,7 @@ class RoundRecords:
         """Record UPLOADING, due for reconciliation after `grace`; 409 once an update was accepted."""
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
-            if row is not None and row["status"] not in REOPENABLE:
+            if row is not None and row["status"] not in allowed("begin_upload"):
                 raise Conflict(f"an update for round {n} was already accepted from this client",
                                code="ALREADY_SUBMITTED")
             fresh = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now,
@@ -102,13 +78,13 @@ class RoundRecords:
         """ACCEPTED and counted once, only while the round is OPEN and the experiment RUNNING."""
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in ACCEPTABLE:
+            if current is not None and current.status not in allowed("accept_update"):
                 return "duplicate"
             found = _round(tx, u.experiment_id, u.round)
-            if found is None or found[0].state != RoundState.OPEN:
+            if found is None or found[0].state not in allowed("accept_update.round"):
                 return "closed"
             exp = tx.get("experiments", (u.experiment_id,))
-            if exp is None or exp["status"] != ExperimentStatus.RUNNING:
+            if exp is None or exp["status"] not in allowed("accept_update.experiment"):
                 return "inactive"
             accepted = dataclasses.replace(u, status=UpdateStatus.ACCEPTED, metrics=u.metrics or {}, reason=None)
             _put_update(tx, accepted)
@@ -120,8 +96,8 @@ class RoundRecords:
         """REJECTED with its reason and counted once; a re-upload refreshes the reason only."""
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in REJECTABLE:
-                if current.status == UpdateStatus.REJECTED:
+            if current is not None and current.status not in allowed("reject_update"):
+                if current.status in allowed("reject_update.again"):
                     _put_update(tx, dataclasses.replace(current, reason=u.reason, updated_at=u.updated_at))
                 return False
             found = _round(tx, u.experiment_id, u.round)
@@ -138,7 +114,7 @@ class RoundRecords:
     def mark_late(self, u: UpdateRecord) -> bool:
         with self.rows.write() as tx:
             current = _update(tx, u)
-            if current is not None and current.status not in LATE_FROM:
+            if current is not None and current.status not in allowed("mark_late"):
                 return False
             found = _round(tx, u.experiment_id, u.round)
             if found is None:
@@ -154,7 +130,7 @@ class RoundRecords:
     def mark_applied(self, experiment_id: str, n: int, client_id: str, now: float) -> bool:
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
-            if row is None or row["status"] not in APPLIABLE:
+            if row is None or row["status"] not in allowed("mark_applied"):
                 return False
             tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
         return True
@@ -165,7 +141,7 @@ class RoundRecords:
         with self.rows.write() as tx:
             for client_id in client_ids:
                 row = tx.get("updates", (experiment_id, n, client_id))
-                if row is not None and row["status"] in APPLIABLE:
+                if row is not None and row["status"] in allowed("mark_applied"):
                     tx.put("updates", row | {"status": str(UpdateStatus.APPLIED), "updated_at": now})
                     marked += 1
         return marked
@@ -189,7 +165,7 @@ class RoundRecords:
         """Check again at `when`, or never (None) for an upload that was abandoned."""
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
-            if row is None or row["status"] != UpdateStatus.UPLOADING:
+            if row is None or row["status"] not in allowed("push_upload_due"):
                 return
             due = R.upload_due_key(when, experiment_id, n, client_id) if when is not None else None
             tx.put("updates", row | {"due": due})
@@ -213,15 +189,15 @@ class LifecycleRecords:
         """OPEN -> SEALED when at least `quota` updates are accepted; exactly one caller wins."""
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, n)
-            if found is None or found[0].state not in SEALABLE or found[0].accepted < quota:
+            if found is None or found[0].state not in allowed("seal_round") or found[0].accepted < quota:
                 return False
-            sealed = dataclasses.replace(found[0], state=RoundState.SEALED, sealed_at=now)
+            sealed = dataclasses.replace(found[0], state=RoundState.SEALED, sealed_at=now, sealed_by="quota")
             _put_round(tx, sealed, R.due_key(now + lease_seconds, experiment_id, n))
         return True
 
     def force_seal(self, experiment_id: str, n: int, now: float, lease_seconds: float) -> bool:
-        return self._move(experiment_id, n, SEALABLE, R.due_key(now + lease_seconds, experiment_id, n),
-                          state=RoundState.SEALED, sealed_at=now) is not None
+        return self._move(experiment_id, n, allowed("force_seal"), R.due_key(now + lease_seconds, experiment_id, n),
+                          state=RoundState.SEALED, sealed_at=now, sealed_by="deadline") is not None
 
     def acquire_lease(self, experiment_id: str, n: int, owner: str, now: float,
                       lease_seconds: float) -> RoundRecord | None:
@@ -232,11 +208,11 @@ class LifecycleRecords:
             if found is None:
                 return None
             rnd = found[0]
-            held = rnd.state == RoundState.AGGREGATING and (rnd.lease_expires is None or rnd.lease_expires >= now)
-            if rnd.state not in LEASABLE or held:
+            held = rnd.lease_expires is not None and rnd.lease_expires >= now  # only AGGREGATING holds one
+            if rnd.state not in allowed("acquire_lease") or held:
                 return None
             leased = dataclasses.replace(rnd, state=RoundState.AGGREGATING, lease_owner=owner, lease_expires=until,
-                                         attempts=rnd.attempts + 1)
+                                         attempts=rnd.attempts + 1, aggregation_started_at=now)
             _put_round(tx, leased, R.due_key(until, experiment_id, n))
         return leased
 
@@ -246,9 +222,9 @@ class LifecycleRecords:
         with self.rows.write() as tx:
             found = _round(tx, experiment_id, n)
             exp = tx.get("experiments", (experiment_id,))
-            if found is None or found[0].state not in PUBLISHABLE or found[0].lease_owner != owner:
+            if found is None or found[0].state not in allowed("publish_round") or found[0].lease_owner != owner:
                 return False
-            if exp is None or exp["current_round"] != n or exp["status"] not in COMPLETABLE:
+            if exp is None or exp["current_round"] != n or exp["status"] not in allowed("publish_round.experiment"):
                 return False  # a stop that took effect first: nothing published, no round opened
             exp.update(model_version=n, model_sha256=sha256, updated_at=iso(now))
             if next_round is not None:
@@ -256,10 +232,8 @@ class LifecycleRecords:
                     return False
                 exp["current_round"] = n + 1
                 _put_round(tx, next_round, _deadline_due(next_round))
-            elif exp["status"] in COMPLETABLE:
-                exp["status"] = str(ExperimentStatus.COMPLETED)
             else:
-                return False
+                exp["status"] = str(ExperimentStatus.COMPLETED)
             tx.put("experiments", exp)
             _put_round(tx, dataclasses.replace(
                 found[0], state=RoundState.PUBLISHED, published_at=now, model_sha256=sha256, metrics=metrics,
@@ -272,7 +246,7 @@ class LifecycleRecords:
             return [R.to_round(r) for r in tx.due("rounds", R.due_until(now), limit)]
 
     def extend_deadline(self, experiment_id: str, n: int, deadline: float) -> bool:
-        return self._move(experiment_id, n, EXTENDABLE, R.due_key(deadline, experiment_id, n),
+        return self._move(experiment_id, n, allowed("extend_deadline"), R.due_key(deadline, experiment_id, n),
                           deadline=deadline) is not None
 
     def push_due(self, experiment_id: str, n: int, when: float, state: RoundState) -> bool:
@@ -287,14 +261,15 @@ class LifecycleRecords:
                 return False
             n = int(exp["current_round"] or 0)
             found = _round(tx, experiment_id, n) if n else None
-            if found is not None and found[0].state in FAILABLE:
+            if found is not None and found[0].state in allowed("stop_experiment.round"):
                 _put_round(tx, dataclasses.replace(found[0], state=RoundState.FAILED, reason=reason[:1000]), None)
             exp.update(status=str(ExperimentStatus.STOPPED), updated_at=iso())
             tx.put("experiments", exp)
         return True
 
     def fail_round(self, experiment_id: str, n: int, reason: str) -> bool:
-        ok = self._move(experiment_id, n, FAILABLE, None, state=RoundState.FAILED, reason=reason[:1000]) is not None
+        ok = self._move(experiment_id, n, allowed("fail_round"), None, state=RoundState.FAILED,
+                        reason=reason[:1000]) is not None
         if ok:  # finish_experiment comes from ExperimentRecords in the composed repository
             self.finish_experiment(experiment_id, ExperimentStatus.FAILED)  # type: ignore[attr-defined]
         return ok

@@ -28,6 +28,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "rounds": ("experiment_id", "round"),
     "updates": ("experiment_id", "round", "client_id"),
     "evaluations": ("experiment_id", "round", "client_id"),
+    "refusals": ("experiment_id", "round", "client_id"),
     "idempotency": ("record_id",),
     # async mode: which updates joined the buffer of a version (records_buffers.py)
     "buffers": ("experiment_id", "version", "round", "client_id"),
@@ -70,9 +71,11 @@ def experiment_row(exp: Experiment) -> Row:
     return row
 
 
+EXPERIMENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Experiment))
+
+
 def to_experiment(row: Row) -> Experiment:
-    fields = {f.name for f in dataclasses.fields(Experiment)}
-    data = {k: v for k, v in row.items() if k in fields}
+    data = {k: v for k, v in row.items() if k in EXPERIMENT_FIELDS}
     data.update(policy=RoundPolicy(**row["policy"]), status=ExperimentStatus(row["status"]),
                 update_limits=UpdateLimits.from_json(row.get("update_limits")),
                 aggregation=AggregationSettings.from_json(row.get("aggregation")))

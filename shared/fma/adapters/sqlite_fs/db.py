@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS updates (experiment_id TEXT, round INTEGER, client_id
 CREATE INDEX IF NOT EXISTS updates_due ON updates (due) WHERE due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS evaluations (experiment_id TEXT, round INTEGER, client_id TEXT, data TEXT NOT NULL,
                                         PRIMARY KEY (experiment_id, round, client_id));
+CREATE TABLE IF NOT EXISTS refusals (experiment_id TEXT, round INTEGER, client_id TEXT, data TEXT NOT NULL,
+                                     PRIMARY KEY (experiment_id, round, client_id));
 CREATE TABLE IF NOT EXISTS idempotency (record_id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS buffers (experiment_id TEXT, version INTEGER, round INTEGER, client_id TEXT,
                                     data TEXT NOT NULL, PRIMARY KEY (experiment_id, version, round, client_id));
@@ -46,9 +48,12 @@ CREATE TABLE IF NOT EXISTS objects (seq INTEGER PRIMARY KEY AUTOINCREMENT, key T
                                     content_type TEXT NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS objects_key ON objects (key, seq);
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,
-                                   visible_at REAL NOT NULL DEFAULT 0);
+                                   visible_at REAL NOT NULL DEFAULT 0, deliveries INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+#: the statement reading one row of each table by its key.
+GET_SQL = {table: f"SELECT data FROM {table} WHERE {' AND '.join(f'{c} = ?' for c in cols)}"
+           for table, cols in TABLES.items()}
 #: extra columns each table keeps beside its key (what its indexes are built on).
 INDEXED = {"experiments": ("owner", "list_key"), "rounds": ("due",), "updates": ("due",)}
 
@@ -60,9 +65,7 @@ class SqliteTx:
         self.conn = conn
 
     def get(self, table: str, key: Key) -> Row | None:
-        cols = TABLES[table]
-        where = " AND ".join(f"{c} = ?" for c in cols)
-        found = self.conn.execute(f"SELECT data FROM {table} WHERE {where}", key).fetchone()
+        found = self.conn.execute(GET_SQL[table], key).fetchone()
         return json.loads(found[0]) if found else None
 
     def put(self, table: str, row: Row) -> None:
@@ -108,6 +111,13 @@ class Database:
         self.lock = threading.Lock()
         self.connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self.connection().executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a state directory was created (its tables already exist)."""
+        conn = self.connection()
+        if "deliveries" not in {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}:
+            conn.execute("ALTER TABLE outbox ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
@@ -148,6 +158,10 @@ class Database:
             yield SqliteTx(conn)
         finally:
             conn.execute("COMMIT")
+
+    def get_one(self, table: str, key: Key) -> Row | None:
+        """One row without BEGIN/COMMIT: in autocommit mode a single SELECT is its own snapshot."""
+        return SqliteTx(self.connection()).get(table, key)
 
     def setting(self, name: str, default: str) -> str:
         """A value kept in the database (created with `default` the first time it is asked for)."""

@@ -155,8 +155,11 @@ class FileModelStore:
         grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}{UPLOAD_PATH}?grant={grant}", "fields": {"key": key}}
 
-    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
-        """A download of `key`'s newest version, or of exactly `version_id` (a pinned update)."""
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None, *,
+                      filename: str | None = None) -> str:
+        """A download of `key`'s newest version, or of exactly `version_id` (a pinned update).
+        `filename` is for another origin's browser; the gateway's grant is same-origin, where the
+        dashboard's `download` attribute names the file."""
         grant = self.signer.sign(DOWNLOAD, key, expires, version_id=version_id)
         return f"{self.public_url}{UPLOAD_PATH}/{quote(key)}?grant={grant}"
 
