@@ -95,6 +95,9 @@ class Config:
     # model download, upload request and evaluation (3 per client per round, rounds >= 60 s
     # apart: 500 rps) = 1,500 rps; the burst absorbs the download rush after a publish (2 x).
     expected_clients: int = 10_000
+    # an experiment created without `expected_clients` expects this many: its shard count
+    # (docs/scale.md, "No hot key"); unrelated to the fleet size above.
+    experiment_expected_clients: int = 1_000
     poll_retry_after_seconds: int = 10
     api_rate_limit: int = 1_500
     api_burst_limit: int = 3_000
@@ -222,6 +225,7 @@ def _validate(config: Config) -> None:
     )
     check(1 <= config.poll_retry_after_seconds <= 3600, "poll_retry_after_seconds must be 1..3600")
     check(config.expected_clients >= 1, "expected_clients must be positive")
+    check(1 <= config.experiment_expected_clients <= 10_000_000, "experiment_expected_clients must be 1..10000000")
     check(config.api_burst_limit >= config.api_rate_limit >= 1, "api_burst_limit must be >= api_rate_limit >= 1")
     check(config.object_lock in (None, "governance", "compliance"), "object_lock must be governance or compliance")
     check(1 <= config.object_lock_days <= 36500, "object_lock_days must be 1..36500")

@@ -154,6 +154,7 @@ class Api(Construct):
                 "FMA_MAX_UPDATE_BYTES": str(config.max_update_bytes),
                 "FMA_RECONCILE_GRACE_SECONDS": str(config.reconcile_grace_seconds),
                 "FMA_POLL_RETRY_AFTER_SECONDS": str(config.poll_retry_after_seconds),
+                "FMA_DEFAULT_EXPECTED_CLIENTS": str(config.experiment_expected_clients),
                 # a round waiting for its model longer than one lease is reported stuck
                 "FMA_LEASE_SECONDS": str(config.lease_seconds),
                 "FMA_CLIENT_TOKEN_MAX_SECONDS": str(config.client_token_max_seconds),

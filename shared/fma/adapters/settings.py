@@ -42,6 +42,9 @@ DP_SECRET_ARN = "FMA_DP_SECRET_ARN"
 DP_SECRET_FILE = "FMA_DP_SECRET_FILE"
 CLIENT_TOKEN_MAX_SECONDS = "FMA_CLIENT_TOKEN_MAX_SECONDS"
 CLIENT_TOKEN_GRACE_SECONDS = "FMA_CLIENT_TOKEN_GRACE_SECONDS"
+#: the clients an experiment expects when its creator does not say: its default shard count
+#: (ceil(N / 8), at most 128; docs/scale.md).
+DEFAULT_EXPECTED_CLIENTS = "FMA_DEFAULT_EXPECTED_CLIENTS"
 # Read by powertools: Logger reads the service name and level, Metrics the service and namespace.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
@@ -57,7 +60,7 @@ LIMITS = {
     MAX_INGEST_ATTEMPTS: "max_ingest_attempts", POLL_RETRY_AFTER_SECONDS: "poll_retry_after_seconds",
     CLIENT_TOKEN_MAX_SECONDS: "client_token_max_seconds", CLIENT_TOKEN_GRACE_SECONDS: "client_token_grace_seconds",
     FANOUT_MIN_UPDATES: "fanout_min_updates", FANOUT_MIN_BYTES: "fanout_min_bytes",
-    READ_CONCURRENCY: "read_concurrency",
+    READ_CONCURRENCY: "read_concurrency", DEFAULT_EXPECTED_CLIENTS: "expected_clients",
 }
 #: set by a construct only when the deployment configures it (custom strategies).
 CONFIGURED_ONLY = frozenset({STRATEGY_MODULES})
