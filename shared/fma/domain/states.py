@@ -147,6 +147,7 @@ WRITES: dict[str, frozenset] = {
                       only=frozenset({ExperimentStatus.PENDING_MODEL})),
     "finish_experiment.completed": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.COMPLETED),
     "finish_experiment.failed": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.FAILED),
+    "finish_experiment.stopped": moves(EXPERIMENT_TRANSITIONS, ExperimentStatus.STOPPED),
     "register_client.experiment": frozenset(ExperimentStatus) - ENDED,
     "create_fork.parent_round": FORKABLE,
 }
@@ -158,5 +159,6 @@ def allowed(write: str) -> frozenset:
 
 
 def finishing(status: ExperimentStatus) -> str:
-    """The WRITES key of `finish_experiment` to `status` (COMPLETED or FAILED)."""
+    """The WRITES key of `finish_experiment` to `status` (an ended status: COMPLETED, FAILED or
+    STOPPED; the API's stop goes through `stop_experiment`, which also fails the open round)."""
     return f"finish_experiment.{str(status).lower()}"
