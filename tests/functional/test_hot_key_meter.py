@@ -99,3 +99,24 @@ def test_key_patterns_elide_ids_and_hashes():
     assert hot_keys.key_pattern("EXP#3fa9c0#S7") == "EXP#{id}#S7"
     assert hot_keys.key_pattern("TOKEN#" + "a" * 64) == "TOKEN#{hash}"
     assert hot_keys.key_pattern("DUE_UPLOAD") == "DUE_UPLOAD"
+
+
+N_CLIENTS = int(os.environ.get("FMA_METER_CLIENTS", "200"))
+
+
+def test_a_round_of_200_clients_writes_no_key_more_than_a_fifth_of_the_accepts(stack, meter):
+    """Issues 13 and 18: the whole round (200 registrations through one enrollment token, their
+    uploads and polls, the seal and the publish) writes no partition key, base table or GSI, more
+    than 0.2 times per accepted update."""
+    dev = stack.token(Role.DEVELOPER, "dev-1")
+    exp_id = stack.create_experiment(dev, {"w": np.zeros(2, np.float32)}, rounds={"min_updates": N_CLIENTS, "total_rounds": 1})
+    clients = stack.enroll(dev, exp_id, N_CLIENTS)
+    for i, (client_id, token) in enumerate(clients):
+        assert stack.submit(exp_id, 1, token, update_bytes({"w": np.full(2, i % 7, np.float32)}, 1, 1)).status == 202
+        stack.deliver(f"updates/{exp_id}/00000001/{client_id}.safetensors")
+    stack.run_aggregations()
+    assert stack.round(dev, exp_id, 1)["state"] == "PUBLISHED"
+    counts = meter.snapshot()
+    _, key, writes = counts.hottest()
+    print("\n".join(hot_keys.table_lines(counts, accepted=N_CLIENTS)))
+    assert writes / N_CLIENTS <= 0.2, hot_keys.table_lines(counts, accepted=N_CLIENTS)
