@@ -25,7 +25,7 @@ from fma.domain.experiment import Experiment, new_round
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
 from fma.services import costing, history
-from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
+from fma.services.deps import Deps, manifest_key, model_key, model_version_id, state_key, update_key
 from fma.services.dp_noise import noise_seed
 
 #: what the round item keeps of the strategy's info (the item must stay far below 400 KB).
@@ -98,7 +98,7 @@ def round_inputs(deps: Deps, exp: Experiment, n: int, accepted: Sequence[UpdateR
     """What `aggregate` takes for round n (and the global model's bytes, the counted examples,
     the noise record). `noise=False` (a fanout child) derives no DP seed: children never
     hold the key."""
-    global_bytes = deps.store.get(model_key(exp.id, n - 1))
+    global_bytes = deps.store.get(model_key(exp.id, n - 1), model_version_id(exp, n - 1))
     global_model, _ = decode(global_bytes)
     counted = clip_weights([int(u.num_examples or 0) for u in accepted], exp.update_limits.max_weight_share)
     inputs = [_input(deps, u, c) for u, c in zip(accepted, counted, strict=True)]
@@ -138,7 +138,7 @@ def build_model(deps: Deps, exp: Experiment, n: int,
     total = sum(u.num_examples or 0 for u in accepted)
     manifest = {
         "experiment_id": exp.id, "round": n, "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
-        "global_model": {"key": model_key(exp.id, n - 1), "sha256": hashlib.sha256(global_bytes).hexdigest()},
+        "global_model": global_model_entry(exp, n - 1, global_bytes),
         "inputs": _with_clipping(info.get("inputs") or [
             {"client_id": u.client_id, "sha256": u.sha256, "num_examples": u.num_examples,
              "weight": (u.num_examples or 0) / total if total else 0.0} for u in accepted], accepted, counted),
@@ -158,6 +158,14 @@ def build_model(deps: Deps, exp: Experiment, n: int,
     round_info[STATE_SAVED] = state_object is not None  # the next round reads state only when this says so
     round_info["manifest_sha256"] = hashlib.sha256(written).hexdigest()
     return model_bytes, round_info, dict(result.metrics)
+
+
+def global_model_entry(exp: Experiment, version: int, data: bytes) -> dict[str, Any]:
+    """The manifest's record of the model a round built on: key, sha256 and, for the initial
+    model, the pinned object version (a re-run reads exactly that one)."""
+    entry = {"key": model_key(exp.id, version), "sha256": hashlib.sha256(data).hexdigest()}
+    pinned = model_version_id(exp, version)
+    return entry | ({"version_id": pinned} if pinned else {})
 
 
 def model_metadata(experiment_id: str, n: int, strategy: str) -> dict[str, str]:

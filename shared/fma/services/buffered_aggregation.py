@@ -28,10 +28,11 @@ from fma.services.aggregation import (
     _input,
     _json_safe,
     engine_seed,
+    global_model_entry,
     load_state,
     write_outputs,
 )
-from fma.services.deps import Deps, manifest_key, model_key, update_key
+from fma.services.deps import Deps, manifest_key, model_key, model_version_id, update_key
 
 #: per buffer entry, what the round item keeps (GET /rounds/{n} lists a version's buffer).
 BUFFER_FIELDS = ("client_id", "round", "base_version", "staleness", "staleness_weight", "num_examples",
@@ -71,7 +72,7 @@ def aggregate_version(deps: Deps, exp: Experiment, n: int, owner: str | None = N
 def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, Any], dict[str, float]]:
     """Run FedBuff over buffer n and write model, state and manifest (same buffer -> same bytes)."""
     t0 = time.perf_counter()
-    current_bytes = deps.store.get(model_key(exp.id, n - 1))
+    current_bytes = deps.store.get(model_key(exp.id, n - 1), model_version_id(exp, n - 1))
     current, _ = decode(current_bytes)
     entries = [u for u in deps.repo.list_buffer(exp.id, n)
                if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
@@ -91,8 +92,10 @@ def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str,
     manifest = {
         "experiment_id": exp.id, "round": n, "version": n, "mode": "async", "rounds": policy.to_json(),
         "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
-        "global_model": {"key": model_key(exp.id, n - 1), "sha256": hashlib.sha256(current_bytes).hexdigest()},
-        "base_models": [{"version": v, "key": model_key(exp.id, v), "sha256": b.sha256} for v, b in bases.items()],
+        "global_model": global_model_entry(exp, n - 1, current_bytes),
+        "base_models": [{"version": v, "key": model_key(exp.id, v), "sha256": b.sha256}
+                        | ({"version_id": model_version_id(exp, v)} if model_version_id(exp, v) else {})
+                        for v, b in bases.items()],
         "inputs": inputs, "update_limits": exp.update_limits.to_json(),
         "input_objects": [{"client_id": u.client_id, "round": u.round, "key": update_key(exp.id, u.round, u.client_id),
                            "version_id": u.version_id, "size": u.size} for u in entries],
@@ -114,11 +117,13 @@ def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str,
 def base_model_input(deps: Deps, exp: Experiment, version: int) -> UpdateInput:
     """A published model read like an update, by byte ranges (memory follows the engine's
     slices, not the number of base versions); published objects never change."""
-    key = model_key(exp.id, version)
+    key, pinned = model_key(exp.id, version), model_version_id(exp, version)
     rnd = deps.repo.get_round(exp.id, version) if version else None
     sha = (rnd.model_sha256 if rnd is not None else exp.initial_sha256) or ""
-    return UpdateInput(client_id=f"v{version}", num_examples=1, sha256=sha, size=int(deps.store.size(key) or 0),
-                       fetch=lambda: deps.store.get(key), fetch_range=lambda a, b: deps.store.get_range(key, a, b))
+    head = deps.store.head(key, pinned)
+    return UpdateInput(client_id=f"v{version}", num_examples=1, sha256=sha, size=int(head[0]) if head else 0,
+                       fetch=lambda: deps.store.get(key, pinned),
+                       fetch_range=lambda a, b: deps.store.get_range(key, a, b, pinned))
 
 
 def _with_counts(inputs: list[dict[str, Any]], entries: list[UpdateRecord], counted: list[float]

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fma.services.deps import Deps, manifest_key
+from fma.services.deps import Deps, manifest_key, model_key, model_version_id
 
 GENESIS_KIND = "fma.genesis/v1"
 #: experiment settings fixed at creation that the genesis record covers (when present).
@@ -85,7 +85,7 @@ def artifacts(deps: Deps, caller: Any, experiment_id: str, n: int) -> dict[str, 
     rnd = deps.repo.get_round(exp.id, n) if n else None
     if (n == 0 and exp.model_version is None) or (n and (rnd is None or rnd.state != RoundState.PUBLISHED)):
         raise NotFound(f"round {n} is not published", code="MODEL_NOT_FOUND")
-    keys: list[tuple[str, str | None]] = [(f"models/{exp.id}/{n:08d}.safetensors", None)]
+    keys: list[tuple[str, str | None]] = [(model_key(exp.id, n), model_version_id(exp, n))]
     if n:
         keys.append((manifest_key(exp.id, n), None))
         keys += _named_objects(deps, exp.id, n)
