@@ -67,9 +67,14 @@ def parent_record(parent: Any, manifest_sha256: str | None, model_sha256: str | 
             "manifest_sha256": manifest_sha256}
 
 
-def write_manifest(deps: Deps, key: str, data: bytes) -> bytes:
-    """Write once; if an earlier attempt of this round already wrote it, that one stands."""
+def write_manifest(deps: Deps, key: str, data: bytes, written: Any = None) -> bytes:
+    """Write once; if an earlier attempt of this round already wrote it, that one stands. When
+    this write created it, its version is noted in `written` (services/unpublished.Written): a
+    HEAD of a key just written, never an existence probe."""
     if deps.store.put_new(key, data, content_type="application/json"):
+        if written is not None:
+            head = deps.store.head(key)
+            written.manifest = (key, head[1] if head else None)
         return data
     return deps.store.get(key)
 
