@@ -102,6 +102,7 @@ EXPERIMENT_GUARDS = {
     "register_client.experiment": (experiment_in, _register),
     "finish_experiment.completed": (experiment_in, lambda r, e: r.finish_experiment(e.id, ExperimentStatus.COMPLETED)),
     "finish_experiment.failed": (experiment_in, lambda r, e: r.finish_experiment(e.id, ExperimentStatus.FAILED)),
+    "finish_experiment.stopped": (experiment_in, lambda r, e: r.finish_experiment(e.id, ExperimentStatus.STOPPED)),
 }
 
 

@@ -3,13 +3,11 @@ name (bad values are 400s that change nothing), the latest metrics, and model fi
 
 from __future__ import annotations
 
-import json
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import numpy as np
 import pytest
-from harness import BUCKET, update_bytes
+from harness import update_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,14 +17,6 @@ from fma.services.rounds_view import model_filename
 
 def model() -> dict[str, np.ndarray]:
     return {"w": np.zeros(2, np.float32)}
-
-
-def snapshot(stack) -> tuple:
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
-    items = [i for page in ddb.get_paginator("scan").paginate(TableName=stack.deps.repo.table_name)
-             for i in page["Items"]]
-    objects = stack.s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
-    return sorted(json.dumps(i, sort_keys=True) for i in items), sorted((o["Key"], o["VersionId"]) for o in objects)
 
 
 def names(res) -> list[str]:
@@ -86,13 +76,13 @@ def test_filtered_pages_follow_the_cursor_without_skipping(four):
 ])
 def test_bad_filter_values_are_400_and_change_nothing(four, query, parameter):
     stack, dev, _ = four
-    before = snapshot(stack)
+    before = stack.snapshot()
     res = stack.api("GET", "/v1/experiments", dev, query=query)
     assert res.status == 400, res.body
     error = res.json()["error"]
     assert error["code"] == "INVALID_QUERY_PARAMETER" and error["details"]["parameter"] == parameter
     assert error["message"]
-    assert snapshot(stack) == before
+    assert stack.snapshot() == before
 
 
 def test_list_carries_the_latest_training_and_evaluation_metrics(stack):

@@ -4,13 +4,11 @@ the stuck flag, and round 0 (the initial model's federated evaluation)."""
 
 from __future__ import annotations
 
-import json
 import time
 
-import boto3
 import numpy as np
 import pytest
-from harness import BUCKET, update_bytes
+from harness import update_bytes
 
 from fma.domain.auth import Role
 from fma.local import dispatch
@@ -33,14 +31,6 @@ def upload(stack, exp_id, client, n=1):
     res = stack.submit(exp_id, n, token, update_bytes(model(), 5, n, {"loss": 0.5}))
     assert res.status == 202, res.body
     stack.deliver(f"updates/{exp_id}/{n:08d}/{client_id}.safetensors")
-
-
-def snapshot(stack) -> tuple:
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
-    items = [i for page in ddb.get_paginator("scan").paginate(TableName=stack.deps.repo.table_name)
-             for i in page["Items"]]
-    objects = stack.s3.list_object_versions(Bucket=BUCKET).get("Versions", [])
-    return sorted(json.dumps(i, sort_keys=True) for i in items), sorted((o["Key"], o["VersionId"]) for o in objects)
 
 
 def code(res) -> str:
@@ -85,11 +75,11 @@ def test_malformed_upload_request_after_the_seal_is_400_and_changes_nothing(stac
     _dev, exp_id, clients = start(stack)
     upload(stack, exp_id, clients[0])
     upload(stack, exp_id, clients[1])
-    before = snapshot(stack)
+    before = stack.snapshot()
     for body in ({"size": -1}, {"size": 10, "sha256": "XYZ"}, {"bogus": 1}):
         res = stack.api("POST", f"/v1/experiments/{exp_id}/rounds/1/updates", clients[2][1], json_body=body)
         assert res.status == 400, res.body
-    assert snapshot(stack) == before
+    assert stack.snapshot() == before
 
 
 def test_late_update_through_ingest_and_through_the_api_are_counted_alike(stack):

@@ -74,6 +74,23 @@ def test_connector_implements_every_port(name, repo_cls, store_cls):
     assert not problems, "\n".join(problems)
 
 
+def test_local_modes_granting_store_implements_the_model_store_port():
+    """Local mode wraps the connector's store in gateway grants (fma.local.objects): the wrapper
+    is the store every local-mode handler sees, so it must take every argument the port does
+    (a missing `filename=` once made GET .../models/{n} a 500 on aws-emulation)."""
+    from fma.local.objects import GrantingStore
+
+    problems = []
+    for method, signature in port_methods(ports.ModelStore).items():
+        impl = getattr(GrantingStore, method, None)
+        if impl is None:  # forwarded by __getattr__ to the connector's own store, checked above
+            continue
+        why = incompatibility(signature, inspect.signature(impl))
+        if why:
+            problems.append(f"GrantingStore.{method}: {why}")
+    assert not problems, "\n".join(problems)
+
+
 def test_public_repository_methods_are_all_in_a_port():
     """A method added to the aws repository but to no port is invisible to the other connectors."""
     from fma.adapters.repository import DynamoRepository

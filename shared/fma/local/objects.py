@@ -108,9 +108,12 @@ class GrantingStore:
         grant = self.signer.sign(UPLOAD, key, expires, min_size, max_size, sha256)
         return {"url": f"{self.public_url}/objects?grant={grant}", "fields": {"key": key}}
 
-    def presigned_get(self, key: str, expires: int, version_id: str | None = None) -> str:
+    def presigned_get(self, key: str, expires: int, version_id: str | None = None, *,
+                      filename: str | None = None) -> str:
         """A download grant of `key` (of that one version when `version_id` is given: the round
-        artifacts route pins the update versions a manifest names)."""
+        artifacts route pins the update versions a manifest names). `filename` is for another
+        origin's browser; the gateway's grant is same-origin, where the dashboard's `download`
+        attribute names the file."""
         from urllib.parse import quote
 
         grant = self.signer.sign(DOWNLOAD, key, expires, version_id=version_id)
