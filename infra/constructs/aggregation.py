@@ -78,9 +78,13 @@ class Aggregation(Construct):
         self.noise_key.grant_read(fn.role)
         fn.grant(TABLE_READ_WRITE, [storage.table.table_arn])
         fn.grant(["s3:GetObject"], storage.objects("updates/", "models/", "state/"))
-        # Updates are read at the exact version ingest validated (an overwrite cannot sneak in).
-        fn.grant(["s3:GetObjectVersion"], storage.objects("updates/"))
+        # Updates are read at the exact version ingest validated, and the initial model at the one
+        # activation validated (an overwrite cannot sneak in).
+        fn.grant(["s3:GetObjectVersion"], storage.objects("updates/", "models/"))
         fn.grant(["s3:PutObject"], storage.objects("models/", "state/"))
+        # An attempt whose publish lost (a STOP first, a lease lost) removes the exact versions it
+        # wrote, so no object exists for a model that was never published (services/unpublished.py).
+        fn.grant(["s3:DeleteObjectVersion"], storage.objects("models/", "state/"))
         # Without ListBucket, S3 answers 403 instead of 404 for the optional optimizer state.
         fn.grant(["s3:ListBucket"], [storage.bucket.bucket_arn], StringLike={"s3:prefix": ["state/*"]})
         acknowledge(

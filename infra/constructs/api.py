@@ -170,8 +170,9 @@ class Api(Construct):
         # Presigned URLs are signed with this role: it must hold what they allow.
         objects = storage.objects("models/", "updates/")
         fn.grant(["s3:PutObject", "s3:GetObject"], objects)
-        # GET .../rounds/{n}/artifacts presigns the update versions a manifest pinned (issue 16).
-        fn.grant(["s3:GetObjectVersion"], storage.objects("updates/"))
+        # GET .../rounds/{n}/artifacts presigns the update versions a manifest pinned (issue 16);
+        # every download (and a fork's copy) of version 0 names the version activation validated.
+        fn.grant(["s3:GetObjectVersion"], storage.objects("updates/", "models/"))
         acknowledge(
             fn.role,
             {

@@ -96,7 +96,7 @@ class Fanout(Construct):
         )
         fn.grant(TABLE_READ, [storage.table.table_arn])
         fn.grant(["s3:GetObject"], storage.objects("updates/", "models/", "state/", "partials/"))
-        fn.grant(["s3:GetObjectVersion"], storage.objects("updates/"))
+        fn.grant(["s3:GetObjectVersion"], storage.objects("updates/", "models/"))  # the pinned initial model
         fn.grant(["s3:PutObject"], storage.objects("partials/"))
         fn.grant(["s3:ListBucket"], [storage.bucket.bucket_arn], StringLike={"s3:prefix": ["state/*"]})
         acknowledge(fn.role, {

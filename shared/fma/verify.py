@@ -48,7 +48,8 @@ def verify(source: Source, experiment_id: str, rerun: set[int] | None = None, re
     report = Report(experiment_id)
     exp = source.experiment()
     rounds = sorted((r for r in source.rounds() if r["state"] == "PUBLISHED"), key=lambda r: r["round"])
-    initial = source.read(model_key(experiment_id, 0))
+    pinned = exp.get("initial_version_id")  # the version validated at activation (later writes are not it)
+    initial = source.read(model_key(experiment_id, 0), pinned if isinstance(pinned, str) else None)
     if initial is None:
         report.fail(f"initial model {model_key(experiment_id, 0)} is missing")
     elif sha256_hex(initial) != exp.get("initial_sha256"):

@@ -31,7 +31,7 @@ def rerun_round(source: Source, experiment_id: str, n: int, manifest: dict[str, 
     if manifest.get("mode") == "async":
         return rerun_version(source, experiment_id, n, manifest)
     strategy = manifest["strategy"]
-    global_bytes = _need(source, manifest["global_model"]["key"], None, "global model")
+    global_bytes = _need(source, manifest["global_model"]["key"], _pinned(manifest["global_model"]), "global model")
     global_model, _ = decode(global_bytes)
     state = _previous_state(source, experiment_id, n)
     declared = {i["client_id"]: i for i in manifest["inputs"]}
@@ -47,10 +47,11 @@ def rerun_version(source: Source, experiment_id: str, n: int, manifest: dict[str
     """An async version (docs/async.md): FedBuff over the manifest's buffer, each input against
     the base model the manifest names, weighed by the count it was aggregated with."""
     strategy, policy = manifest["strategy"], manifest["rounds"]
-    current, _ = decode(_need(source, manifest["global_model"]["key"], None, "current model"))
+    current, _ = decode(_need(source, manifest["global_model"]["key"], _pinned(manifest["global_model"]),
+                              "current model"))
     bases = {}
     for base in manifest["base_models"]:
-        data = _need(source, base["key"], None, f"base model {base['version']}")
+        data = _need(source, base["key"], _pinned(base), f"base model {base['version']}")
         if sha256_hex(data) != base["sha256"]:
             raise RerunError(f"base model {base['key']} has sha256 {sha256_hex(data)}, the manifest records "
                              f"{base['sha256']}")
@@ -67,6 +68,12 @@ def rerun_version(source: Source, experiment_id: str, n: int, manifest: dict[str
                               staleness=policy["staleness"], server_learning_rate=float(policy["server_learning_rate"]),
                               seed=engine_seed(experiment_id, n))
     return sha256_hex(encode(result.model, model_metadata(experiment_id, n, strategy["name"])))
+
+
+def _pinned(entry: dict[str, Any]) -> str | None:
+    """The object version a manifest entry names (the initial model's validated one), if any."""
+    version = entry.get("version_id")
+    return version if isinstance(version, str) else None
 
 
 def _noise_seed(source: Source, experiment_id: str, n: int, manifest: dict[str, Any]) -> Any:

@@ -58,11 +58,12 @@ def test_activation_happens_once_with_round_one_open(connector):
     spec = [{"name": "w", "shape": [2], "dtype": "F32"}]
     repo.set_model_error(exp.id, "NOT_SAFETENSORS: bad")
     assert repo.get_experiment(exp.id).model_error == "NOT_SAFETENSORS: bad"
-    assert repo.activate(exp.id, spec, "a" * 64, new_round(exp, 1, NOW)) is True
-    assert repo.activate(exp.id, spec, "c" * 64, new_round(exp, 1, NOW + 5)) is False
+    assert repo.activate(exp.id, spec, "a" * 64, new_round(exp, 1, NOW), "version-a") is True
+    assert repo.activate(exp.id, spec, "c" * 64, new_round(exp, 1, NOW + 5), "version-c") is False
     got = repo.get_experiment(exp.id)
     assert (got.status, got.current_round, got.model_version, got.model_sha256, got.initial_sha256, got.model_spec,
             got.model_error) == (ExperimentStatus.RUNNING, 1, 0, "a" * 64, "a" * 64, spec, None)
+    assert got.initial_version_id == "version-a"  # every read of version 0 is pinned to it
     rnd = repo.get_round(exp.id, 1)
     assert (rnd.state, rnd.opened_at, rnd.deadline, rnd.accepted) == (RoundState.OPEN, NOW, NOW + 60, 0)
 

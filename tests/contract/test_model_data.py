@@ -104,3 +104,27 @@ def test_head_names_the_newest_version_and_pins_ranged_reads_to_it(connector):
     store.put(key, b"second")
     assert size == 13 and version and store.get_range(key, 0, size, version) == b"first version"
     assert store.head(key)[0] == 6 and store.head(key)[1] != version
+
+
+def test_put_returns_its_version_and_head_and_copy_take_a_pinned_one(connector):
+    store = connector.store
+    key = "models/e/00000000.safetensors"
+    v1, v2 = store.put(key, b"validated"), store.put(key, b"written-over")
+    assert v1 and v2 and v1 != v2
+    assert store.head(key) == (12, v2) and store.head(key, v1) == (9, v1)
+    copied = store.copy(key, "models/f/00000000.safetensors", v1)
+    assert copied and store.get_versioned("models/f/00000000.safetensors") == (b"validated", copied)
+
+
+def test_delete_version_removes_exactly_that_version(connector):
+    store = connector.store
+    key = "models/e/00000002.safetensors"
+    v1 = store.put(key, b"winner")
+    v2 = store.put(key, b"loser")
+    store.delete_version(key, v2)
+    assert store.get_versioned(key) == (b"winner", v1) and store.head(key) == (6, v1)
+    with pytest.raises(missing_object()):
+        store.get(key, v2)
+    store.delete_version(key, v2)  # gone already: nothing happens
+    store.delete_version(key, v1)
+    assert store.head(key) is None and store.exists(key) is False

@@ -72,7 +72,7 @@ def test_the_piece_function_writes_only_partials_and_holds_no_key(dev):
     fns = functions_by_handler(dev)
     statements = policy_statements(dev, fns["aggregate_piece"])
     assert actions_on(statements, "/partials/*") == {"s3:GetObject", "s3:PutObject"}
-    assert actions_on(statements, "/models/*") == {"s3:GetObject"}
+    assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     table = [st for st in statements if "dynamodb" in json.dumps(st["Action"])]
     assert [set(st["Action"]) for st in table] == [{"dynamodb:GetItem", "dynamodb:Query"}]

@@ -140,7 +140,7 @@ def test_authorizer_can_only_get_items_from_the_table(dev):
 
 def test_api_may_presign_only_models_and_updates(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["api"])
-    assert actions_on(statements, "/models/*") == {"s3:PutObject", "s3:GetObject"}
+    assert actions_on(statements, "/models/*") == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"}
     assert actions_on(statements, "/updates/*") == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"}
     assert actions_on(statements, "/state/*") == set()
     assert "dynamodb:Query" in actions_on(statements, "/index/experiments-all")
@@ -163,8 +163,9 @@ def test_ingest_reads_objects_and_invokes_only_aggregate(dev):
 def test_aggregate_writes_only_models_state_and_partials(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["aggregate"])
     assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
-    assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:PutObject"}
-    assert actions_on(statements, "/state/*") == {"s3:GetObject", "s3:PutObject"}
+    assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                                                   "s3:DeleteObjectVersion"}
+    assert actions_on(statements, "/state/*") == {"s3:GetObject", "s3:PutObject", "s3:DeleteObjectVersion"}
     assert actions_on(statements, "/partials/*") == {"s3:GetObject", "s3:PutObject"}
     listing = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["state/*"]}}

@@ -107,6 +107,7 @@ class ExperimentItem(_Base):
     model_sha256 = UnicodeAttribute(null=True)
     model_error = UnicodeAttribute(null=True)
     initial_sha256 = UnicodeAttribute(null=True)
+    initial_version_id = UnicodeAttribute(null=True)
     archived = BooleanAttribute(null=True)
     update_limits = JSONAttribute(null=True)
     aggregation = JSONAttribute(null=True)

@@ -33,7 +33,7 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         model_spec=item.model_spec, model_sha256=item.model_sha256,
         clients=int(item.clients or 0) + shards.count_clients(item.pk.removeprefix("EXP#")),
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
-        initial_sha256=item.initial_sha256, archived=bool(item.archived),
+        initial_sha256=item.initial_sha256, initial_version_id=item.initial_version_id, archived=bool(item.archived),
         update_limits=UpdateLimits.from_json(item.update_limits),
         expected_clients=int(item.expected_clients or 0), shards=int(item.shards or 1),
         aggregation=AggregationSettings.from_json(item.aggregation),
@@ -119,13 +119,17 @@ class ExperimentRepository:
             actions=[ExperimentItem.model_error.set(reason[:1000]), ExperimentItem.updated_at.set(iso())],
             condition=ExperimentItem.pk.exists())
 
-    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord) -> bool:
-        """PENDING_MODEL -> RUNNING with round 1 OPEN, in one transaction; False if already done."""
+    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord,
+                 version_id: str | None = None) -> bool:
+        """PENDING_MODEL -> RUNNING with round 1 OPEN (and the validated object version pinned),
+        in one transaction; False if already done."""
+        pin = ExperimentItem.initial_version_id
+
         def build(t):
             t.update(ExperimentItem(exp_pk(experiment_id), "META"), actions=[
                 ExperimentItem.status.set(str(ExperimentStatus.RUNNING)), ExperimentItem.model_spec.set(spec),
                 ExperimentItem.model_sha256.set(sha256), ExperimentItem.model_version.set(0),
-                ExperimentItem.initial_sha256.set(sha256),
+                ExperimentItem.initial_sha256.set(sha256), pin.set(version_id) if version_id else pin.remove(),
                 ExperimentItem.current_round.set(1), ExperimentItem.updated_at.set(iso()),
                 ExperimentItem.model_error.remove(),
             ], condition=state_in(ExperimentItem.status, "activate"))

@@ -182,6 +182,7 @@ class LineageRepository:
         item = experiment_item(exp)
         item.status, item.model_spec, item.model_sha256 = str(ExperimentStatus.RUNNING), spec, sha256
         item.model_version, item.initial_sha256, item.current_round = 0, sha256, 1
+        item.initial_version_id = exp.initial_version_id
 
         def build(t):
             t.save(item, condition=ExperimentItem.pk.does_not_exist())

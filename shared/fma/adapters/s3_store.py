@@ -25,8 +25,16 @@ class S3ObjectStore:
         self.bucket = bucket
         self.client = client or s3_client(region, endpoint_url)
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+        """The new version's id (None on an unversioned bucket)."""
+        resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        return _version(resp)
+
+    def delete_version(self, key: str, version_id: str | None) -> None:
+        """Permanently remove that one version (a versioned DELETE leaves no delete marker, so the
+        version before it is the newest again); S3 answers a missing version with success."""
+        extra = {"VersionId": version_id} if version_id else {}
+        self.client.delete_object(Bucket=self.bucket, Key=key, **extra)
 
     def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
         """Write `key` only if it does not exist yet (S3 conditional write); False if it did."""
@@ -38,9 +46,12 @@ class S3ObjectStore:
             raise
         return True
 
-    def copy(self, source_key: str, key: str) -> None:
-        """Server-side copy within the bucket (the bytes never pass through the caller)."""
-        self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key})
+    def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str | None:
+        """Server-side copy within the bucket (the bytes never pass through the caller), of the
+        newest version or exactly `source_version_id`; the new version's id."""
+        source = {"Bucket": self.bucket, "Key": source_key, **({"VersionId": source_version_id}
+                                                               if source_version_id else {})}
+        return _version(self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source))
 
     def get(self, key: str, version_id: str | None = None) -> bytes:
         return self.get_versioned(key, version_id)[0]
@@ -71,12 +82,14 @@ class S3ObjectStore:
                 return None
             raise
 
-    def head(self, key: str) -> tuple[int, str | None] | None:
-        """(size, version id) of the newest version (None on an unversioned bucket's id)."""
+    def head(self, key: str, version_id: str | None = None) -> tuple[int, str | None] | None:
+        """(size, version id) of the newest version or of `version_id` (None on an unversioned
+        bucket's id)."""
+        extra = {"VersionId": version_id} if version_id else {}
         try:
-            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+            resp = self.client.head_object(Bucket=self.bucket, Key=key, **extra)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "NoSuchVersion"):
                 return None
             raise
         version = resp.get("VersionId")
@@ -110,6 +123,11 @@ class S3ObjectStore:
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
+
+
+def _version(resp: dict[str, Any]) -> str | None:
+    version = resp.get("VersionId")
+    return None if version in (None, "null") else version
 
 
 def s3_client(region: str | None, endpoint_url: str | None = None) -> Any:

@@ -125,6 +125,9 @@ class Experiment:
     model_sha256: str | None = None
     model_error: str | None = None
     initial_sha256: str | None = None
+    #: the object version of models/{id}/00000000 that was validated (or copied) at activation:
+    #: every read of version 0 is pinned to it, so a later write to that key changes nothing.
+    initial_version_id: str | None = None
     update_limits: UpdateLimits = field(default_factory=UpdateLimits)
     aggregation: AggregationSettings = field(default_factory=AggregationSettings)
     clients: int = 0
@@ -145,6 +148,7 @@ class Experiment:
             "current_round": self.current_round,
             "model_version": self.model_version, "model_spec": self.model_spec,
             "model_sha256": self.model_sha256, "initial_sha256": self.initial_sha256,
+            "initial_version_id": self.initial_version_id,
             "model_error": self.model_error, "clients": self.clients,
             "created_at": self.created_at, "updated_at": self.updated_at, "archived": self.archived,
             "expected_clients": self.expected_clients, "shards": self.shards,

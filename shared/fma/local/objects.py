@@ -82,8 +82,8 @@ class GrantingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.inner.put(key, data, content_type)
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+        return self.inner.put(key, data, content_type)
 
     def get(self, key: str, version_id: str | None = None) -> bytes:
         return self.inner.get(key, version_id)
@@ -97,8 +97,8 @@ class GrantingStore:
     def size(self, key: str) -> int | None:
         return self.inner.size(key)
 
-    def head(self, key: str) -> tuple[int, str | None] | None:
-        return self.inner.head(key)
+    def head(self, key: str, version_id: str | None = None) -> tuple[int, str | None] | None:
+        return self.inner.head(key, version_id)
 
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)

@@ -25,8 +25,9 @@ from fma.domain.experiment import Experiment, new_round
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
 from fma.services import costing, history
-from fma.services.deps import Deps, manifest_key, model_key, state_key, update_key
+from fma.services.deps import Deps, manifest_key, model_key, model_version_id, state_key, update_key
 from fma.services.dp_noise import noise_seed
+from fma.services.unpublished import Written, discard
 
 #: what the round item keeps of the strategy's info (the item must stay far below 400 KB).
 ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected", "plan", "cost")
@@ -53,17 +54,19 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
     lease = deps.repo.acquire_lease(experiment_id, n, owner, started, deps.limits.lease_seconds)
     if lease is None:
         return {"status": "busy"}
+    written = Written()
     try:
-        model_bytes, info, metrics = build_model(deps, exp, n)
-        return publish(deps, exp, rnd, owner, started, model_bytes, info, metrics)
+        model_bytes, info, metrics = build_model(deps, exp, n, written=written)
+        return publish(deps, exp, rnd, owner, started, model_bytes, info, metrics, written)
     except Exception as exc:  # kept on the round for the dashboard, then raised for the retry
         deps.repo.record_aggregation_error(experiment_id, n, attempt_error(lease.attempts, exc), owner)
         raise
 
 
 def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, model_bytes: bytes,
-            info: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
-    """Round n PUBLISHED and n+1 OPEN in one transaction under the lease, then APPLIED marks."""
+            info: dict[str, Any], metrics: dict[str, float], written: Written | None = None) -> dict[str, Any]:
+    """Round n PUBLISHED and n+1 OPEN in one transaction under the lease, then APPLIED marks; a
+    refused publish removes what `written` says this attempt wrote (services/unpublished.py)."""
     experiment_id, n = exp.id, rnd.round
     sha = hashlib.sha256(model_bytes).hexdigest()
     seconds = round(deps.clock() - started, 6)
@@ -72,8 +75,9 @@ def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, m
                                         seconds=seconds, now=deps.clock(), next_round=next_round)
     if published:
         mark_applied(deps, experiment_id, n)
+    cleaned = {} if published or written is None else {"discarded": discard(deps, experiment_id, n, written)}
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
-            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3)}
+            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3), **cleaned}
 
 
 def attempt_error(attempt: int, exc: BaseException) -> str:
@@ -98,7 +102,7 @@ def round_inputs(deps: Deps, exp: Experiment, n: int, accepted: Sequence[UpdateR
     """What `aggregate` takes for round n (and the global model's bytes, the counted examples,
     the noise record). `noise=False` (a fanout child) derives no DP seed: children never
     hold the key."""
-    global_bytes = deps.store.get(model_key(exp.id, n - 1))
+    global_bytes = deps.store.get(model_key(exp.id, n - 1), model_version_id(exp, n - 1))
     global_model, _ = decode(global_bytes)
     counted = clip_weights([int(u.num_examples or 0) for u in accepted], exp.update_limits.max_weight_share)
     inputs = [_input(deps, u, c) for u, c in zip(accepted, counted, strict=True)]
@@ -113,8 +117,10 @@ def round_inputs(deps: Deps, exp: Experiment, n: int, accepted: Sequence[UpdateR
 def build_model(deps: Deps, exp: Experiment, n: int,
                 run: Callable[[RoundInputs], AggregationResult] | None = None,
                 accepted: list[UpdateRecord] | None = None, usage: Usage | None = None,
-                task: str = "aggregate") -> tuple[bytes, dict[str, Any], dict[str, float]]:
-    """Run the strategy and write model, state and manifest (same inputs -> same model bytes).
+                task: str = "aggregate", written: Written | None = None,
+                ) -> tuple[bytes, dict[str, Any], dict[str, float]]:
+    """Run the strategy and write model, state and manifest (same inputs -> same model bytes),
+    noting in `written` the versions this attempt wrote.
 
     `run` runs the round (default: here, the single plan; services/fanout.py hands in its
     reduce, and `usage` with its children's counts) over `accepted` (default: listed from the
@@ -127,18 +133,18 @@ def build_model(deps: Deps, exp: Experiment, n: int,
     if noise is not None:  # which key and label seeded the noise: never the key itself
         result.info["privacy"]["noise"] = noise
     t2 = time.perf_counter()
-    model_bytes, state_object, state_size = write_outputs(deps, exp, n, result.model, result.state)
+    model_bytes, state_object, state_size = write_outputs(deps, exp, n, result.model, result.state, written)
     info = _json_safe(result.info)
     info.setdefault("plan", "single")
-    written = [len(model_bytes), *([state_size] if result.state else []), MANIFEST_BYTES]
+    sizes = [len(model_bytes), *([state_size] if result.state else []), MANIFEST_BYTES]
     usage = costing.aggregation_usage(usage if usage is not None else Usage(), info, len(accepted), len(global_bytes),
-                                      sum(v.nbytes for v in ri.state.values()) if ri.state else None, written)
+                                      sum(v.nbytes for v in ri.state.values()) if ri.state else None, sizes)
     usage.task(task, costing.memory_mb(deps), time.perf_counter() - t0)
     info["cost"] = round_cost(usage)
     total = sum(u.num_examples or 0 for u in accepted)
     manifest = {
         "experiment_id": exp.id, "round": n, "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
-        "global_model": {"key": model_key(exp.id, n - 1), "sha256": hashlib.sha256(global_bytes).hexdigest()},
+        "global_model": global_model_entry(exp, n - 1, global_bytes),
         "inputs": _with_clipping(info.get("inputs") or [
             {"client_id": u.client_id, "sha256": u.sha256, "num_examples": u.num_examples,
              "weight": (u.num_examples or 0) / total if total else 0.0} for u in accepted], accepted, counted),
@@ -152,12 +158,20 @@ def build_model(deps: Deps, exp: Experiment, n: int,
                     "write_seconds": time.perf_counter() - t2},
         **history.chain_fields(deps, exp.to_public(), n, global_bytes),
     }
-    written = history.write_manifest(deps, manifest_key(exp.id, n),
-                                     json.dumps(manifest, indent=1, sort_keys=True).encode())
+    stored = history.write_manifest(deps, manifest_key(exp.id, n),
+                                    json.dumps(manifest, indent=1, sort_keys=True).encode(), written)
     round_info = {k: info[k] for k in ROUND_INFO_KEYS if k in info}  # lists of clients stay in the manifest
     round_info[STATE_SAVED] = state_object is not None  # the next round reads state only when this says so
-    round_info["manifest_sha256"] = hashlib.sha256(written).hexdigest()
+    round_info["manifest_sha256"] = hashlib.sha256(stored).hexdigest()
     return model_bytes, round_info, dict(result.metrics)
+
+
+def global_model_entry(exp: Experiment, version: int, data: bytes) -> dict[str, Any]:
+    """The manifest's record of the model a round built on: key, sha256 and, for the initial
+    model, the pinned object version (a re-run reads exactly that one)."""
+    entry = {"key": model_key(exp.id, version), "sha256": hashlib.sha256(data).hexdigest()}
+    pinned = model_version_id(exp, version)
+    return entry | ({"version_id": pinned} if pinned else {})
 
 
 def model_metadata(experiment_id: str, n: int, strategy: str) -> dict[str, str]:
@@ -223,16 +237,18 @@ def engine_seed(experiment_id: str, n: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{experiment_id}:{n}".encode()).digest()[:8], "little")
 
 
-def write_outputs(deps: Deps, exp: Experiment, n: int, model: Any, state: Any) -> tuple[bytes, dict | None, int]:
+def write_outputs(deps: Deps, exp: Experiment, n: int, model: Any, state: Any,
+                  written: Written | None = None) -> tuple[bytes, dict | None, int]:
     """Write version n's model (and the server state, if the strategy keeps one) before any
     publish, so a crash re-runs to the same objects; (model bytes, the manifest's state entry,
-    state size)."""
+    state size). Each version written is noted in `written` (removed if the publish loses)."""
+    written = written if written is not None else Written()
     model_bytes = encode(model, model_metadata(exp.id, n, exp.strategy_name))
-    deps.store.put(model_key(exp.id, n), model_bytes)
+    written.output(model_key(exp.id, n), deps.store.put(model_key(exp.id, n), model_bytes))
     if not state:
         return model_bytes, None, 0
     state_bytes = encode(state)
-    deps.store.put(state_key(exp.id, n), state_bytes)
+    written.output(state_key(exp.id, n), deps.store.put(state_key(exp.id, n), state_bytes))
     entry = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
     return model_bytes, entry, len(state_bytes)
 

@@ -28,10 +28,12 @@ from fma.services.aggregation import (
     _input,
     _json_safe,
     engine_seed,
+    global_model_entry,
     load_state,
     write_outputs,
 )
-from fma.services.deps import Deps, manifest_key, model_key, update_key
+from fma.services.deps import Deps, manifest_key, model_key, model_version_id, update_key
+from fma.services.unpublished import Written, discard
 
 #: per buffer entry, what the round item keeps (GET /rounds/{n} lists a version's buffer).
 BUFFER_FIELDS = ("client_id", "round", "base_version", "staleness", "staleness_weight", "num_examples",
@@ -55,7 +57,8 @@ def aggregate_version(deps: Deps, exp: Experiment, n: int, owner: str | None = N
     started = deps.clock()
     if deps.repo.acquire_lease(exp.id, n, owner, started, deps.limits.lease_seconds) is None:
         return {"status": "busy"}
-    model_bytes, info, metrics = build_version(deps, exp, n)
+    written = Written()
+    model_bytes, info, metrics = build_version(deps, exp, n, written)
     sha = hashlib.sha256(model_bytes).hexdigest()
     seconds = round(deps.clock() - started, 6)
     published = deps.repo.publish_version(exp.id, n, owner, sha256=sha, metrics=metrics, info=info,
@@ -64,14 +67,17 @@ def aggregate_version(deps: Deps, exp: Experiment, n: int, owner: str | None = N
     if published:
         mark_buffer_applied(deps, exp.id, n)
         _invoke_if_sealed(deps, exp.id, n + 1)
+    cleaned = {} if published else {"discarded": discard(deps, exp.id, n, written)}  # (services/unpublished.py)
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
-            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3)}
+            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3), **cleaned}
 
 
-def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str, Any], dict[str, float]]:
-    """Run FedBuff over buffer n and write model, state and manifest (same buffer -> same bytes)."""
+def build_version(deps: Deps, exp: Experiment, n: int, written: Written | None = None,
+                  ) -> tuple[bytes, dict[str, Any], dict[str, float]]:
+    """Run FedBuff over buffer n and write model, state and manifest (same buffer -> same bytes),
+    noting in `written` the versions this attempt wrote."""
     t0 = time.perf_counter()
-    current_bytes = deps.store.get(model_key(exp.id, n - 1))
+    current_bytes = deps.store.get(model_key(exp.id, n - 1), model_version_id(exp, n - 1))
     current, _ = decode(current_bytes)
     entries = [u for u in deps.repo.list_buffer(exp.id, n)
                if u.status in (UpdateStatus.ACCEPTED, UpdateStatus.APPLIED)]
@@ -85,14 +91,16 @@ def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str,
                               staleness=policy.staleness_fn(), server_learning_rate=policy.server_learning_rate,
                               seed=engine_seed(exp.id, n))
     t2 = time.perf_counter()
-    model_bytes, state_object, _ = write_outputs(deps, exp, n, result.model, result.state)
+    model_bytes, state_object, _ = write_outputs(deps, exp, n, result.model, result.state, written)
     info = _json_safe(result.info)
     inputs = _with_counts(info.pop("inputs"), entries, counted)
     manifest = {
         "experiment_id": exp.id, "round": n, "version": n, "mode": "async", "rounds": policy.to_json(),
         "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
-        "global_model": {"key": model_key(exp.id, n - 1), "sha256": hashlib.sha256(current_bytes).hexdigest()},
-        "base_models": [{"version": v, "key": model_key(exp.id, v), "sha256": b.sha256} for v, b in bases.items()],
+        "global_model": global_model_entry(exp, n - 1, current_bytes),
+        "base_models": [{"version": v, "key": model_key(exp.id, v), "sha256": b.sha256}
+                        | ({"version_id": model_version_id(exp, v)} if model_version_id(exp, v) else {})
+                        for v, b in bases.items()],
         "inputs": inputs, "update_limits": exp.update_limits.to_json(),
         "input_objects": [{"client_id": u.client_id, "round": u.round, "key": update_key(exp.id, u.round, u.client_id),
                            "version_id": u.version_id, "size": u.size} for u in entries],
@@ -102,11 +110,11 @@ def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str,
         "timings": {"load_seconds": t1 - t0, "aggregate_seconds": t2 - t1, "write_seconds": time.perf_counter() - t2},
         **history.chain_fields(deps, exp.to_public(), n, current_bytes),
     }
-    written = history.write_manifest(deps, manifest_key(exp.id, n),
-                                     json.dumps(manifest, indent=1, sort_keys=True).encode())
+    stored = history.write_manifest(deps, manifest_key(exp.id, n),
+                                    json.dumps(manifest, indent=1, sort_keys=True).encode(), written)
     round_info = {k: info[k] for k in ROUND_INFO_KEYS if k in info}
     round_info[STATE_SAVED] = state_object is not None
-    round_info["manifest_sha256"] = hashlib.sha256(written).hexdigest()
+    round_info["manifest_sha256"] = hashlib.sha256(stored).hexdigest()
     round_info["buffer"] = [{k: entry.get(k) for k in BUFFER_FIELDS} for entry in inputs]
     return model_bytes, round_info, dict(result.metrics)
 
@@ -114,11 +122,13 @@ def build_version(deps: Deps, exp: Experiment, n: int) -> tuple[bytes, dict[str,
 def base_model_input(deps: Deps, exp: Experiment, version: int) -> UpdateInput:
     """A published model read like an update, by byte ranges (memory follows the engine's
     slices, not the number of base versions); published objects never change."""
-    key = model_key(exp.id, version)
+    key, pinned = model_key(exp.id, version), model_version_id(exp, version)
     rnd = deps.repo.get_round(exp.id, version) if version else None
     sha = (rnd.model_sha256 if rnd is not None else exp.initial_sha256) or ""
-    return UpdateInput(client_id=f"v{version}", num_examples=1, sha256=sha, size=int(deps.store.size(key) or 0),
-                       fetch=lambda: deps.store.get(key), fetch_range=lambda a, b: deps.store.get_range(key, a, b))
+    head = deps.store.head(key, pinned)
+    return UpdateInput(client_id=f"v{version}", num_examples=1, sha256=sha, size=int(head[0]) if head else 0,
+                       fetch=lambda: deps.store.get(key, pinned),
+                       fetch_range=lambda a, b: deps.store.get_range(key, a, b, pinned))
 
 
 def _with_counts(inputs: list[dict[str, Any]], entries: list[UpdateRecord], counted: list[float]

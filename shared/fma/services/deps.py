@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fma.domain.clock import now as wall_clock
+from fma.domain.experiment import Experiment
 from fma.services.ports import Invoker, MetadataStore, ModelStore, SecretStore, TokenAuthStore
 
 
@@ -60,6 +61,14 @@ class TokenDeps:
 
 def model_key(experiment_id: str, n: int) -> str:
     return f"models/{experiment_id}/{n:08d}.safetensors"
+
+
+def model_version_id(exp: Experiment, n: int) -> str | None:
+    """The object version every read of model `n` must use. Version 0 is pinned to the object
+    that was validated at activation: the developer's presigned POST stays valid until it
+    expires, so a later write to that key is a new version that nothing may read. Published
+    rounds' models are written by aggregation only (None: the newest version)."""
+    return exp.initial_version_id if n == 0 else None
 
 
 def manifest_key(experiment_id: str, n: int) -> str:

@@ -29,6 +29,7 @@ from fma.domain.states import RoundState, UpdateStatus
 from fma.services import aggregation as single
 from fma.services import costing
 from fma.services.deps import Deps
+from fma.services.unpublished import Written
 
 
 def partials_prefix(experiment_id: str, n: int) -> str:
@@ -106,16 +107,16 @@ def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: in
         vars(usage).update(vars(costing.fanout_usage(facts, len(ri.updates), spent, costing.memory_mb(deps))))
         return out
 
-    usage = Usage()
+    usage, written = Usage(), Written()
     try:
         model_bytes, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n),
-                                                        usage=usage, task="reduce")
+                                                        usage=usage, task="reduce", written=written)
     except _MapNext as nxt:
         spent = {"seconds": float(spent.get("seconds") or 0.0) + time.perf_counter() - t0,
                  "tasks": int(spent.get("tasks") or 0) + 1}
         return _map_items(deps, experiment_id, n, owner, nxt.need) | {"spent": spent}
     started = started_at if started_at is not None else deps.clock()
-    return single.publish(deps, exp, rnd, owner, started, model_bytes, info, metrics)
+    return single.publish(deps, exp, rnd, owner, started, model_bytes, info, metrics, written)
 
 
 def fail(deps: Deps, experiment_id: str, n: int, reason: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fma.services.deps import Deps, manifest_key
+from fma.services.deps import Deps, manifest_key, model_key, model_version_id
 
 GENESIS_KIND = "fma.genesis/v1"
 #: experiment settings fixed at creation that the genesis record covers (when present).
@@ -67,9 +67,14 @@ def parent_record(parent: Any, manifest_sha256: str | None, model_sha256: str | 
             "manifest_sha256": manifest_sha256}
 
 
-def write_manifest(deps: Deps, key: str, data: bytes) -> bytes:
-    """Write once; if an earlier attempt of this round already wrote it, that one stands."""
+def write_manifest(deps: Deps, key: str, data: bytes, written: Any = None) -> bytes:
+    """Write once; if an earlier attempt of this round already wrote it, that one stands. When
+    this write created it, its version is noted in `written` (services/unpublished.Written): a
+    HEAD of a key just written, never an existence probe."""
     if deps.store.put_new(key, data, content_type="application/json"):
+        if written is not None:
+            head = deps.store.head(key)
+            written.manifest = (key, head[1] if head else None)
         return data
     return deps.store.get(key)
 
@@ -85,7 +90,7 @@ def artifacts(deps: Deps, caller: Any, experiment_id: str, n: int) -> dict[str, 
     rnd = deps.repo.get_round(exp.id, n) if n else None
     if (n == 0 and exp.model_version is None) or (n and (rnd is None or rnd.state != RoundState.PUBLISHED)):
         raise NotFound(f"round {n} is not published", code="MODEL_NOT_FOUND")
-    keys: list[tuple[str, str | None]] = [(f"models/{exp.id}/{n:08d}.safetensors", None)]
+    keys: list[tuple[str, str | None]] = [(model_key(exp.id, n), model_version_id(exp, n))]
     if n:
         keys.append((manifest_key(exp.id, n), None))
         keys += _named_objects(deps, exp.id, n)

@@ -28,7 +28,7 @@ from fma.domain.validation import (
     validate_initial_model_stream,
     validate_update_stream,
 )
-from fma.services.deps import Deps, model_key
+from fma.services.deps import Deps, model_key, model_version_id
 from fma.services.ranged_reads import open_ranged
 
 MODEL_KEY = re.compile(r"^models/(?P<exp>[A-Za-z0-9-]{1,64})/00000000\.safetensors$")
@@ -71,18 +71,29 @@ def _open_checked(deps: Deps, key: str, max_bytes: int) -> tuple[RangedObject, s
 
 
 def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutcome:
+    """Validate the newest object at the key and activate with exactly that version pinned.
+
+    Once activated, the key is never read again but at the pinned version: the developer's
+    presigned POST stays valid until it expires, and a write through it is a new version that
+    no read of version 0 sees. Its event, like a redelivered one, is a "duplicate" of the
+    activation (logged with the reason): never validated, it changes nothing."""
     exp = deps.repo.get_experiment(experiment_id)
-    if exp is None or exp.status != ExperimentStatus.PENDING_MODEL:
-        return IngestOutcome("duplicate" if exp else "ignored", experiment_id)
+    if exp is None:
+        return IngestOutcome("ignored", experiment_id, reason="unknown experiment")
+    if exp.status != ExperimentStatus.PENDING_MODEL:
+        return IngestOutcome("duplicate", experiment_id, 0, reason=(
+            f"the initial model was accepted at activation (version {exp.initial_version_id}); "
+            "later objects at its key are never read"))
     try:
-        obj, _ = _open_checked(deps, key, exp.max_update_bytes)
+        obj, version_id = _open_checked(deps, key, exp.max_update_bytes)
         spec, sha256 = validate_initial_model_stream(obj)
     except UpdateRejected as exc:
         deps.repo.set_model_error(experiment_id, exc.reason)
         return IngestOutcome("rejected", experiment_id, 0, reason=exc.reason)
     now = deps.clock()
     first = new_round(exp, 1, now)
-    deps.repo.activate(experiment_id, spec.to_json(), sha256, first)
+    if not deps.repo.activate(experiment_id, spec.to_json(), sha256, first, version_id):
+        return IngestOutcome("duplicate", experiment_id, 0, reason="activated meanwhile by another event")
     return IngestOutcome("activated", experiment_id, 0)
 
 
@@ -134,17 +145,18 @@ def _validate(deps: Deps, exp: Experiment, record: UpdateRecord, key: str) -> Va
     limits = ValidationLimits(max_update_bytes=exp.max_update_bytes,
                               max_num_examples=exp.update_limits.max_num_examples,
                               max_update_norm=exp.update_limits.max_update_norm)
-    reader = _global_model(deps, exp.id, record.round - 1) if limits.max_update_norm is not None else None
+    reader = _global_model(deps, exp, record.round - 1) if limits.max_update_norm is not None else None
     valid = validate_update_stream(obj, spec, limits, expected_round=record.round, global_model=reader,
                                    declared_sha256=record.declared_sha256 or "")
     record.sha256, record.size = valid.sha256, valid.size
     return valid
 
 
-def _global_model(deps: Deps, experiment_id: str, version: int) -> GlobalReader:
-    """The model round `version + 1` trains from, read range by range (pinned to one version)."""
-    key = model_key(experiment_id, version)
-    opened = open_ranged(deps.store, key)
+def _global_model(deps: Deps, exp: Experiment, version: int) -> GlobalReader:
+    """The model round `version + 1` trains from, read range by range (pinned to one version:
+    the initial model's validated one)."""
+    key = model_key(exp.id, version)
+    opened = open_ranged(deps.store, key, version_id=model_version_id(exp, version))
     if opened is None:
         raise LookupError(f"the global model {key} is missing")
     obj = opened[0]

@@ -17,7 +17,7 @@ from fma.domain.experiment import Experiment, new_round
 from fma.domain.registry import RoundRef
 from fma.domain.states import ExperimentStatus, RoundState
 from fma.services.bodies import require_object
-from fma.services.deps import Deps, manifest_key, model_key
+from fma.services.deps import Deps, manifest_key, model_key, model_version_id
 
 
 def links(deps: Deps, experiment_id: str) -> dict[str, Any]:
@@ -49,7 +49,8 @@ def create_fork(deps: Deps, caller: Principal, exp: Experiment, source: object,
         raise NotFound(f"experiment {ref.experiment_id} not found", code="PARENT_NOT_FOUND",
                        details={"field": "from.experiment_id"}) from None
     sha, manifest_sha = _source(deps, parent, ref.round)
-    deps.store.copy(model_key(parent.id, ref.round), model_key(exp.id, 0))
+    exp.initial_version_id = deps.store.copy(model_key(parent.id, ref.round), model_key(exp.id, 0),
+                                             model_version_id(parent, ref.round))
     exp.status, exp.model_spec, exp.model_version, exp.current_round = (
         ExperimentStatus.RUNNING, parent.model_spec, 0, 1)
     exp.model_sha256 = exp.initial_sha256 = sha

@@ -15,7 +15,7 @@ from fma.domain.strategy_catalog import client_config_for
 from fma.domain.update_meta import check_metrics
 from fma.services.access import require_live_client
 from fma.services.bodies import require_object, required_int
-from fma.services.deps import Deps, model_key, update_key
+from fma.services.deps import Deps, model_key, model_version_id, update_key
 from fma.services.experiments import _check_body_size, load_experiment
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -36,7 +36,8 @@ def model_info(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, A
     return {
         "round": n if training else None, "version": exp.model_version, "mode": exp.policy.mode,
         "sha256": exp.model_sha256, "status": str(exp.status),
-        "url": deps.store.presigned_get(model_key(exp.id, exp.model_version), deps.limits.presign_seconds),
+        "url": deps.store.presigned_get(model_key(exp.id, exp.model_version), deps.limits.presign_seconds,
+                                        model_version_id(exp, exp.model_version)),
         "client_config": {**exp.client_config, **client_config_for(exp.strategy_name, exp.strategy_params)},
     }
 

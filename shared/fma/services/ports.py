@@ -92,8 +92,10 @@ class ExperimentStore(Protocol):
 
     def set_model_error(self, experiment_id: str, reason: str) -> None: ...
 
-    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord) -> bool:
-        """PENDING_MODEL -> RUNNING and round 1 OPEN together; False if already done."""
+    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord,
+                 version_id: str | None = None) -> bool:
+        """PENDING_MODEL -> RUNNING and round 1 OPEN together, recording `version_id` (the object
+        version that was validated) as `initial_version_id`; False if already done."""
 
     def register_client(self, experiment_id: str, client_id: str, name: str | None,
                         enrollment_hash: str, client_token: TokenRecord, now: float) -> None:
@@ -283,7 +285,12 @@ class ModelStore(Protocol):
     can reach nothing else (for an upload: nothing but that key and the granted size range).
     """
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+        """A new version of `key`: its version id (None only on an unversioned store)."""
+
+    def delete_version(self, key: str, version_id: str | None) -> None:
+        """Remove exactly that version of `key` (the newest version becomes the one before it);
+        nothing if it is gone already. `None` (an unversioned store) removes the key."""
 
     def get(self, key: str, version_id: str | None = None) -> bytes: ...
 
@@ -296,17 +303,18 @@ class ModelStore(Protocol):
     def size(self, key: str) -> int | None:
         """The newest version's size, None if the key does not exist."""
 
-    def head(self, key: str) -> tuple[int, str | None] | None:
-        """(size, version id) of the newest version, None if the key does not exist: ranged
-        reads pinned to that id see one version however often the key is rewritten."""
+    def head(self, key: str, version_id: str | None = None) -> tuple[int, str | None] | None:
+        """(size, version id) of the newest version (or of exactly `version_id`), None if there is
+        none: ranged reads pinned to that id see one version however often the key is rewritten."""
 
     def exists(self, key: str) -> bool: ...
 
     def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
         """Write `key` only if it has no version yet (manifests are written once); False if it had."""
 
-    def copy(self, source_key: str, key: str) -> None:
-        """A new version of `key` with the newest bytes of `source_key`, copied inside the store."""
+    def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str | None:
+        """A new version of `key` with the bytes of `source_key` (its newest version, or exactly
+        `source_version_id`), copied inside the store; the new version's id."""
 
     def presigned_post(self, key: str, min_size: int, max_size: int, expires: int,
                        sha256: str | None = None) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from fma.services.ports import ModelStore
 
 
 def open_ranged(store: ModelStore, key: str, chunk_bytes: int = MAX_RANGE_BYTES,
-                ) -> tuple[RangedObject, str | None] | None:
-    """The newest version of `key` and its id, None if the key does not exist.
+                version_id: str | None = None) -> tuple[RangedObject, str | None] | None:
+    """The newest version of `key` (or exactly `version_id`) and its id, None if there is none.
 
     Every read of the returned object is of that version (when the store versions objects),
     so a client re-uploading to the key mid-check cannot mix two objects' bytes."""
-    head = store.head(key)
+    head = store.head(key, version_id)
     if head is None:
         return None
     size, version_id = head

@@ -26,7 +26,8 @@ def reproduce_round(deps: Deps, experiment_id: str, n: int) -> bytes:
         manifest = json.loads(deps.store.get(manifest_key(experiment_id, n)))
     except Exception as exc:  # the store's own not-found error differs per connector
         raise NotFound(f"no manifest for round {n} of {experiment_id}") from exc
-    global_bytes = deps.store.get(manifest["global_model"]["key"])
+    pinned = manifest["global_model"].get("version_id")  # the initial model's validated version
+    global_bytes = deps.store.get(manifest["global_model"]["key"], pinned if isinstance(pinned, str) else None)
     if hashlib.sha256(global_bytes).hexdigest() != manifest["global_model"]["sha256"]:
         raise ValueError("the global model changed since the manifest was written")
     global_model, _ = decode(global_bytes)

@@ -18,7 +18,7 @@ from fma.domain.errors import Forbidden, NotFound
 from fma.domain.experiment import Experiment
 from fma.domain.records import EvaluationRecord, RefusalRecord, RoundRecord, UpdateRecord
 from fma.domain.states import RoundState
-from fma.services.deps import Deps, Limits, model_key
+from fma.services.deps import Deps, Limits, model_key, model_version_id
 from fma.services.experiments import load_experiment
 
 #: a round in one of these states is waiting for its model.
@@ -139,10 +139,11 @@ def published_model(deps: Deps, caller: Principal, experiment_id: str, n: int) -
         if r is None or r.state != RoundState.PUBLISHED:
             raise NotFound(f"model of round {n} is not published", code="MODEL_NOT_FOUND")
         sha = r.model_sha256
-    key = model_key(experiment_id, n)
+    key, pinned = model_key(experiment_id, n), model_version_id(exp, n)
     filename = model_filename(exp.name, n)
-    return {"round": n, "sha256": sha, "size": deps.store.size(key), "filename": filename,
-            "url": deps.store.presigned_get(key, deps.limits.presign_seconds, filename=filename)}
+    head = deps.store.head(key, pinned)
+    return {"round": n, "sha256": sha, "size": head[0] if head else None, "filename": filename,
+            "url": deps.store.presigned_get(key, deps.limits.presign_seconds, pinned, filename=filename)}
 
 
 def model_filename(name: str, n: int) -> str:

@@ -63,10 +63,10 @@ class SyntheticStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def head(self, key: str) -> tuple[int, str | None] | None:
+    def head(self, key: str, version_id: str | None = None) -> tuple[int, str | None] | None:
         if key in self.synthetic:
             return self.synthetic[key][0].size, "v1"
-        return self.inner.head(key)
+        return self.inner.head(key, version_id)
 
     def size(self, key: str) -> int | None:
         found = self.head(key)

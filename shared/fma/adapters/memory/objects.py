@@ -72,11 +72,21 @@ class MemoryModelStore:
         self.objects: dict[str, list[tuple[str, bytes]]] = {}
         self.events = events
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        version_id = uuid.uuid4().hex
         with self.lock:
-            self.objects.setdefault(key, []).append((uuid.uuid4().hex, bytes(data)))
+            self.objects.setdefault(key, []).append((version_id, bytes(data)))
         if self.events is not None:
             self.events.publish(key)
+        return version_id
+
+    def delete_version(self, key: str, version_id: str | None) -> None:
+        with self.lock:
+            kept = [v for v in self.objects.get(key, []) if version_id is not None and v[0] != version_id]
+            if kept:
+                self.objects[key] = kept
+            else:
+                self.objects.pop(key, None)
 
     def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
         """Write `key` only if it has no version yet (checked and written under the lock)."""
@@ -88,9 +98,10 @@ class MemoryModelStore:
             self.events.publish(key)
         return True
 
-    def copy(self, source_key: str, key: str) -> None:
-        """A new version of `key` with the newest bytes of `source_key` (ObjectNotFound if none)."""
-        self.put(key, self.get(source_key))
+    def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str:
+        """A new version of `key` with the bytes of `source_key` (newest, or `source_version_id`;
+        ObjectNotFound if there is none)."""
+        return self.put(key, self.get(source_key, source_version_id))
 
     def get(self, key: str, version_id: str | None = None) -> bytes:
         return self.get_versioned(key, version_id)[0]
@@ -116,10 +127,10 @@ class MemoryModelStore:
             versions = self.objects.get(key)
             return len(versions[-1][1]) if versions else None
 
-    def head(self, key: str) -> tuple[int, str | None] | None:
+    def head(self, key: str, version_id: str | None = None) -> tuple[int, str | None] | None:
         with self.lock:
-            versions = self.objects.get(key)
-            return (len(versions[-1][1]), versions[-1][0]) if versions else None
+            found = [(len(data), vid) for vid, data in self.objects.get(key, []) if version_id in (None, vid)]
+            return found[-1] if found else None
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None

@@ -90,8 +90,10 @@ class ExperimentRecords:
                 raise NotFound(f"experiment {experiment_id} not found", code="EXPERIMENT_NOT_FOUND")
             tx.put("experiments", row | {"model_error": reason[:1000], "updated_at": iso()})
 
-    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord) -> bool:
-        """PENDING_MODEL -> RUNNING with round 1 OPEN, in one transaction; False if already done."""
+    def activate(self, experiment_id: str, spec: list[dict], sha256: str, first_round: RoundRecord,
+                 version_id: str | None = None) -> bool:
+        """PENDING_MODEL -> RUNNING with round 1 OPEN (and the validated object version pinned),
+        in one transaction; False if already done."""
         with self.rows.write() as tx:
             row = tx.get("experiments", (experiment_id,))
             if row is None or row["status"] not in allowed("activate"):
@@ -99,7 +101,8 @@ class ExperimentRecords:
             if tx.get("rounds", (experiment_id, first_round.round)) is not None:
                 return False
             row.update(status=str(ExperimentStatus.RUNNING), model_spec=spec, model_sha256=sha256, model_version=0,
-                       initial_sha256=sha256, current_round=1, updated_at=iso(), model_error=None)
+                       initial_sha256=sha256, initial_version_id=version_id, current_round=1, updated_at=iso(),
+                       model_error=None)
             tx.put("experiments", row)
             tx.put("rounds", R.round_row(first_round, _deadline_due(first_round)))
         return True

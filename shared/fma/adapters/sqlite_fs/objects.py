@@ -39,9 +39,23 @@ class FileModelStore:
     def _path(self, version_id: str) -> Path:
         return self.root / version_id[:2] / version_id
 
-    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         version_id = self._write(data)
         self._record(key, version_id, len(data), content_type, only_new=False)
+        return version_id
+
+    def delete_version(self, key: str, version_id: str | None) -> None:
+        """Forget one version of `key` (all of them for None), then remove its file: a reader that
+        resolved the version before the delete may find the file gone, as on S3."""
+        with self.db.write() as tx:
+            if version_id is None:
+                ids = [r[0] for r in tx.conn.execute("SELECT version_id FROM objects WHERE key = ?", (key,))]
+            else:
+                ids = [r[0] for r in tx.conn.execute("SELECT version_id FROM objects WHERE key = ? AND version_id = ?",
+                                                     (key, version_id))]
+            tx.conn.executemany("DELETE FROM objects WHERE version_id = ?", [(i,) for i in ids])
+        for vid in ids:
+            self._path(vid).unlink(missing_ok=True)
 
     def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
         """Write `key` only if it has no version yet: the check and the record are one transaction,
@@ -52,10 +66,11 @@ class FileModelStore:
         self._path(version_id).unlink(missing_ok=True)
         return False
 
-    def copy(self, source_key: str, key: str) -> None:
-        """A new version of `key` sharing the file of `source_key`'s newest version (a hard link:
-        version files are never rewritten, so sharing one is safe and costs no bytes)."""
-        source_id, size = self._version(source_key, None)
+    def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str:
+        """A new version of `key` sharing the file of `source_key`'s newest version, or of exactly
+        `source_version_id` (a hard link: version files are never rewritten, so sharing one is safe
+        and costs no bytes)."""
+        source_id, size = self._version(source_key, source_version_id)
         version_id = uuid.uuid4().hex
         final = self._path(version_id)
         final.parent.mkdir(exist_ok=True)
@@ -69,6 +84,7 @@ class FileModelStore:
             content_type = tx.conn.execute("SELECT content_type FROM objects WHERE version_id = ?",
                                            (source_id,)).fetchone()[0]
         self._record(key, version_id, size, content_type, only_new=False)
+        return version_id
 
     def _write(self, data: bytes) -> str:
         """A new version file, durable before anything refers to it: temp file, fsync, rename, fsync."""
@@ -138,9 +154,9 @@ class FileModelStore:
         except ObjectNotFound:
             return None
 
-    def head(self, key: str) -> tuple[int, str | None] | None:
+    def head(self, key: str, version_id: str | None = None) -> tuple[int, str | None] | None:
         try:
-            vid, size = self._version(key, None)
+            vid, size = self._version(key, version_id)
         except ObjectNotFound:
             return None
         return size, vid
