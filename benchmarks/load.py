@@ -11,6 +11,9 @@ so both paths are measured. A watcher polls the round to time last upload -> pub
 Saturation: before the rounds, `--saturation-clients` (50) simulated clients each run a closed
 loop of GET model and GET round (no think time, as many requests as the server answers) for
 `--saturation-seconds` (10): the API's requests/s at saturation and the p50/p99 of both routes.
+Then a paced window as long: the same clients send `--paced-rps` (300) requests/s in all on a
+fixed schedule (clients that poll), each latency counted from when its request was due: the
+p99 at that rate, the issue's target (300 requests/s from 50 clients, p99 under 100 ms).
 
 It checks, and exits 1 otherwise: zero 5xx (and every saturation request 200); per round
 accepted == clients, rejected == late == 0, every update APPLIED and each client exactly once;
@@ -66,6 +69,7 @@ class Config:
     timeout: float = 1800.0
     saturation_clients: int = 50
     saturation_seconds: float = 10.0
+    paced_rps: float = 300.0
 
 
 FULL = Config()
@@ -136,8 +140,8 @@ class Bench:
         self.last_upload, self.uploads, self.sims = 0.0, 0, []
         self.stop = threading.Event()
         self.rounds: list[RoundResult] = []
-        self.saturation = Recorder()
-        self.saturation_seconds = 0.0
+        self.saturation, self.paced = Recorder(), Recorder()
+        self.saturation_seconds = self.paced_seconds = 0.0
         dev_token = Developer(url, admin).create_token("developer", name="load")["token"]
         self.dev = Developer(url, dev_token)
         self.dev_headers = {"Authorization": f"Bearer {dev_token}"}
@@ -275,11 +279,28 @@ class Bench:
 
     def saturate(self, exp_id: str, sims: list[Sim]) -> None:
         """`saturation_clients` closed loops of GET model then GET round (round 1 OPEN) for
-        `saturation_seconds`: the server answers as fast as it can, nothing waits in between."""
-        cfg, stop_at = self.cfg, time.monotonic() + self.cfg.saturation_seconds
+        `saturation_seconds`: the server answers as fast as it can, nothing waits in between.
+        Then the paced window: the same clients send `paced_rps` requests/s in all on a fixed
+        schedule, the load of clients that poll, so its p99 is the latency at that rate."""
+        cfg = self.cfg
+        if cfg.saturation_clients <= 0 or cfg.saturation_seconds <= 0:
+            return
+        self.saturation_seconds = self._window(exp_id, sims, self.saturation, interval=None)
+        if cfg.paced_rps > 0:
+            # each client sends one request every `interval` s: clients / interval = paced_rps
+            self.paced_seconds = self._window(exp_id, sims, self.paced, interval=cfg.saturation_clients / cfg.paced_rps)
+
+    def _window(self, exp_id: str, sims: list[Sim], recorder: Recorder, interval: float | None) -> float:
+        """One window of `saturation_clients` loops over GET model and GET round on kept-alive
+        connections; returns its length. Paced (`interval` s between a client's requests, the
+        clients' phases spread evenly), a request's latency counts from when it was due, so a
+        server that falls behind is charged for the wait (no coordinated omission)."""
+        cfg = self.cfg
+        stop_at = time.monotonic() + cfg.saturation_seconds
         paths = dict(zip(SATURATION_ROUTES, (f"experiments/{exp_id}/model", f"experiments/{exp_id}/rounds/1"),
                          strict=True))
         barrier = threading.Barrier(cfg.saturation_clients + 1)
+        started = [0.0]
 
         def loop(i: int) -> None:
             # http.client on one kept-alive connection: a light client leaves the cores to the server
@@ -287,28 +308,33 @@ class Bench:
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=HTTP_TIMEOUT[1])
             headers = {"Authorization": f"Bearer {sims[i % len(sims)].token}"}
             barrier.wait()
+            k = 0
             while time.monotonic() < stop_at and not self.stop.is_set():
                 for label, path in paths.items():
-                    start = time.perf_counter()
+                    due = time.perf_counter()
+                    if interval is not None:
+                        due = started[0] + (k + i / cfg.saturation_clients) * interval
+                        k += 1
+                        time.sleep(max(0.0, due - time.perf_counter()))
                     conn.request("GET", f"{target.path}/{path}", headers=headers)
                     response = conn.getresponse()
                     body = response.read()
-                    self.saturation.add(label, response.status, time.perf_counter() - start)
+                    recorder.add(label, response.status, time.perf_counter() - due)
                     if response.status != 200:
                         raise BenchError(f"saturation {label} -> {response.status} {body[:200]!r}")
             conn.close()
 
-        if cfg.saturation_clients <= 0 or cfg.saturation_seconds <= 0:
-            return
         with ThreadPoolExecutor(cfg.saturation_clients, thread_name_prefix="saturate") as pool:
             futures = [pool.submit(self._guard, loop, i) for i in range(cfg.saturation_clients)]
+            started[0] = time.perf_counter()
             barrier.wait()
             t0 = time.monotonic()
             for future in futures:
                 future.result()
-        self.saturation_seconds = time.monotonic() - t0
+        seconds = time.monotonic() - t0
         if self.errors:
             raise BenchError("saturation: " + "; ".join(self.errors[:3]))
+        return seconds
 
     def _guard(self, fn: Any, *args: Any) -> None:
         try:
@@ -391,11 +417,13 @@ def summarize_saturation(recorder: Recorder, seconds: float, clients: int) -> di
             "rps": requests_ / seconds if seconds else None, "errors": sum(r["4xx"] + r["5xx"] for r in rows)}
 
 
-def print_saturation(sat: dict[str, Any]) -> None:
+def print_saturation(sat: dict[str, Any], paced_rps: float | None = None) -> None:
+    """The closed-loop window (`paced_rps` None) or the paced one (its offered rate)."""
     if not sat["rows"]:
         return
-    print(f"saturation: {sat['clients']} clients in closed loops for {sat['seconds']:.1f} s: "
-          f"{sat['requests']} API requests = {sat['rps']:.1f} req/s")
+    how = "in closed loops" if paced_rps is None else f"paced at {paced_rps:.0f} req/s in all (latency from due time)"
+    print(f"{'saturation' if paced_rps is None else 'paced'}: {sat['clients']} clients {how} for "
+          f"{sat['seconds']:.1f} s: {sat['requests']} API requests = {sat['rps']:.1f} req/s")
     print(f"{'endpoint':<22}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'4xx':>6}{'5xx':>6}")
     for r in sat["rows"]:
         print(f"{r['endpoint']:<22}{r['requests']:>9}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['max']:>9.1f}"
@@ -473,12 +501,14 @@ def run(cfg: Config, backend: str = "sqlite_fs") -> dict[str, Any]:
                 final, error = {}, str(exc)
             stats = summarize(bench.recorder, time.monotonic() - t0)
             saturation = summarize_saturation(bench.saturation, bench.saturation_seconds, cfg.saturation_clients)
+            paced = summarize_saturation(bench.paced, bench.paced_seconds, cfg.saturation_clients)
         counts = meter.load(counts_file) if counts_file is not None and counts_file.exists() else None
     found = problems(cfg, stats, bench.rounds, final)
-    if saturation["errors"]:
-        found.append(f"saturation: {saturation['errors']} responses were not 200")
+    for name, window in (("saturation", saturation), ("paced", paced)):
+        if window["errors"]:
+            found.append(f"{name}: {window['errors']} responses were not 200")
     return {"stats": stats, "rounds": bench.rounds, "final": final, "problems": [error] * bool(error) + found,
-            "hot_keys": counts, "saturation": saturation}
+            "hot_keys": counts, "saturation": saturation, "paced": paced}
 
 
 def headline(out: dict[str, Any]) -> dict[str, float | None]:
@@ -486,10 +516,14 @@ def headline(out: dict[str, Any]) -> dict[str, float | None]:
     rows = {r["endpoint"]: r for r in out["stats"]["rows"]}
     sat = out["saturation"]
     sat_rows = {r["endpoint"]: r for r in sat["rows"]}
+    paced = {r["endpoint"]: r for r in out["paced"]["rows"]}
     publish = [r.publish_seconds for r in out["rounds"] if r.publish_seconds is not None]
     return {f"saturation req/s ({sat['clients']} clients)": sat["rps"],
             "saturation p99 GET model ms": sat_rows.get("GET model", {}).get("p99"),
             "saturation p99 GET round ms": sat_rows.get("GET round", {}).get("p99"),
+            "paced req/s (offered: --paced-rps)": out["paced"]["rps"],
+            "paced p99 GET model ms": paced.get("GET model", {}).get("p99"),
+            "paced p99 GET round ms": paced.get("GET round", {}).get("p99"),
             "rounds API req/s": out["stats"]["api_requests"] / max(out["stats"]["seconds"], 1e-9),
             "rounds p99 GET model ms": rows.get("GET model", {}).get("p99"),
             "rounds p99 GET round ms": rows.get("GET round (client)", {}).get("p99"),
@@ -518,13 +552,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, help="hard deadline of the whole run, seconds")
     parser.add_argument("--saturation-clients", type=int, help="closed-loop clients of the saturation window (50)")
     parser.add_argument("--saturation-seconds", type=float, help="length of the saturation window (0: none)")
+    parser.add_argument("--paced-rps", type=float,
+                        help="requests/s the saturation clients send in all in the paced window (300; 0: none)")
     parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="both",
                         help="local mode backend(s), side by side in one run (default both)")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     cfg = Config(**{k: getattr(args, k) if getattr(args, k) is not None else getattr(base, k)
                     for k in ("clients", "threads", "params", "rounds", "timeout", "saturation_clients",
-                              "saturation_seconds")})
+                              "saturation_seconds", "paced_rps")})
     if cfg.params < 2000 or cfg.params % 1000:
         parser.error("--params must be a multiple of 1000, at least 2000")
     results, failed = {}, False
@@ -536,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"\n== backend {backend} ==")
         print_saturation(out["saturation"])
+        print_saturation(out["paced"], cfg.paced_rps)
         print_report(cfg, out["stats"], out["rounds"], out["final"])
         print_hot_keys(out)
         for p in out["problems"]:

@@ -35,6 +35,9 @@ def test_quick_load_loses_no_update_and_serves_no_5xx():
     saturation = out["saturation"]  # the closed-loop window: every request answered 200
     assert saturation["requests"] > 0 and saturation["errors"] == 0
     assert {r["endpoint"] for r in saturation["rows"]} == {"GET model", "GET round"}
+    paced = out["paced"]  # the paced window: about paced_rps x its length requests, every one 200
+    assert paced["errors"] == 0 and {r["endpoint"] for r in paced["rows"]} == {"GET model", "GET round"}
+    assert paced["requests"] <= cfg.paced_rps * paced["seconds"] + cfg.saturation_clients
     rows = {r["endpoint"]: r for r in out["stats"]["rows"]}
     assert rows["register"]["requests"] >= cfg.clients
     assert rows["PUT update"]["requests"] + rows["POST update (presign)"]["requests"] == cfg.clients * cfg.rounds
