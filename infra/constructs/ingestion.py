@@ -105,6 +105,8 @@ class Ingestion(Construct):
                 self.queue,
                 batch_size=config.ingest_batch_size,
                 max_batching_window=Duration.seconds(1),
+                # bounded: at most this many concurrent ingests, the rest wait in the queue
+                max_concurrency=config.ingest_max_concurrency,
                 report_batch_item_failures=True,
             )
         )
