@@ -1,8 +1,9 @@
 """Ingestion: S3 ObjectCreated on ``updates/`` and ``models/`` -> SQS -> the ingest function.
 
 Only ``*.safetensors`` keys notify (manifests do not). The queue batches events, at most
-``ingest_max_concurrency`` functions consume it at once, the function reports partial batch failures (``{"batchItemFailures": [...]}``), and a message
-that keeps failing moves to a dead-letter queue after ``ingest_max_receive_count`` tries.
+``ingest_max_concurrency`` functions consume it at once, the function reports partial batch
+failures (``{"batchItemFailures": [...]}``), and a message that keeps failing moves to a
+dead-letter queue after ``ingest_max_receive_count`` tries.
 The ingest function seals a round when its quota is met and invokes the aggregate function
 asynchronously. Exposes ``function``, ``queue`` and ``dlq``.
 """
