@@ -9,6 +9,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from fma.adapters.dynamo_common import state_in, transact
 from fma.adapters.dynamo_models import DUE_PK, ExperimentItem, RoundItem, exp_pk, round_sk
+from fma.adapters.dynamo_retry import retry_contended
 from fma.adapters.repo_rounds import due_key, round_item, to_round
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict
@@ -38,7 +39,7 @@ def _stop_items(t, experiment_id: str, allowed_from: set[ExperimentStatus], reas
 
 def _conditional(fn) -> bool:
     try:
-        fn()
+        retry_contended(fn)  # an item in another transaction: retried (dynamo_retry)
         return True
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
