@@ -67,6 +67,10 @@ class Config:
     sweeper_timeout_s: int = 120
     # Ingestion and aggregation.
     ingest_batch_size: int = 10
+    # at most this many ingest functions poll the queue at once (the SQS event source's
+    # MaximumConcurrency, 2..1000): bounds ingest's writes per second whatever the upload burst;
+    # messages beyond it wait in the queue instead of throttling (docs/scale.md, "Bounded ingest").
+    ingest_max_concurrency: int = 50
     ingest_max_receive_count: int = 5
     # unexpected failures of one update (retried within seconds) before it is FAILED; must stay
     # below ingest_max_receive_count so the update is marked before SQS dead-letters its message.
@@ -204,6 +208,8 @@ def _validate(config: Config) -> None:
     check(config.api_timeout_s <= 29, "api_timeout_s must be at most 29 (API Gateway limit)")
     check(config.authorizer_cache_seconds <= 3600, "authorizer_cache_seconds must be <= 3600")
     check(1 <= config.ingest_batch_size <= 10, "ingest_batch_size must be 1..10")
+    check(2 <= config.ingest_max_concurrency <= 1000,
+          "ingest_max_concurrency must be 2..1000 (the SQS event source's maximum concurrency)")
     check(
         0 < config.direct_upload_max_bytes <= LAMBDA_SAFE_DIRECT_UPLOAD_BYTES,
         "direct_upload_max_bytes must fit a Lambda request after base64 (<= 4 MiB)",

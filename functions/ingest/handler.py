@@ -3,6 +3,7 @@
 SQS batches report partial failures: a record failing for a reason that is not the client's
 comes back within seconds (visibility backoff, fma.services.failures), never holding up the
 others, and after FMA_MAX_INGEST_ATTEMPTS its update is FAILED and the message acknowledged.
+Throttled or conflicted writes are retried first in the invocation, while time is left (time_budget).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fma.services.deps import Deps
 from fma.services.failures import describe, ingest_failed
 from fma.services.ingest import IngestOutcome, ingest_object
 from ingest.settings import load_settings
+from ingest.time_budget import TimeBudget
 
 logger = Logger()
 metrics = Metrics()
@@ -32,6 +34,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 _visibility: list[SqsVisibility] = []
+budget = TimeBudget()
 
 
 @functools.cache
@@ -64,7 +67,8 @@ def ingest_key(key: str) -> IngestOutcome:
     return outcome
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
+    budget.check(lambda_context, lambda s: visibility().delay(record.event_source_arn, record.receipt_handle, s))
     try:
         body = json.loads(record.body)
     except ValueError:
@@ -92,5 +96,6 @@ def retry_or_fail(record: SQSRecord, key: str, exc: Exception) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict, context: Any) -> dict:
+    budget.start(context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,8 +1,9 @@
 """Ingestion: S3 ObjectCreated on ``updates/`` and ``models/`` -> SQS -> the ingest function.
 
-Only ``*.safetensors`` keys notify (manifests do not). The queue batches events, the
-function reports partial batch failures (``{"batchItemFailures": [...]}``), and a message
-that keeps failing moves to a dead-letter queue after ``ingest_max_receive_count`` tries.
+Only ``*.safetensors`` keys notify (manifests do not). The queue batches events, at most
+``ingest_max_concurrency`` functions consume it at once, the function reports partial batch
+failures (``{"batchItemFailures": [...]}``), and a message that keeps failing moves to a
+dead-letter queue after ``ingest_max_receive_count`` tries.
 The ingest function seals a round when its quota is met and invokes the aggregate function
 asynchronously. Exposes ``function``, ``queue`` and ``dlq``.
 """
@@ -105,6 +106,8 @@ class Ingestion(Construct):
                 self.queue,
                 batch_size=config.ingest_batch_size,
                 max_batching_window=Duration.seconds(1),
+                # bounded: at most this many concurrent ingests, the rest wait in the queue
+                max_concurrency=config.ingest_max_concurrency,
                 report_batch_item_failures=True,
             )
         )

@@ -22,6 +22,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 ALARM_EMAIL = "ops@example.com"
 STRATEGY_MODULES = "my_pkg.fma_norm_bounded"
+# prod sets a non-default ingest concurrency so the tests can tell config from default
+PROD_INGEST_MAX_CONCURRENCY = 200
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -87,6 +89,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
                 "waf": True,
                 "alarm_email": ALARM_EMAIL,
                 "strategy_modules": STRATEGY_MODULES,
+                "ingest_max_concurrency": PROD_INGEST_MAX_CONCURRENCY,
                 **paths,
             }
         ),

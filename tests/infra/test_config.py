@@ -39,11 +39,28 @@ def test_prod_retains_by_default_and_dev_does_not():
         ({"direct_upload_max_bytes": 5 * 1024 * 1024}, "direct_upload_max_bytes"),
         ({"stage": "Prod!"}, "stage"),
         ({"memory": 1}, "unknown fma settings"),
+        ({"ingest_max_concurrency": 1}, "ingest_max_concurrency must be 2..1000"),
+        ({"ingest_max_concurrency": "1001"}, "ingest_max_concurrency must be 2..1000"),
+        ({"ingest_max_concurrency": "many"}, "setting ingest_max_concurrency must be an integer"),
     ],
 )
 def test_invalid_settings_fail_the_synth_with_their_name(values, message):
     with pytest.raises(ValueError, match=message):
         Config.from_mapping(values)
+
+
+def test_ingest_max_concurrency_comes_from_the_stage_block_or_the_command_line_and_is_refused_out_of_range():
+    import json
+
+    from infra.config import ROOT
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    for stage, expected in (("dev", 10), ("prod", 50)):
+        assert Config.from_context(App(context={**context, "stage": stage}).node).ingest_max_concurrency == expected
+    assert Config.from_context(App(context={**context, "ingest_max_concurrency": "2"}).node).ingest_max_concurrency == 2
+    for bad in ("0", "1", "1001", "-5"):
+        with pytest.raises(ValueError, match=r"invalid fma setting: ingest_max_concurrency must be 2\.\.1000"):
+            Config.from_context(App(context={**context, "ingest_max_concurrency": bad}).node)
 
 
 def test_config_is_frozen():

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import functions_by_handler, resources
+from aws_cdk.assertions import Match
+from conftest import PROD_INGEST_MAX_CONCURRENCY, functions_by_handler, resources
+
+from infra.config import Config
 
 
 def _logical(template: dict, resource: dict) -> str:
@@ -44,6 +47,19 @@ def test_ingest_consumes_batches_and_reports_item_failures(synth):
     assert props["FunctionName"] == {"Ref": ingest}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BatchSize"] == 10
+
+
+def test_ingest_concurrency_is_bounded_by_the_configured_maximum(synth):
+    # dev keeps the default, prod's config sets another value: both reach the event source mapping
+    for stage, expected in (("dev", Config().ingest_max_concurrency), ("prod", PROD_INGEST_MAX_CONCURRENCY)):
+        template = synth.template(stage)
+        template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
+        template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": expected},
+            "EventSourceArn": {"Fn::GetAtt": [Match.string_like_regexp("^IngestionObjectCreated"), "Arn"]},
+        })
+    assert Config().ingest_max_concurrency == 50
 
 
 def test_aggregate_runs_async_with_retries_and_an_on_failure_queue(synth):

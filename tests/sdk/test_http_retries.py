@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from fma_client import BadRequest, FmaConnectionError, RetryPolicy, ServerError, TooManyRequests
+from fma_client import BadRequest, FmaConnectionError, FmaHTTPError, RetryPolicy, ServerError, TooManyRequests
 from fma_client._http import Transport, parse_retry_after
 
 from .conftest import API, FakeTime, error_body
@@ -27,7 +27,8 @@ def test_429_then_200_succeeds_after_waiting_retry_after(transport, http, fake_t
 
     assert transport.call_json("GET", "experiments", "e") == {"id": "e"}
     assert len(http.calls) == 2
-    assert fake_time.sleeps == [3.0]
+    [slept] = fake_time.sleeps
+    assert 3.0 <= slept <= 3.3  # never sooner than asked, at most 10 % later
 
 
 def test_503_then_200_succeeds_after_a_jittered_backoff(transport, http, fake_time):
@@ -94,7 +95,54 @@ def test_backoff_grows_exponentially_and_is_capped():
             return b
 
     assert [policy.delay(i, Top()) for i in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
-    assert policy.delay(0, Top(), retry_after=600.0) == 10.0
+    assert policy.delay(0, Top(), retry_after=600.0) == pytest.approx(11.0)  # capped, then spread
+
+
+def test_a_retry_after_hint_is_never_shortened_and_spreads_the_clients_it_sent_away():
+    policy = RetryPolicy()
+    waits = [policy.delay(0, random.Random(seed), retry_after=10.0) for seed in range(200)]
+    assert all(10.0 <= w <= 11.0 for w in waits)
+    assert max(waits) - min(waits) > 0.8  # spread over (nearly) the whole second, not in lockstep
+    assert len({round(w, 3) for w in waits}) > 150
+
+
+POST_URL = f"{API}/v1/experiments/e/clients"
+
+
+def test_a_post_still_running_on_the_server_is_sent_again_with_its_key_after_the_hint(transport, http, fake_time):
+    http.post(POST_URL, status=409, json=error_body("IDEMPOTENCY_IN_PROGRESS", "running", retry_after_seconds=2))
+    http.post(POST_URL, status=201, json={"client_id": "c1"})
+
+    assert transport.call_json("POST", "experiments", "e", "clients", json={}) == {"client_id": "c1"}
+
+    first, again = (c.request.headers["Idempotency-Key"] for c in http.calls)
+    assert first == again
+    [slept] = fake_time.sleeps
+    assert 2.0 <= slept <= 2.2
+
+
+@pytest.mark.parametrize("body", [error_body("ALREADY_SUBMITTED"), {"error": "x"}, ["no"], None])
+def test_any_other_409_is_not_retried(transport, http, fake_time, body):
+    if body is None:
+        http.post(POST_URL, status=409, body="not json")
+    else:
+        http.post(POST_URL, status=409, json=body)
+
+    with pytest.raises(FmaHTTPError) as err:
+        transport.call("POST", "experiments", "e", "clients", json={})
+    assert err.value.status == 409
+    assert len(http.calls) == 1 and fake_time.sleeps == []
+
+
+@pytest.mark.parametrize(("hint", "expected"), [(None, 1.0), ("soon", 1.0), (True, 1.0), (-3, 1.0), (0.5, 0.5)])
+def test_an_in_progress_answer_without_a_usable_hint_waits_a_second(transport, http, fake_time, hint, expected):
+    details = {} if hint is None else {"retry_after_seconds": hint}
+    http.post(POST_URL, status=409, json=error_body("IDEMPOTENCY_IN_PROGRESS", "running", **details))
+    http.post(POST_URL, status=201, json={"client_id": "c1"})
+
+    transport.call("POST", "experiments", "e", "clients", json={})
+    [slept] = fake_time.sleeps
+    assert expected <= slept <= expected * 1.1
 
 
 def test_retry_after_accepts_seconds_and_http_dates():

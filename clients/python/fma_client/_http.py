@@ -22,7 +22,13 @@ from urllib.parse import quote
 
 import requests
 
-from fma_client._retry import RetryPolicy, describe_connection_error, parse_retry_after, unreachable_message
+from fma_client._retry import (
+    RetryPolicy,
+    describe_connection_error,
+    in_progress_hint,
+    parse_retry_after,
+    unreachable_message,
+)
 from fma_client._version import __version__
 from fma_client.errors import FmaConnectionError, from_response
 
@@ -164,7 +170,10 @@ class Transport:
                 if status in ok:
                     return response
                 transient = status == 429 or status >= 500
-                wait = self._next_wait(attempt, started, self.poll_hint) if transient and retryable else None
+                hint = self.poll_hint
+                if status == 409 and retryable and (in_progress := in_progress_hint(response)) is not None:
+                    transient, hint = True, self.poll_hint if self.poll_hint is not None else in_progress
+                wait = self._next_wait(attempt, started, hint) if transient and retryable else None
                 if wait is None:
                     raise from_response(response)
                 log.info("%s %s -> %d; retry %d in %.2f s", method, url, status, attempt + 1, wait)

@@ -28,8 +28,10 @@ class RetryPolicy:
     call; the first to run out ends it. Each wait is drawn from [d/2, d] where d doubles from
     `base` up to `cap` ("equal jitter": clients spread out, yet the waits add up to enough
     time to outlast a restart). A `Retry-After` header wins over the computed wait, capped by
-    `max_retry_after` so a misbehaving proxy cannot park a client for an hour. Connection
-    errors before the server's first answer are retried for `first_contact_elapsed` seconds.
+    `max_retry_after` so a misbehaving proxy cannot park a client for an hour, and is never
+    shortened: each client waits the hint plus up to `hint_spread` of it, so the clients one
+    throttle sent away together do not all come back in the same second. Connection errors
+    before the server's first answer are retried for `first_contact_elapsed` seconds.
     """
 
     attempts: int = 30
@@ -38,11 +40,12 @@ class RetryPolicy:
     max_elapsed: float = 90.0
     first_contact_elapsed: float = 5.0
     max_retry_after: float = 60.0
+    hint_spread: float = 0.1
 
     def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `attempt` (0 for the first retry)."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
+            return min(max(retry_after, 0.0), self.max_retry_after) * rng.uniform(1.0, 1.0 + self.hint_spread)
         ceiling = min(self.cap, self.base * 2**attempt)
         return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
 
@@ -62,6 +65,25 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when.timestamp() - time.time()
+
+
+def in_progress_hint(response: requests.Response) -> float | None:
+    """Seconds to wait before repeating a request whose first copy the server is still running
+    (409 `IDEMPOTENCY_IN_PROGRESS`, hint in `details.retry_after_seconds`, default 1); None for
+    any other answer. Repeating it with the same Idempotency-Key then gets the first one's result."""
+    if response.status_code != 409:
+        return None
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict) or error.get("code") != "IDEMPOTENCY_IN_PROGRESS":
+        return None
+    details = error.get("details")
+    hint = details.get("retry_after_seconds") if isinstance(details, dict) else None
+    if isinstance(hint, bool) or not isinstance(hint, int | float) or not 0 <= hint < float("inf"):
+        return 1.0
+    return float(hint)
 
 
 def describe_connection_error(exc: BaseException, timeout: Any = None) -> tuple[str, bool]:

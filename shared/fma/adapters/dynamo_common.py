@@ -1,12 +1,10 @@
-"""Helpers shared by the repository modules: cursors, transactions with conflict retries."""
+"""Helpers shared by the repository modules: cursors, transactions with contention retries."""
 
 from __future__ import annotations
 
 import base64
 import functools
 import json
-import random
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,13 +12,14 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from fma.adapters import dynamo_retry
 from fma.adapters.dynamo_models import TableSchema
+from fma.adapters.dynamo_retry import WriteContended, cancellation_codes, contended, retry_contended
 from fma.domain import strict_json
 from fma.domain.errors import InvalidInput
 from fma.domain.states import allowed
 
 CONDITION_FAILED = "ConditionalCheckFailed"
-CONFLICT = "TransactionConflict"
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
@@ -75,26 +74,29 @@ def _connection(region: str, host: str | None, max_retry_attempts: int) -> Conne
     return Connection(region=region, host=host, max_retry_attempts=max_retry_attempts)
 
 
-def transact(build: Callable[[TransactWrite], None], attempts: int = 8) -> list[str | None]:
-    """Run a transaction; retry on TransactionConflict with jitter.
+def transact(build: Callable[[TransactWrite], None], raise_when_contended: bool = False) -> list[str | None]:
+    """Run a transaction; one cancelled by contention alone is retried (dynamo_retry: bounded,
+    jittered, inside this invocation).
 
     Returns [] on success, else the cancellation codes per item (None where that item was fine),
-    so callers can tell *which* condition failed.
+    so callers can tell *which* condition failed. When contention outlasts the retries: those
+    codes, or with `raise_when_contended` a WriteContended (for a caller to whom a refusal must
+    mean a failed condition, not a busy item: ingest's writes, whose record then goes back to SQS).
     """
-    for attempt in range(attempts):
-        try:
-            with TransactWrite(connection=connection()) as t:
-                build(t)
-            return []
-        except TransactWriteError as exc:
-            codes = [r.code if r else None for r in exc.cancellation_reasons]
-            if CONFLICT in codes and CONDITION_FAILED not in codes and attempt + 1 < attempts:
-                time.sleep(random.uniform(0, 0.02 * 2**attempt))
-                continue
-            if not codes:
-                raise
-            return codes
-    return [CONFLICT]
+    def attempt() -> None:
+        with TransactWrite(connection=connection()) as t:
+            build(t)
+
+    try:
+        retry_contended(attempt)
+        return []
+    except TransactWriteError as exc:
+        codes = cancellation_codes(exc)
+        if not codes:
+            raise
+        if raise_when_contended and contended(codes):
+            raise WriteContended(codes, dynamo_retry.POLICY.attempts) from exc
+        return codes
 
 
 def failed(codes: list[str | None], index: int) -> bool:

@@ -15,6 +15,8 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from fma.adapters.dynamo_retry import CLIENT_MAX_RETRIES
+
 INDEX_ALL = "experiments-all"
 INDEX_OWNER = "experiments-by-owner"
 INDEX_DUE = "due-rounds"
@@ -28,7 +30,8 @@ class _Base(Model):
         table_name = "fma"
         region = "us-east-1"
         host: str | None = None
-        max_retry_attempts = 5
+        # botocore's standard-mode retries of throttling and 5xx (fma.adapters.dynamo_retry)
+        max_retry_attempts = CLIENT_MAX_RETRIES
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)

@@ -10,6 +10,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from fma.adapters import dynamo_shards as shards
 from fma.adapters.dynamo_common import state_in, transact
 from fma.adapters.dynamo_models import DUE_PK, ExperimentItem, RoundItem, exp_pk, round_sk
+from fma.adapters.dynamo_retry import retry_contended
 from fma.adapters.repo_rounds import due_key, round_item, to_round
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict
@@ -53,7 +54,7 @@ def _seal(experiment_id: str, n: int, now: float, lease_seconds: float, write: s
 
 def _conditional(fn) -> bool:
     try:
-        fn()
+        retry_contended(fn)  # an item in another transaction: retried (dynamo_retry)
         return True
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":

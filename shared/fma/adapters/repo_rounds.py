@@ -212,7 +212,7 @@ class RoundRepository:
             ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "reject_update"))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.rejected.add(1)],
                      condition=RoundItem.pk.exists())
-        codes = transact(build)
+        codes = transact(build, raise_when_contended=True)
         if not codes:
             return True
         if failed(codes, 0):  # already rejected: refresh the reason of a re-upload, count nothing
@@ -233,7 +233,7 @@ class RoundRepository:
                 UpdateItem.updated_at.set(u.updated_at), UpdateItem.due_pk.remove(), UpdateItem.due_sk.remove(),
             ], condition=UpdateItem.status.does_not_exist() | state_in(UpdateItem.status, "mark_late"))
             t.update(_rnd(u.experiment_id, u.round), actions=[RoundItem.late.add(1)])
-        return not transact(build)
+        return not transact(build, raise_when_contended=True)
 
     def list_due_uploads(self, now: float, limit: int = 100) -> list[UpdateRecord]:
         """UPLOADING updates whose S3 event is overdue, oldest first, from the sparse index's
