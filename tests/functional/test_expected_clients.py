@@ -34,7 +34,11 @@ def test_the_shard_count_follows_expected_clients_and_is_kept(stack, expected, s
 def test_the_deployment_sets_the_default(stack, monkeypatch):
     dev = stack.token(Role.DEVELOPER, "dev-1")
     made = create(stack, dev).json()["experiment"]
-    assert (made["expected_clients"], made["shards"]) == (1000, 125)
+    assert (made["expected_clients"], made["shards"]) == (64, 8)  # tests/conftest.py's deployment
+    monkeypatch.delenv("FMA_DEFAULT_EXPECTED_CLIENTS")
+    dispatch.reset_handler_caches()
+    made = create(stack, dev).json()["experiment"]
+    assert (made["expected_clients"], made["shards"]) == (1000, 125)  # Limits' built-in default
     monkeypatch.setenv("FMA_DEFAULT_EXPECTED_CLIENTS", "16")
     dispatch.reset_handler_caches()
     made = create(stack, dev).json()["experiment"]
