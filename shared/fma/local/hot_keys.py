@@ -21,11 +21,12 @@ emulator instrument, enabled explicitly (`install()`), never part of what Lambda
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,21 @@ class HotKeyMeter:
 
 METER = HotKeyMeter()
 
+#: callables given one dict per metered request (what the counters see, plus item keys and
+#: sizes): the scale model's recorder (benchmarks/scale/record.py) turns them into profiles.
+LISTENERS: list[Callable[[dict[str, Any]], None]] = []
+
+
+def _emit(event: dict[str, Any]) -> None:
+    for listener in list(LISTENERS):
+        with contextlib.suppress(Exception):  # never let the instrument change an answer
+            listener(event)
+
+
+def _size(item: Any) -> int:
+    """An item's size in bytes as DynamoDB bills it (attribute names + values); 0 when absent."""
+    return int(item.size()) if item is not None else 0
+
 
 def _text(value: Any) -> str | None:
     """The string of a DynamoDB value (moto's DynamoType or wire JSON)."""
@@ -204,22 +220,43 @@ def _count_write(original, op: str, self, args: tuple, kwargs: dict):
         targets = [(t, _item_key(t, attrs), kind) for t, attrs, kind in _targets(self, op, args, kwargs)]
     except Exception:  # a malformed request: moto answers it with its own error
         return original(self, *args, **kwargs)
-    before = [_index_keys(t, t.get_item(*k)) for t, k, _ in targets]
+    old_items = [t.get_item(*k) for t, k, _ in targets]
+    before = [_index_keys(t, item) for (t, _, _), item in zip(targets, old_items, strict=True)]
     writes = [(BASE, _text(k[0]) or "") for _, k, _ in targets]
     try:
         result = original(self, *args, **kwargs)
     except Exception:
         METER._note((), False, operation=f"{op}:refused", refused=writes)
+        if LISTENERS:
+            _emit(_write_event(op, targets, old_items, [None] * len(targets), ok=False))
         raise
-    gsi, removed = [], []
+    gsi, removed, new_items = [], [], []
     for (table, key, kind), old in zip(targets, before, strict=True):
+        new_item = table.get_item(*key)
+        new_items.append(new_item)
         if kind == "check":
             continue
-        new = _index_keys(table, table.get_item(*key))
+        new = _index_keys(table, new_item)
         gsi += [(index, value) for index, value in new.items()]
         removed += [(index, value) for index, value in old.items() if new.get(index) != value]
     METER._note(writes + gsi, op == "transact_write_items", removed, operation=op)
+    if LISTENERS:
+        _emit(_write_event(op, targets, old_items, new_items, ok=True))
     return result
+
+
+def _write_event(op: str, targets: list, old_items: list, new_items: list, ok: bool) -> dict[str, Any]:
+    """One write request for the listeners: every item (kind, keys, billed size: the larger of
+    the item before and after) and, for a write that took effect, every GSI entry it wrote."""
+    items = []
+    for (table, key, kind), old, new in zip(targets, old_items, new_items, strict=True):
+        size = max(_size(old), _size(new))
+        items.append({"index": BASE, "pk": _text(key[0]) or "", "sk": _text(key[1]) or "", "kind": kind,
+                      "bytes": size})
+        if ok and kind != "check":
+            items += [{"index": index, "pk": value, "sk": "", "kind": "gsi", "bytes": _size(new)}
+                      for index, value in _index_keys(table, new).items()]
+    return {"call": op, "txn": op == "transact_write_items", "ok": ok, "items": items}
 
 
 def _metered_read(original, op: str):
@@ -233,10 +270,17 @@ def _metered_read(original, op: str):
                 table = self.get_table(kwargs.get("table_name", args[0] if args else None))
                 keys = kwargs.get("keys", args[1] if len(args) > 1 else {})
                 METER._note((), False, reads=[(BASE, _text(keys.get(table.hash_key_attr)) or "")])
+                found = [result] if result is not None else []
+                index, pk = BASE, _text(keys.get(table.hash_key_attr)) or ""
+                sk = _text(keys.get(table.range_key_attr)) if table.range_key_attr else ""
             else:
                 index = kwargs.get("index_name") or BASE
                 hash_value = _text(kwargs.get("hash_key_dict", args[1] if len(args) > 1 else None))
                 METER._note((), False, reads=[(index, hash_value or "")])
+                found, pk, sk = list(result[0]), hash_value or "", ""
+            if LISTENERS:
+                _emit({"call": op, "index": index, "pk": pk, "sk": sk or "",
+                       "items": len(found), "bytes": sum(_size(i) for i in found)})
         except Exception:  # never let the instrument change an answer
             pass
         return result

@@ -1,0 +1,118 @@
+"""The simulator's mechanics: token buckets, transaction conflicts, Lambda concurrency."""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import random
+from dataclasses import dataclass, field
+
+
+class Buckets:
+    """A token bucket per resource (a partition key, an S3 prefix, the API's stage or account),
+    settled once per `tick`: it refills `rate x tick` tokens up to its burst, serves what was
+    asked of it in the tick up to the tokens it holds, and the share it served is the chance that
+    a request of the next tick is served (fluid: a request retried while throttled adds to the
+    demand again). `rate(resource)` and `burst(resource)` (default: one tick's refill, i.e. no
+    credit carried over) say what each resource allows."""
+
+    def __init__(self, tick: float, rate, burst=None) -> None:
+        self.tick, self.rate, self.burst = tick, rate, burst or (lambda r: rate(r) * tick)
+        self.demand: collections.Counter = collections.Counter()
+        self.tokens: dict = {}
+        self.share: dict = {}
+
+    def ok(self, resource: tuple) -> float:
+        return self.share.get(resource, 1.0)
+
+    def ask(self, resource: tuple, units: float) -> None:
+        self.demand[resource] += units
+
+    def roll(self) -> None:
+        """End a tick: refill every bucket, serve the tick's demand, keep the share served."""
+        share = {}
+        for r in set(self.tokens) | set(self.demand):
+            tokens = min(self.burst(r), self.tokens.get(r, self.burst(r)) + self.rate(r) * self.tick)
+            asked = self.demand.get(r, 0.0)
+            served = min(tokens, asked)
+            if asked:
+                share[r] = served / asked
+            self.tokens[r] = tokens - served
+        self.share, self.demand = share, collections.Counter()
+
+
+@dataclass
+class Items:
+    """Transaction conflicts: a transaction holds its items for `window` seconds; a write on an
+    item whose hold overlaps the write's own window is a TransactionConflict (DynamoDB's
+    documented conflicts: a transaction, or a single write, on an item an ongoing transaction
+    holds). Holds may lie ahead of the clock (a retry after a sleep), so each item keeps its
+    latest hold as an interval."""
+
+    window: float
+    busy: dict = field(default_factory=dict)
+
+    def free_at(self, keys: list, now: float) -> bool:
+        end = now + self.window
+        for k in keys:
+            hold = self.busy.get(k)
+            if hold is not None and now < hold[1] and hold[0] < end:
+                return False
+        return True
+
+    def hold(self, keys: list, now: float) -> None:
+        for k in keys:
+            old = self.busy.get(k)
+            if old is None or old[1] <= now + self.window:
+                self.busy[k] = (now, now + self.window)
+
+
+def transact(items: Items, keys: list, now: float, attempts: int, rng: random.Random,
+             stretch: float = 1.0) -> tuple[float | None, int]:
+    """fma.adapters.dynamo_common.transact: up to `attempts` tries, sleeping uniform(0, 0.02 x 2^a)
+    after a conflict (times `stretch`). Returns (seconds it took, or None if every try conflicted; conflicts)."""
+    t, conflicts = now, 0
+    for attempt in range(attempts):
+        if items.free_at(keys, t):
+            items.hold(keys, t)
+            return t - now, conflicts
+        conflicts += 1
+        t += rng.uniform(0, 0.02 * 2 ** attempt) * stretch
+    return None, conflicts
+
+
+@dataclass
+class Concurrency:
+    """Concurrent executions of Lambda functions within one account limit (and, per function, an
+    optional maximum); a function's warm environments are the most it ever ran at once, so an
+    execution beyond them is a cold start."""
+
+    account: int
+    running: dict = field(default_factory=dict)  # function -> heap of end times
+    warm: dict = field(default_factory=dict)
+    cold_starts: int = 0
+
+    def in_flight(self, fn: str, now: float) -> int:
+        heap = self.running.setdefault(fn, [])
+        while heap and heap[0] <= now:
+            heapq.heappop(heap)
+        return len(heap)
+
+    def total(self, now: float) -> int:
+        return sum(self.in_flight(fn, now) for fn in list(self.running))
+
+    def start(self, fn: str, now: float, seconds: float, cold_seconds: float, cap: int | None = None) -> float | None:
+        """Start an execution: its duration (cold start included), or None when throttled."""
+        n = self.in_flight(fn, now)
+        if (cap is not None and n >= cap) or self.total(now) >= self.account:
+            return None
+        if n >= self.warm.get(fn, 0):
+            self.warm[fn] = n + 1
+            self.cold_starts += 1
+            seconds += cold_seconds
+        heapq.heappush(self.running[fn], now + seconds)
+        return seconds
+
+    def next_free(self, fn: str, now: float) -> float:
+        heap = self.running.get(fn) or []
+        return heap[0] if heap else now
