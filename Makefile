@@ -11,7 +11,7 @@ CLIENT_EXTRAS := torch,bf16
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install test lint demo bench bench-aggregation bench-io bench-load bench-async synth layer clean
+.PHONY: install test lint demo bench bench-aggregation bench-io bench-load bench-async bench-scale synth layer clean
 
 install: $(STAMP)
 
@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/fma demo $(ARGS)
 
 # Aggregation (FMA vs Flower vs np.add) then the load run; ARGS="--quick" for short versions of both.
-bench: bench-aggregation bench-io bench-load bench-async
+bench: bench-aggregation bench-io bench-load bench-async bench-scale
 
 bench-aggregation: $(STAMP)
 	$(BIN)/python benchmarks/aggregation.py $(ARGS)
@@ -50,6 +50,12 @@ bench-load: $(STAMP)
 # ARGS="--quick" for shorter simulated training.
 bench-async: $(STAMP)
 	$(BIN)/python benchmarks/async_rounds.py $(ARGS)
+
+# Scale model (issue 13/18, docs/scale.md): 1k/10k/100k clients over 60 s/5 min/30 min, the design
+# before issue 13 and after, from the recorded profiles; ARGS="--raised" with raised quotas,
+# ARGS="--quick" for the 1k and 10k rows.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py $(ARGS)
 
 # The Lambda layer: fma + pinned runtime wheels for linux/arm64 cp312 (pip download is cached).
 layer: $(STAMP)

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=30, help="clients of the recorded round")
     parser.add_argument("--raised", action="store_true", help="with the quotas docs/scale.md raises")
     parser.add_argument("--designs", default="before,after")
+    parser.add_argument("--quick", action="store_true", help="the 1k and 10k rows only")
     args = parser.parse_args(argv)
     if args.record:
         print(f"wrote {record_profile(args.record, args.clients)}")
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.designs.split(",")
     loaded = {n: profiles.load(PROFILES / f"{n}.json") for n in names}
     started = time.monotonic()
-    results = report.grid(loaded, raised=args.raised)
+    clients = report.CLIENTS[:2] if args.quick else report.CLIENTS
+    results = report.grid(loaded, raised=args.raised, clients=clients)
     quotas = "raised quotas (docs/scale.md)" if args.raised else "default quotas and the stack's defaults"
     for n in names:
         print(f"\n## {n} ({loaded[n]['meta']['commit'][:10]}), {quotas}\n")

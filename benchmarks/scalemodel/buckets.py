@@ -23,7 +23,12 @@ class Buckets:
         self.share: dict = {}
 
     def ok(self, resource: tuple) -> float:
-        return self.share.get(resource, 1.0)
+        """The chance a request on `resource` is served now (a resource not asked before: 1,
+        unless it has no capacity at all)."""
+        share = self.share.get(resource)
+        if share is None:
+            return 1.0 if self.burst(resource) > 0 else 0.0
+        return share
 
     def ask(self, resource: tuple, units: float) -> None:
         self.demand[resource] += units
@@ -35,8 +40,7 @@ class Buckets:
             tokens = min(self.burst(r), self.tokens.get(r, self.burst(r)) + self.rate(r) * self.tick)
             asked = self.demand.get(r, 0.0)
             served = min(tokens, asked)
-            if asked:
-                share[r] = served / asked
+            share[r] = served / asked if asked else (1.0 if tokens > 0 else 0.0)
             self.tokens[r] = tokens - served
         self.share, self.demand = share, collections.Counter()
 

@@ -62,26 +62,29 @@ class Tracer:
 _S3_INSIDE = threading.local()
 
 
-def _meter_s3(tracer: Tracer) -> None:
-    """Wrap moto's S3 backend so every object request of an operation is traced once."""
+#: the tracer the S3 wrappers feed (one recording at a time)
+_ACTIVE: list[Tracer] = []
+
+
+def _meter_s3() -> None:
+    """Wrap moto's S3 backend (once) so every object request of an operation is traced once."""
     from moto.s3.models import S3Backend
 
     for name in S3_CALLS:
         original = getattr(S3Backend, name, None)
-        if original is None:
-            continue
-        setattr(S3Backend, name, _s3_wrapper(original, name, tracer))
+        if original is not None and not getattr(original, "_fma_traced", False):
+            setattr(S3Backend, name, _s3_wrapper(original, name))
 
 
-def _s3_wrapper(original, name: str, tracer: Tracer):
+def _s3_wrapper(original, name: str):
     @functools.wraps(original)
     def wrapper(self, *args, **kwargs):
         outer = not getattr(_S3_INSIDE, "active", False)
-        if outer:
+        if outer and _ACTIVE:
             key = kwargs.get("key_name") or (args[1] if len(args) > 1 and isinstance(args[1], str) else "")
             key = key or kwargs.get("prefix") or ""
             value = kwargs.get("value", args[2] if name == "put_object" and len(args) > 2 else b"")
-            tracer.s3(name, key, len(value) if isinstance(value, bytes | bytearray) else 0)
+            _ACTIVE[-1].s3(name, key, len(value) if isinstance(value, bytes | bytearray) else 0)
         _S3_INSIDE.active = True
         try:
             return original(self, *args, **kwargs)
@@ -89,11 +92,11 @@ def _s3_wrapper(original, name: str, tracer: Tracer):
             if outer:
                 _S3_INSIDE.active = False
 
+    wrapper._fma_traced = True  # type: ignore[attr-defined]
     return wrapper
 
 
 def _setup_paths() -> None:
-    os.environ.update(ENV)
     for extra in (ROOT / "functions", ROOT / "shared"):
         if str(extra) in sys.path:
             sys.path.remove(str(extra))
@@ -115,17 +118,24 @@ def record(clients: int = 30, params: int = 256) -> dict[str, Any]:
     from scalemodel.flow import Round
 
     make_moto_dynamodb_atomic()
-    tracer = Tracer()
-    with mock_aws():
-        run = Round(tracer, clients, params)
-        hot_keys.install()
-        _meter_s3(tracer)
-        hot_keys.LISTENERS.append(tracer.ddb)
-        try:
-            run.round()
-        finally:
-            hot_keys.LISTENERS.remove(tracer.ddb)
-            run.stop()
+    tracer, saved = Tracer(), dict(os.environ)
+    os.environ.update(ENV)
+    try:
+        with mock_aws():
+            run = Round(tracer, clients, params)
+            hot_keys.install()
+            _meter_s3()
+            hot_keys.LISTENERS.append(tracer.ddb)
+            _ACTIVE.append(tracer)
+            try:
+                run.round()
+            finally:
+                _ACTIVE.remove(tracer)
+                hot_keys.LISTENERS.remove(tracer.ddb)
+                run.stop()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return {"clients": clients, "params": params, "experiment_id": run.exp_id, "client_ids": run.client_ids,
             "enroll_hash": run.enroll_hash,
             "instances": tracer.instances}
