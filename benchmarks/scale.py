@@ -70,6 +70,21 @@ def record_profile(name: str, clients: int) -> Path:
     return path
 
 
+def _overrides(pairs: list[str]) -> dict[str, float]:
+    import dataclasses
+
+    from scalemodel.limits import Limits
+
+    known = {f.name for f in dataclasses.fields(Limits)}
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in known or not value:
+            raise SystemExit(f"--set {pair}: expected FIELD=VALUE with FIELD one of {sorted(known)}")
+        out[name] = int(value) if value.isdigit() else float(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--record", metavar="NAME", help="record benchmarks/profiles/NAME.json from this commit")
@@ -77,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raised", action="store_true", help="with the quotas docs/scale.md raises")
     parser.add_argument("--designs", default="before,after")
     parser.add_argument("--quick", action="store_true", help="the 1k and 10k rows only")
+    parser.add_argument("--what-if", choices=report.WHAT_IF, help="a design change that is not built (labelled)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a limit of scalemodel.limits.Limits, e.g. ingest_max_concurrency=200")
     args = parser.parse_args(argv)
     if args.record:
         print(f"wrote {record_profile(args.record, args.clients)}")
@@ -85,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     loaded = {n: profiles.load(PROFILES / f"{n}.json") for n in names}
     started = time.monotonic()
     clients = report.CLIENTS[:2] if args.quick else report.CLIENTS
-    results = report.grid(loaded, raised=args.raised, clients=clients)
+    overrides = _overrides(args.set)
+    results = report.grid(loaded, raised=args.raised, clients=clients, what_if=args.what_if, overrides=overrides)
     quotas = "raised quotas (docs/scale.md)" if args.raised else "default quotas and the stack's defaults"
+    quotas += f", WHAT-IF {args.what_if} (not built)" if args.what_if else ""
+    quotas += "".join(f", {k}={v}" for k, v in overrides.items())
     for n in names:
         print(f"\n## {n} ({loaded[n]['meta']['commit'][:10]}), {quotas}\n")
         print("\n".join(report.table(results, n)))

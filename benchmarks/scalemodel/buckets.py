@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import heapq
 import random
@@ -48,27 +49,38 @@ class Buckets:
 @dataclass
 class Items:
     """Transaction conflicts: a transaction holds its items for `window` seconds; a write on an
-    item whose hold overlaps the write's own window is a TransactionConflict (DynamoDB's
-    documented conflicts: a transaction, or a single write, on an item an ongoing transaction
-    holds). Holds may lie ahead of the clock (a retry after a sleep), so each item keeps its
-    latest hold as an interval."""
+    item whose window overlaps a hold is a TransactionConflict (DynamoDB's documented
+    conflicts: a transaction, or a single write, on an item an ongoing transaction holds).
+
+    A retry after a sleep holds an item ahead of the clock, and events are handled in time
+    order, so each item keeps its holds as sorted, disjoint intervals; holds that ended more
+    than `horizon` seconds (the longest retry sleep) ago can no longer matter and are dropped."""
 
     window: float
-    busy: dict = field(default_factory=dict)
+    horizon: float = 10.0
+    busy: dict = field(default_factory=dict)  # item -> ([starts], [ends]), sorted
+
+    def _overlaps(self, key, now: float) -> bool:
+        holds = self.busy.get(key)
+        if not holds:
+            return False
+        starts, ends = holds
+        i = bisect.bisect_right(starts, now)
+        if i and ends[i - 1] > now:  # a hold that started before now and has not ended
+            return True
+        return i < len(starts) and starts[i] < now + self.window  # one that starts inside our window
 
     def free_at(self, keys: list, now: float) -> bool:
-        end = now + self.window
-        for k in keys:
-            hold = self.busy.get(k)
-            if hold is not None and now < hold[1] and hold[0] < end:
-                return False
-        return True
+        return not any(self._overlaps(k, now) for k in keys)
 
     def hold(self, keys: list, now: float) -> None:
         for k in keys:
-            old = self.busy.get(k)
-            if old is None or old[1] <= now + self.window:
-                self.busy[k] = (now, now + self.window)
+            starts, ends = self.busy.setdefault(k, ([], []))
+            while starts and ends[0] < now - self.horizon:
+                del starts[0], ends[0]
+            i = bisect.bisect_right(starts, now)
+            starts.insert(i, now)
+            ends.insert(i, now + self.window)
 
 
 def transact(items: Items, keys: list, now: float, attempts: int, rng: random.Random,

@@ -24,6 +24,7 @@ PRICES = {
     "s3_put": 0.005 / 1000,              # PUT, COPY, POST, LIST
     "s3_get": 0.0004 / 1000,             # GET, HEAD
     "sqs_request": 0.40 / 1e6,           # standard queue: send, receive, delete, change visibility
+    "cloudfront_request": 1.00 / 1e6,    # HTTPS requests, North America (the pointer-polls what-if)
 }
 
 

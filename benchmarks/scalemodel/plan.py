@@ -46,6 +46,7 @@ class Plan:
     write_units: float = 0.0
     s3_put: int = 0
     s3_get: int = 0
+    cdn: int = 0                   # CloudFront requests (the pointer-polls what-if)
 
 
 def _resource(index: str, pk: str, sk: str, shards: int, what: str) -> tuple:

@@ -125,7 +125,8 @@ def build(recording: dict[str, Any]) -> dict[str, Any]:
 
 
 def key_classes(profile_ops: dict[str, Any]) -> dict[str, list[str]]:
-    """Per operation: the sorted key classes (index:pk) its DynamoDB requests touch."""
+    """Per operation: the sorted key classes (index:pk) its DynamoDB requests touch, and the S3
+    prefixes (s3:CALL:prefix) it reads or writes."""
     out = {}
     for op, body in profile_ops.items():
         keys = set()
@@ -134,6 +135,8 @@ def key_classes(profile_ops: dict[str, Any]) -> dict[str, list[str]]:
                 keys.add(f"{req['index']}:{req['pk']}")
             elif req["type"] == "write":
                 keys.update(f"{i['index']}:{i['pk']}" for i in req["items"])
+            elif req["type"] == "s3":
+                keys.add(f"s3:{req['call']}:{req['prefix']}")
         out[op] = sorted(keys)
     return out
 

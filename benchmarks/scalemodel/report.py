@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
 from scalemodel.limits import RAISED, from_config, sampled
-from scalemodel.plan import compile_profile
+from scalemodel.plan import Plan, compile_op, compile_profile
 from scalemodel.sim import Result, Simulation
 
 CLIENTS = (1_000, 10_000, 100_000)
@@ -17,13 +18,53 @@ WINDOWS = ((60.0, "60 s"), (300.0, "5 min"), (1800.0, "30 min"))
 SAMPLE = 10_000
 
 
+#: what-ifs (not built), combinable with "+": "pointer-polls": polls read a cached pointer object
+#: through CloudFront (docs/scale.md, "Cheap polling") instead of the API and DynamoDB;
+#: "experiment-cache": each Lambda environment reads the experiment (META and its enrolled
+#: tally shards) at most once a second instead of on every request.
+WHAT_IF = ("pointer-polls", "experiment-cache", "pointer-polls+experiment-cache")
+CACHED = (("EXP#{exp}", "META"), ("EXP#{exp}#N{k}", "CLIENTS"))
+
+
+def _cached(profile: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The profile without the cached reads, and one request of each (the per-second refresh)."""
+    out = copy.deepcopy(profile)
+    refresh: dict[tuple, dict[str, Any]] = {}
+    for body in out["operations"].values():
+        keep = []
+        for req in body["requests"]:
+            key = (req.get("pk"), req.get("sk"))
+            if req["type"] == "read" and key in CACHED:
+                refresh.setdefault(key, dict(req, count=32 if key[1] == "CLIENTS" else 1))
+            else:
+                keep.append(req)
+        body["requests"] = keep
+    return out, list(refresh.values())
+
+
+def shard_count(clients: int) -> int:
+    from fma.domain.sharding import shard_count as count
+
+    return count(clients)
+
+
 def simulate(profile: dict[str, Any], clients: int, window: float, raised: bool = False, seed: int = 0,
-             sample: int | None = SAMPLE) -> Result:
-    """One round of `clients` arriving over `window` seconds under the design of `profile`."""
+             sample: int | None = SAMPLE, what_if: str | None = None,
+             overrides: dict[str, float] | None = None) -> Result:
+    """One round of `clients` arriving over `window` seconds under the design of `profile`
+    (`overrides`: Limits fields set by hand, e.g. ingest_max_concurrency)."""
     limits = from_config(profile["meta"]["config"])
     if raised:
         limits = replace(limits, **RAISED)
+    limits = replace(limits, **(overrides or {}))
+    wanted = set((what_if or "").split("+")) - {""}
+    refresh: list[dict[str, Any]] = []
+    if "experiment-cache" in wanted:
+        profile, refresh = _cached(profile)
     plans = compile_profile(profile, clients)
+    if "pointer-polls" in wanted:
+        plans["poll"] = Plan([], cdn=1)
+    plans["refresh"] = compile_op(refresh, shard_count(clients))
     simulated = min(clients, sample or clients)
     f = simulated / clients
     result = Simulation(plans, sampled(limits, f), simulated, window, seed=seed).run()
@@ -35,8 +76,11 @@ def simulate(profile: dict[str, Any], clients: int, window: float, raised: bool 
 
 
 def grid(profiles: dict[str, dict[str, Any]], raised: bool = False, clients: tuple[int, ...] = CLIENTS,
-         windows: tuple = WINDOWS, sample: int | None = SAMPLE) -> dict[tuple[str, int, str], Result]:
-    return {(name, n, label): simulate(p, n, w, raised, sample=sample) for name, p in profiles.items()
+         windows: tuple = WINDOWS, sample: int | None = SAMPLE,
+         what_if: str | None = None, overrides: dict[str, float] | None = None,
+         ) -> dict[tuple[str, int, str], Result]:
+    return {(name, n, label): simulate(p, n, w, raised, sample=sample, what_if=what_if, overrides=overrides)
+            for name, p in profiles.items()
             for n in clients for w, label in windows}
 
 
@@ -47,10 +91,10 @@ def _sealed(r: Result) -> str:
 
 
 def row(r: Result) -> dict[str, str]:
-    dynamo = sum(v for k, v in r.throttled.items() if k.startswith("dynamodb"))
+    dynamo = sum(v for k, v in r.throttled.items() if k.startswith(("dynamodb", "s3")))
     api = sum(v for k, v in r.throttled.items() if k.startswith(("api", "lambda")))
     registered = f"{r.registered_at:,.0f} s" if r.registered_at is not None else f"{r.registered:,}"
-    return {"sealed": _sealed(r), "all registered": registered, "throttled DDB": f"{dynamo:,.0f}",
+    return {"sealed": _sealed(r), "all registered": registered, "throttled DDB+S3": f"{dynamo:,.0f}",
             "throttled API/Lambda": f"{api:,.0f}",
             "conflicted": f"{r.conflicted:,}", "retries": f"{r.retries:,}", "DLQ": f"{r.dlq:,}",
             "FAILED": f"{r.failed_updates:,}", "gave up": f"{r.gave_up:,}", "cold starts": f"{r.cold_starts:,}",

@@ -93,7 +93,7 @@ class Simulation:
         self.plans, self.limits, self.n, self.window, self.tick = plans, limits, clients, window, tick
         self.rng = random.Random(seed)
         self.cap = capacity(limits, tick)
-        self.items = Items(limits.txn_window)
+        self.items = Items(limits.txn_window, horizon=10.0 * limits.time_scale)
         self.lambdas = Concurrency(limits.lambda_account)
         self.events: list = []
         self.seq = 0
@@ -110,8 +110,8 @@ class Simulation:
             self.at(self.rng.uniform(0, self.window), "register", i)
         self.at(self.tick, "tick", -1)
         handlers = {"register": self.client_op, "download": self.client_op, "upload": self.client_op,
-                    "message": self.message, "tick": self.on_tick}
-        while self.events and self.res.sealed_at is None and self.unresolved():
+                    "message": self.message, "tick": self.on_tick, "seal": self.seal}
+        while self.events and self.res.sealed_at is None and (self.unresolved() or self.res.accepted == self.n):
             t, _, what, client, arg = heapq.heappop(self.events)
             if t > horizon:
                 break
@@ -264,14 +264,24 @@ class Simulation:
 
     def accept(self, t: float) -> None:
         self.res.accepted += 1
-        if self.res.accepted == self.n and self.execute(t, self.plans["seal"]):
+        if self.res.accepted == self.n:
+            self.seal(t)
+
+    def seal(self, t: float, *_: object) -> None:
+        """The sealing accept's extra requests; if one fails, the seal is retried (ingest's
+        retry of the record, or the sweeper) a second later."""
+        if self.execute(t, self.plans["seal"]):
             self.res.sealed_at = t
+            return
+        self.res.retries += 1
+        self.at(t + 1.0, "seal", -1)
 
     # -- polls and capacity ticks -------------------------------------------------------------
     def on_tick(self, t: float, *_: object) -> None:
         """Polls of this tick in bulk (waiting clients / poll_seconds), then roll the capacity."""
         polls = self.waiting * self.tick / self.limits.poll_seconds
         plan = self.plans["poll"]
+        self.res.usage["cloudfront_request"] += polls * plan.cdn
         if polls:
             requests = polls * plan.api
             self.cap.ask(STAGE, requests)
@@ -288,6 +298,12 @@ class Simulation:
                     self.res.throttled["dynamodb (polls)"] += missed
                     self.res.hot[step.resource] += missed
             self.res.usage["ddb_read_unit"] += plan.read_units * served / max(plan.api, 1)
+        refresh = self.plans.get("refresh")
+        if refresh is not None and refresh.steps:  # cached reads: once a second per warm environment
+            environments = sum(self.lambdas.warm.values()) * self.tick
+            for step in refresh.steps:
+                self.cap.ask(step.resource, step.units * step.count * environments)
+            self.res.usage["ddb_read_unit"] += refresh.read_units * environments
         self.cap.roll()
         self.at(t + self.tick, "tick", -1)
 

@@ -81,3 +81,13 @@ def test_the_meters_listeners_see_each_writes_items_with_their_billed_sizes(stac
     assert txn["txn"] and not txn["ok"] and [i["kind"] for i in txn["items"]] == ["put", "check"]
     assert get == {"call": "get_item", "index": "table", "pk": "EXP#a", "sk": "META", "items": 1,
                    "bytes": put["items"][0]["bytes"]}
+
+
+def test_the_pointer_polls_what_if_moves_polls_off_the_api_and_dynamodb():
+    after = profiles.load(PROFILES / "after.json")
+    built = report.simulate(after, 1_000, 300.0)
+    pointer = report.simulate(after, 1_000, 300.0, what_if="pointer-polls")
+    assert built.usage["cloudfront_request"] == 0 < pointer.usage["cloudfront_request"]
+    assert pointer.usage["api_request"] < built.usage["api_request"] / 2
+    assert pointer.usage["ddb_read_unit"] < built.usage["ddb_read_unit"] / 2
+    assert pointer.sealed_at is not None

@@ -63,6 +63,18 @@ def test_a_write_inside_a_transactions_hold_conflicts_and_one_after_it_does_not(
     assert items.free_at(["other"], 1.01)
 
 
+def test_holds_ahead_of_the_clock_and_the_gaps_before_them_are_both_kept():
+    """A retry after a sleep holds an item ahead of the clock; a write in the gap before that hold
+    is free, and its own hold then makes a third write in the same gap conflict."""
+    items = Items(window=0.02)
+    items.hold(["META"], 10.05)
+    assert items.free_at(["META"], 10.02)  # its window ends at 10.04, before the hold
+    items.hold(["META"], 10.02)
+    assert not items.free_at(["META"], 10.03)
+    assert not items.free_at(["META"], 10.04)  # would reach into the hold at 10.05
+    assert items.free_at(["META"], 10.07)
+
+
 def test_transact_retries_a_conflict_with_its_sleeps_and_gives_up_after_its_attempts():
     items = Items(window=0.02)
     items.hold(["ROUND"], 0.0)
