@@ -53,7 +53,8 @@ bench-async: $(STAMP)
 
 # Scale model (issue 13/18, docs/scale.md): 1k/10k/100k clients over 60 s/5 min/30 min, the design
 # before issue 13 and after, from the recorded profiles; ARGS="--raised" with raised quotas,
-# ARGS="--quick" for the 1k and 10k rows.
+# ARGS="--quick" for the 1k and 10k rows, ARGS="--what-if pointer-polls+experiment-cache" for
+# design changes that are not built.
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py $(ARGS)
 
