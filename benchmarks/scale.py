@@ -35,11 +35,10 @@ PROFILES = HERE / "profiles"
 
 
 def stack_config() -> dict[str, Any]:
-    """The values of this commit's stack and code the simulation needs."""
+    """The values of this commit's stack and code the simulation needs (read from whichever of
+    them the commit has: the retry constants moved to fma.adapters.dynamo_retry in issue 13 item 2)."""
     import dataclasses
-    import inspect
 
-    from fma.adapters.dynamo_common import transact
     from fma.adapters.dynamo_models import TableSchema
     from fma.services import failures
     from infra.config import Config
@@ -48,12 +47,27 @@ def stack_config() -> dict[str, Any]:
              "max_ingest_attempts", "ingest_timeout_s", "poll_retry_after_seconds", "authorizer_cache_seconds",
              "api_memory_mb", "authorizer_memory_mb", "ingest_memory_mb", "ingest_max_concurrency")
     fields = {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config) if f.name in names}
-    return fields | {
+    return fields | _conflict_retries() | {
         "ingest_retry_base_seconds": failures.INGEST_RETRY_BASE_SECONDS,
         "ingest_retry_cap_seconds": failures.INGEST_RETRY_CAP_SECONDS,
-        "transact_attempts": inspect.signature(transact).parameters["attempts"].default,
         "ddb_retry_attempts": TableSchema.Meta.max_retry_attempts,
     }
+
+
+def _conflict_retries() -> dict[str, Any]:
+    """How the commit retries a conflicted write: dynamo_retry.POLICY, or transact()'s own loop."""
+    import importlib.util
+    import inspect
+
+    if importlib.util.find_spec("fma.adapters.dynamo_retry") is not None:
+        from fma.adapters.dynamo_retry import POLICY
+
+        return {"transact_attempts": POLICY.attempts, "transact_base_seconds": POLICY.base_seconds,
+                "transact_cap_seconds": POLICY.cap_seconds, "transact_jitter_low": 0.5,
+                "single_write_attempts": POLICY.attempts}
+    from fma.adapters.dynamo_common import transact
+
+    return {"transact_attempts": inspect.signature(transact).parameters["attempts"].default}
 
 
 def record_profile(name: str, clients: int) -> Path:

@@ -83,17 +83,36 @@ class Items:
             ends.insert(i, now + self.window)
 
 
-def transact(items: Items, keys: list, now: float, attempts: int, rng: random.Random,
-             stretch: float = 1.0) -> tuple[float | None, int]:
-    """fma.adapters.dynamo_common.transact: up to `attempts` tries, sleeping uniform(0, 0.02 x 2^a)
-    after a conflict (times `stretch`). Returns (seconds it took, or None if every try conflicted; conflicts)."""
+@dataclass(frozen=True)
+class Backoff:
+    """A design's retry of a conflicted write: the a-th sleep (a = 0, 1, ...) is drawn from
+    [low x step, step], step = min(cap, base x 2^a). Before issue 13 item 2: dynamo_common.transact,
+    8 attempts, uniform(0, 0.02 x 2^a); after: dynamo_retry.POLICY, 6 attempts, 50 ms doubling to
+    1 s, drawn in [half, full]."""
+
+    attempts: int = 8
+    base: float = 0.02
+    cap: float = float("inf")
+    low: float = 0.0
+
+    def sleep(self, attempt: int, rng: random.Random) -> float:
+        step = min(self.cap, self.base * 2 ** attempt)
+        return rng.uniform(self.low * step, step)
+
+
+def transact(items: Items, keys: list, now: float, backoff: Backoff, rng: random.Random,
+             stretch: float = 1.0, hold: bool = True) -> tuple[float | None, int]:
+    """Try a write on `keys` up to `backoff.attempts` times, sleeping `backoff.sleep` (times
+    `stretch`) after a conflict; a transaction (`hold`) then holds its items, a single write does
+    not. Returns (seconds it took, or None if every try conflicted; conflicts)."""
     t, conflicts = now, 0
-    for attempt in range(attempts):
+    for attempt in range(backoff.attempts):
         if items.free_at(keys, t):
-            items.hold(keys, t)
+            if hold:
+                items.hold(keys, t)
             return t - now, conflicts
         conflicts += 1
-        t += rng.uniform(0, 0.02 * 2 ** attempt) * stretch
+        t += backoff.sleep(attempt, rng) * stretch
     return None, conflicts
 
 

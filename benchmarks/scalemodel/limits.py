@@ -47,7 +47,11 @@ class Limits:
     max_ingest_attempts: int = 4
     ingest_retry_base: float = 2.0
     ingest_retry_cap: float = 300.0
-    transact_attempts: int = 8
+    transact_attempts: int = 8          # a conflicted transaction's tries and their sleeps (Backoff)
+    transact_base: float = 0.02
+    transact_cap: float = float("inf")
+    transact_low: float = 0.0
+    single_write_attempts: int = 1      # a single write that meets a transaction: retried after item 2
     ddb_retry_attempts: int = 5          # pynamodb/botocore retries of a throttled request
     sdk_base: float = 0.5                # fma_client RetryPolicy: 0.5 s doubling to 8 s, 90 s in all
     sdk_cap: float = 8.0
@@ -103,6 +107,10 @@ def from_config(config: dict[str, Any], **overrides: Any) -> Limits:
         ingest_retry_base=float(config.get("ingest_retry_base_seconds", 2)),
         ingest_retry_cap=float(config.get("ingest_retry_cap_seconds", 300)),
         transact_attempts=int(config.get("transact_attempts", 8)),
+        transact_base=float(config.get("transact_base_seconds", 0.02)),
+        transact_cap=float(config.get("transact_cap_seconds", float("inf"))),
+        transact_low=float(config.get("transact_jitter_low", 0.0)),
+        single_write_attempts=int(config.get("single_write_attempts", 1)),
         ddb_retry_attempts=int(config.get("ddb_retry_attempts", 5)),
         poll_seconds=float(config.get("poll_retry_after_seconds", 10)),
         authorizer_cache_seconds=float(config.get("authorizer_cache_seconds", 300)),

@@ -26,9 +26,9 @@ from __future__ import annotations
 import collections
 import heapq
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from scalemodel.buckets import Buckets, Concurrency, Items, transact
+from scalemodel.buckets import Backoff, Buckets, Concurrency, Items, transact
 from scalemodel.limits import PRICES, Limits
 from scalemodel.plan import Plan
 
@@ -94,6 +94,9 @@ class Simulation:
         self.rng = random.Random(seed)
         self.cap = capacity(limits, tick)
         self.items = Items(limits.txn_window, horizon=10.0 * limits.time_scale)
+        self.txn_backoff = Backoff(limits.transact_attempts, limits.transact_base, limits.transact_cap,
+                                   limits.transact_low)
+        self.single_backoff = replace(self.txn_backoff, attempts=limits.single_write_attempts)
         self.lambdas = Concurrency(limits.lambda_account)
         self.events: list = []
         self.seq = 0
@@ -158,24 +161,23 @@ class Simulation:
         return self.rng.random() >= 1.0 - (1.0 - miss ** tries) ** count
 
     def _write(self, t: float, step) -> bool:
-        for _ in range(step.count):
+        """A write request `count` times (a repeated one, like the seal closing every counter
+        shard, goes round the shards; a single one lands on a random shard: the client's)."""
+        for i in range(step.count):
             keys = []
             for resource, units, item in step.items:
                 if not self._request(resource, units, "dynamodb"):
                     return False
                 if item is not None:
-                    keys.append((item, self.rng.randrange(resource[-1])))
+                    shard = i % resource[-1] if step.count > 1 else self.rng.randrange(resource[-1])
+                    keys.append((item, shard))
             if not keys:
                 continue
-            if step.txn:
-                took, conflicts = transact(self.items, keys, t, self.limits.transact_attempts, self.rng,
-                                           self.limits.time_scale)
-                self.res.conflicted += conflicts
-                self.res.retries += max(0, conflicts - (took is None))
-                if took is None:
-                    return False
-            elif not self.items.free_at(keys, t):
-                self.res.conflicted += 1
+            backoff = self.txn_backoff if step.txn else self.single_backoff
+            took, conflicts = transact(self.items, keys, t, backoff, self.rng, self.limits.time_scale, hold=step.txn)
+            self.res.conflicted += conflicts
+            self.res.retries += max(0, conflicts - (took is None))
+            if took is None:
                 return False
         return True
 

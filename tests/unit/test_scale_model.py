@@ -12,7 +12,7 @@ import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))  # last: only scalemodel is wanted
 
-from scalemodel.buckets import Buckets, Concurrency, Items, transact
+from scalemodel.buckets import Backoff, Buckets, Concurrency, Items, transact
 from scalemodel.limits import Limits, sampled
 from scalemodel.plan import Plan, Step
 from scalemodel.sim import Result, Simulation
@@ -78,11 +78,19 @@ def test_holds_ahead_of_the_clock_and_the_gaps_before_them_are_both_kept():
 def test_transact_retries_a_conflict_with_its_sleeps_and_gives_up_after_its_attempts():
     items = Items(window=0.02)
     items.hold(["ROUND"], 0.0)
-    took, conflicts = transact(items, ["ROUND"], 0.0, attempts=1, rng=random.Random(1))
+    took, conflicts = transact(items, ["ROUND"], 0.0, Backoff(attempts=1), rng=random.Random(1))
     assert (took, conflicts) == (None, 1)
-    took, conflicts = transact(items, ["ROUND"], 0.0, attempts=8, rng=random.Random(1))
+    took, conflicts = transact(items, ["ROUND"], 0.0, Backoff(attempts=8), rng=random.Random(1))
     assert took is not None and took >= 0.0 and conflicts >= 1
     assert not items.free_at(["ROUND"], took)  # the winner holds the item now
+
+
+def test_the_backoff_of_each_design_draws_its_sleeps_where_its_code_does():
+    rng = random.Random(3)
+    old, new = Backoff(), Backoff(attempts=6, base=0.05, cap=1.0, low=0.5)
+    assert all(0.0 <= old.sleep(a, rng) <= 0.02 * 2 ** a for a in range(8))
+    assert all(0.025 * 2 ** a <= new.sleep(a, rng) <= 0.05 * 2 ** a for a in range(4))
+    assert all(0.5 <= new.sleep(a, rng) <= 1.0 for a in (5, 9))  # capped at 1 s
 
 
 def test_lambda_concurrency_throttles_at_the_account_limit_and_counts_cold_starts():
@@ -128,6 +136,14 @@ def test_with_a_maximum_concurrency_messages_wait_instead_of_spending_receives()
     res = Simulation(_plans(Plan([]), Plan([])), limits, clients=50, window=0.01).run()
     assert res.dlq == 0 and res.accepted == 50 and res.sealed_at is not None
     assert res.sealed_at >= 50 * 0.3  # one ingest at a time, 0.3 s each
+
+
+def test_a_repeated_single_write_goes_round_the_shards_and_only_a_transaction_holds_its_item():
+    shard = ("wcu", "table", "EXP#{exp}#N{k}", "ROUND#{n}", 4)
+    close = Step("write", count=4, items=[(shard, 1, ("EXP#{exp}#N{k}", "ROUND#{n}"))])
+    sim = Simulation(_plans(Plan([]), Plan([])), Limits(), clients=1, window=1.0)
+    assert sim._write(0.0, close) and sim.items.busy == {} and sim.res.conflicted == 0
+    assert sim._write(0.0, replace(close, txn=True, count=1)) and len(sim.items.busy) == 1
 
 
 def test_a_sampled_run_scales_rates_and_stretches_the_conflict_window():
