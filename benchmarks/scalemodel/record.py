@@ -26,6 +26,8 @@ ENV = {
     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "FMA_TABLE_NAME": "fma-scale",
     "FMA_BUCKET_NAME": "fma-scale-models", "POWERTOOLS_SERVICE_NAME": "fma-scale",
     "POWERTOOLS_METRICS_NAMESPACE": "FMA", "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true",
+    # the deployment's default (1,000 clients: S = 125 shards), whatever the caller's environment says
+    "FMA_DEFAULT_EXPECTED_CLIENTS": "1000",
 }
 S3_CALLS = {"put_object": "PUT", "get_object": "GET", "head_object": "HEAD", "copy_object": "PUT",
             "delete_object": "DELETE", "list_objects": "LIST", "list_objects_v2": "LIST",
