@@ -9,7 +9,6 @@ met a transaction: fma.adapters.dynamo_retry) run for real. Sleeps and jitter ar
 from __future__ import annotations
 
 import itertools
-import json
 import time
 import types
 
@@ -18,12 +17,13 @@ import botocore.endpoint
 import pytest
 from harness import BUCKET, update_bytes
 from hostile import model, update_key, world
+from sqs_batches import VisibilitySpy, ingest_queue, receive_batch, send_object_created
 from wire_faults import WireFaults
 
 from fma.adapters import dynamo_retry
 from fma.adapters.dynamo_retry import RetryPolicy
 from fma.local import dispatch
-from fma.local.events import FakeContext, s3_event, sqs_s3_event
+from fma.local.events import FakeContext, sqs_s3_event
 
 ACCEPT = b'"ACCEPTED"'  # in the accept transaction's request, nowhere else
 REJECT = b'"REJECTED"'
@@ -157,30 +157,9 @@ def test_a_conflicted_reject_fails_its_record_instead_of_passing_for_done(stack,
     assert _state(stack, dev, exp_id, client_id) == ("OPEN", 0, 1, "REJECTED")
 
 
-class VisibilitySpy:
-    def __init__(self, inner):
-        self.inner, self.changes = inner, []
-
-    def change_message_visibility(self, **kwargs):
-        self.changes.append(kwargs["VisibilityTimeout"])
-        return self.inner.change_message_visibility(**kwargs)
-
-
-def _queue_with(sqs, key: str) -> tuple[str, str]:
-    url = sqs.create_queue(QueueName="fma-ingest")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(s3_event(BUCKET, key)))
-    return url, arn
-
-
 def _run_batch(sqs, url: str, arn: str) -> list[str]:
     """Receive what is visible, deliver it as Lambda's event source does, delete what succeeded."""
-    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
-                                   VisibilityTimeout=720).get("Messages", [])
-    event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                          "attributes": {"ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"]},
-                          "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-                          "eventSourceARN": arn, "awsRegion": "us-east-1"} for m in messages]}
+    event, messages = receive_batch(sqs, url, arn)
     failed = {f["itemIdentifier"] for f in dispatch.run_ingest_event(event)["batchItemFailures"]}
     for m in messages:
         if m["MessageId"] not in failed:
@@ -196,7 +175,8 @@ def test_after_the_budget_the_record_returns_within_seconds_with_nothing_half_wr
     dispatch.reset_handler_caches()
     dev, exp_id, client_id, key = _uploaded(stack)
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url, arn = _queue_with(sqs, key)
+    url, arn = ingest_queue(sqs)
+    send_object_created(sqs, url, key)
     spy = VisibilitySpy(sqs)
     dispatch.load_handler_module("ingest").visibility()._client = spy
     conflict = faults.fail("TransactWriteItems", 1000, "TransactionCanceledException", contains=ACCEPT,

@@ -8,15 +8,13 @@ FAILED, while the uploads of every other experiment are reconciled in the same p
 
 from __future__ import annotations
 
-import json
-
 import boto3
 import numpy as np
-from harness import BUCKET, update_bytes
+from harness import update_bytes
+from sqs_batches import VisibilitySpy, ingest_queue, receive_batch, send_object_created
 
 from fma.domain.auth import Role
 from fma.local import dispatch
-from fma.local.events import s3_event
 
 MODEL = {"w": np.ones(3, np.float32)}
 
@@ -38,17 +36,6 @@ class PoisonStore:
         return call if callable(attr) else attr
 
 
-class VisibilitySpy:
-    """An SQS client that records every visibility change before passing it on to moto."""
-
-    def __init__(self, inner):
-        self.inner, self.changes = inner, []
-
-    def change_message_visibility(self, **kwargs):
-        self.changes.append(kwargs["VisibilityTimeout"])
-        return self.inner.change_message_visibility(**kwargs)
-
-
 def _two_experiments(stack):
     dev = stack.token(Role.DEVELOPER)
     exp_a = stack.create_experiment(dev, MODEL, rounds={"min_updates": 2, "total_rounds": 1})
@@ -62,20 +49,9 @@ def _two_experiments(stack):
     return dev, exp_a, exp_b, clients_a, keys
 
 
-def _receive(sqs, url: str, arn: str) -> tuple[dict, list[dict]]:
-    """One SQS batch shaped as Lambda's event source mapping delivers it."""
-    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
-                                   VisibilityTimeout=720).get("Messages", [])
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                "attributes": {"ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"]},
-                "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-                "eventSourceARN": arn, "awsRegion": "us-east-1"} for m in messages]
-    return {"Records": records}, messages
-
-
 def _run_batch(sqs, url: str, arn: str) -> tuple[list[str], dict[str, str]]:
     """Deliver what is visible, then delete what succeeded (as Lambda does); -> failed ids, bodies."""
-    event, messages = _receive(sqs, url, arn)
+    event, messages = receive_batch(sqs, url, arn)
     result = dispatch.run_ingest_event(event)
     failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
     for m in messages:
@@ -89,10 +65,8 @@ def test_poison_record_retries_within_seconds_then_fails_without_delaying_any_ot
     dispatch.reset_handler_caches()
     dev, exp_a, exp_b, clients_a, keys = _two_experiments(stack)
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.create_queue(QueueName="fma-ingest")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    ids = {name: sqs.send_message(QueueUrl=url, MessageBody=json.dumps(s3_event(BUCKET, key)))["MessageId"]
-           for name, key in keys.items()}
+    url, arn = ingest_queue(sqs)
+    ids = {name: send_object_created(sqs, url, key) for name, key in keys.items()}
     ingest = dispatch.load_handler_module("ingest")
     ingest.deps().store = PoisonStore(ingest.deps().store, keys["poison"])
     spy = VisibilitySpy(sqs)
