@@ -167,9 +167,14 @@ def build_model(deps: Deps, exp: Experiment, n: int,
 
 
 def global_model_entry(exp: Experiment, version: int, data: bytes) -> dict[str, Any]:
-    """The manifest's record of the model a round built on: key, sha256 and, for the initial
-    model, the pinned object version (a re-run reads exactly that one)."""
-    entry = {"key": model_key(exp.id, version), "sha256": hashlib.sha256(data).hexdigest()}
+    """The manifest's record of the model a round built on (its bytes are `data`)."""
+    return model_entry(exp, version, hashlib.sha256(data).hexdigest())
+
+
+def model_entry(exp: Experiment, version: int, sha256: str) -> dict[str, Any]:
+    """A manifest's record of model `version`: key, sha256 and, for the initial model, the
+    pinned object version (a re-run reads exactly that one)."""
+    entry = {"key": model_key(exp.id, version), "sha256": sha256}
     pinned = model_version_id(exp, version)
     return entry | ({"version_id": pinned} if pinned else {})
 

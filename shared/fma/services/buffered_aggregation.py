@@ -30,6 +30,7 @@ from fma.services.aggregation import (
     engine_seed,
     global_model_entry,
     load_state,
+    model_entry,
     write_outputs,
 )
 from fma.services.deps import Deps, manifest_key, model_key, model_version_id, update_key
@@ -98,9 +99,7 @@ def build_version(deps: Deps, exp: Experiment, n: int, written: Written | None =
         "experiment_id": exp.id, "round": n, "version": n, "mode": "async", "rounds": policy.to_json(),
         "strategy": {"name": exp.strategy_name, "params": exp.strategy_params},
         "global_model": global_model_entry(exp, n - 1, current_bytes),
-        "base_models": [{"version": v, "key": model_key(exp.id, v), "sha256": b.sha256}
-                        | ({"version_id": model_version_id(exp, v)} if model_version_id(exp, v) else {})
-                        for v, b in bases.items()],
+        "base_models": [{"version": v, **model_entry(exp, v, b.sha256)} for v, b in bases.items()],
         "inputs": inputs, "update_limits": exp.update_limits.to_json(),
         "input_objects": [{"client_id": u.client_id, "round": u.round, "key": update_key(exp.id, u.round, u.client_id),
                            "version_id": u.version_id, "size": u.size} for u in entries],
