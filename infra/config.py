@@ -41,6 +41,8 @@ MEMORY_FIT = {
 # Lambda caps a synchronous invocation's request at 6 MB; API Gateway base64-encodes binary
 # bodies (x 4/3), so a raw body above ~4.4 MB can never reach the API function.
 LAMBDA_SAFE_DIRECT_UPLOAD_BYTES = 4 * 1024 * 1024
+# the largest update a deployment may allow (multipart: 10,000 parts; fma.domain.multipart)
+MAX_UPDATE_BYTES = 50 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,10 @@ class Config:
     presign_seconds: int = 900
     direct_upload_max_bytes: int = LAMBDA_SAFE_DIRECT_UPLOAD_BYTES
     max_update_bytes: int = 512 * 1024 * 1024
+    # Declared sizes from this many bytes up are uploaded as S3 multipart uploads with presigned
+    # part URLs (docs/api-contract.md, "Multipart uploads"), in parts of at least this many bytes.
+    multipart_threshold_bytes: int = 100 * 1024 * 1024
+    multipart_part_bytes: int = 64 * 1024 * 1024
     # Stage throttling sized for `expected_clients` (docs/deploy.md, "Throttling and quotas"):
     # polls = clients / poll_retry_after_seconds = 10,000 / 10 = 1,000 rps, plus a round's
     # model download, upload request and evaluation (3 per client per round, rounds >= 60 s
@@ -214,7 +220,10 @@ def _validate(config: Config) -> None:
         0 < config.direct_upload_max_bytes <= LAMBDA_SAFE_DIRECT_UPLOAD_BYTES,
         "direct_upload_max_bytes must fit a Lambda request after base64 (<= 4 MiB)",
     )
-    check(config.max_update_bytes > 0, "max_update_bytes must be positive")
+    check(0 < config.max_update_bytes <= MAX_UPDATE_BYTES, "max_update_bytes must be 1..50 GiB (53687091200)")
+    check(config.multipart_threshold_bytes >= 5 * 1024**2, "multipart_threshold_bytes must be at least 5 MiB")
+    check(5 * 1024**2 <= config.multipart_part_bytes <= 5 * 1024**3,
+          "multipart_part_bytes must be 5 MiB..5 GiB (S3's part sizes)")
     check(0 <= config.aggregate_retry_attempts <= 2, "aggregate_retry_attempts must be 0..2")
     check(1 <= config.fanout_max_concurrency <= 10_000, "fanout_max_concurrency must be 1..10000 (Distributed Map)")
     check(0 <= config.fanout_tolerated_failure_percentage <= 100, "fanout_tolerated_failure_percentage: 0..100")

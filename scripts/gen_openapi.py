@@ -337,6 +337,9 @@ def paths() -> dict[str, Schema]:
                                       "(shards = ceil(expected_clients / 8), at most 128: docs/scale.md)"}),
         "from": {**obj({"experiment_id": STRING, "round": COUNT}, closed=True),
                  "description": "fork: start RUNNING from this published round's model (no upload)"},
+        "initial_model": {**obj({"size": {"type": "integer", "minimum": 1}, "sha256": SHA256}, closed=True),
+                          "description": "the initial model to upload: from the multipart threshold up, `upload` "
+                                         "is a multipart plan; ingest refuses other bytes"},
     }, closed=True)
     return {
         "/v1/health": {"get": op("health", "Liveness check", ok(200, "Up", obj({"status": {"const": "ok"}})),
@@ -361,7 +364,7 @@ def paths() -> dict[str, Schema]:
         "/v1/experiments": {
             "post": op("createExperiment", "Create an experiment (developer, admin)",
                        {**ok(201, "Created; upload the initial model next (a fork: upload is null)", obj({
-                           "experiment": ref("Experiment"), "upload": nullable(ref("PresignedPost"))})),
+                           "experiment": ref("Experiment"), "upload": nullable(ref("Upload"))})),
                         **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", body=json_body(create)),
             "get": op("listExperiments", "Experiments visible to the token (developer: its own), newest first",
                       {**ok(200, "One page (with filters, possibly short: follow next_cursor)", obj({
@@ -432,7 +435,7 @@ def paths() -> dict[str, Schema]:
         "/v1/experiments/{experiment_id}/rounds/{n}/updates": {
             "post": op("requestUpload", "A presigned POST for a large update (client)",
                        {**ok(201, "Upload the file to `upload`", obj({"update_id": STRING,
-                                                                     "upload": ref("PresignedPost")})),
+                                                                     "upload": ref("Upload")})),
                         **errors(400, *AUTH, 404, 409, 410, 413)}, tag="participation", params=[EXP_ID, ROUND_N],
                        body=json_body(upload_request)),
             "put": op("putUpdate", "Upload a small update through the API (client)",
@@ -451,11 +454,60 @@ def paths() -> dict[str, Schema]:
             {**ok(200, "Its presigned URL", ref("PublishedModel")), **errors(400, *AUTH, 404)},
             tag="rounds", params=[EXP_ID, ROUND_N])},
         **registry_paths(),
+        **multipart_paths(),
     }
 
 
 CREATING = ("createToken", "createExperiment", "createEnrollmentToken", "registerClient", "requestUpload",
-            "postEvaluation")
+            "postEvaluation", "completeUpdate", "completeInitialModel")
+
+
+PART_URL = obj({"part_number": COUNT, "size": COUNT, "url": {**STRING, "description": "PUT the part's bytes here"}})
+SCHEMAS.update({
+    "MultipartPlan": obj({
+        "upload_id": STRING, "part_size": COUNT, "part_count": COUNT, "size": COUNT,
+        "parts": {"type": "array", "items": PART_URL, "description": "at most 1000 URLs; next_part pages on"},
+        "next_part": {**nullable(COUNT), "description": "GET .../parts?from=next_part for more URLs"},
+    }, description="Every part is part_size bytes but the last; PUT each, keep its ETag, then complete."),
+    "Upload": {"anyOf": [ref("PresignedPost"), obj({"multipart": ref("MultipartPlan")})],
+               "description": "a presigned POST, or a multipart plan from the multipart threshold up"},
+    "MultipartParts": obj({
+        "upload_id": STRING, "part_size": COUNT, "part_count": COUNT, "size": COUNT,
+        "uploaded": {"type": "array", "items": obj({"part_number": COUNT, "size": COUNT, "etag": STRING}),
+                     "description": "the parts the store holds (ListParts)"},
+        "parts": {"type": "array", "items": PART_URL, "description": "fresh URLs for missing parts from `from`"},
+        "next_part": nullable(COUNT),
+    }),
+})
+
+
+def multipart_paths() -> dict[str, Schema]:
+    """Issue 13 item 4: resume and complete multipart uploads of updates and initial models."""
+    update_id = {"name": "update_id", "in": "path", "required": True,
+                 "schema": {**STRING, "description": "<round>:<client_id>, as requestUpload answered"}}
+    start = {"name": "from", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "default": 1}}
+    completion = obj({"parts": {"type": "array", "minItems": 1, "items": obj(
+        {"part_number": COUNT, "etag": STRING}, closed=True)}}, closed=True)
+    errs = errors(400, *AUTH, 404, 409, 410, 413)
+    return {
+        "/v1/experiments/{experiment_id}/rounds/{n}/updates/{update_id}/parts": {"get": op(
+            "listUpdateParts", "The parts S3 holds and fresh URLs for the missing ones (the uploading client)",
+            {**ok(200, "The parts", ref("MultipartParts")), **errors(400, *AUTH, 404, 409, 410)},
+            tag="participation", params=[EXP_ID, ROUND_N, update_id, start])},
+        "/v1/experiments/{experiment_id}/rounds/{n}/updates/{update_id}/complete": {"post": op(
+            "completeUpdate", "Complete a multipart upload once every part is in S3 (the uploading client)",
+            {**ok(202, "Completed; ingest validates it", obj({"update_id": STRING, "status": {"const": "UPLOADING"}})),
+             **errs}, tag="participation", params=[EXP_ID, ROUND_N, update_id], body=json_body(completion))},
+        "/v1/experiments/{experiment_id}/model/parts": {"get": op(
+            "listInitialModelParts", "The initial model's parts held and URLs for the missing ones (its developer)",
+            {**ok(200, "The parts", ref("MultipartParts")), **errors(400, *AUTH, 404, 409)},
+            tag="experiments", params=[EXP_ID, start])},
+        "/v1/experiments/{experiment_id}/model/complete": {"post": op(
+            "completeInitialModel", "Complete the initial model's multipart upload (its developer)",
+            {**ok(202, "Completed; ingest validates it", obj({"status": {"const": "UPLOADING"}, "key": STRING})),
+             **errors(400, *AUTH, 404, 409, 413)}, tag="experiments", params=[EXP_ID], body=json_body(completion))},
+    }
 
 
 def with_idempotency(all_paths: dict[str, Schema]) -> dict[str, Schema]:

@@ -152,6 +152,8 @@ class Api(Construct):
                 "FMA_PRESIGN_SECONDS": str(config.presign_seconds),
                 "FMA_DIRECT_UPLOAD_MAX_BYTES": str(config.direct_upload_max_bytes),
                 "FMA_MAX_UPDATE_BYTES": str(config.max_update_bytes),
+                "FMA_MULTIPART_THRESHOLD_BYTES": str(config.multipart_threshold_bytes),
+                "FMA_MULTIPART_PART_BYTES": str(config.multipart_part_bytes),
                 "FMA_RECONCILE_GRACE_SECONDS": str(config.reconcile_grace_seconds),
                 "FMA_POLL_RETRY_AFTER_SECONDS": str(config.poll_retry_after_seconds),
                 "FMA_DEFAULT_EXPECTED_CLIENTS": str(config.experiment_expected_clients),

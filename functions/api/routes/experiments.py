@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from api.context import json_body, principal, raw_body
 from api.deps import deps
 from api.idempotency import idempotent
-from fma.services import experiments
+from fma.services import experiments, initial_upload
 from fma.services.bodies import parse_flag, parse_limit
 
 router = APIGatewayRouter()
@@ -43,6 +43,19 @@ def patch(experiment_id: str) -> dict:
 @router.put("/experiments/<experiment_id>/model")
 def put_model(experiment_id: str) -> Response:
     body = experiments.put_initial_model(deps(), principal(router), experiment_id, raw_body(router))
+    return Response(202, "application/json", body)
+
+
+@router.get("/experiments/<experiment_id>/model/parts")
+def model_parts(experiment_id: str) -> dict:
+    params = router.current_event.query_string_parameters or {}
+    return initial_upload.model_parts(deps(), principal(router), experiment_id, params.get("from"))
+
+
+@router.post("/experiments/<experiment_id>/model/complete")
+@idempotent(router)
+def complete_model(experiment_id: str) -> Response:
+    body = initial_upload.complete_model(deps(), principal(router), experiment_id, json_body(router))
     return Response(202, "application/json", body)
 
 

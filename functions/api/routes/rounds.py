@@ -34,6 +34,21 @@ def request_upload(experiment_id: str, n: str) -> Response:
     return Response(201, "application/json", body)
 
 
+@router.get("/experiments/<experiment_id>/rounds/<n>/updates/<update_id>/parts")
+def update_parts(experiment_id: str, n: str, update_id: str) -> dict:
+    params = router.current_event.query_string_parameters or {}
+    return participation.update_parts(deps(), principal(router), experiment_id, round_number(n), update_id,
+                                      params.get("from"))
+
+
+@router.post("/experiments/<experiment_id>/rounds/<n>/updates/<update_id>/complete")
+@idempotent(router)
+def complete_update(experiment_id: str, n: str, update_id: str) -> Response:
+    body = participation.complete_update(deps(), principal(router), experiment_id, round_number(n), update_id,
+                                         json_body(router))
+    return Response(202, "application/json", body)
+
+
 @router.put("/experiments/<experiment_id>/rounds/<n>/updates")
 def put_update(experiment_id: str, n: str) -> Response:
     body = participation.put_update(deps(), principal(router), experiment_id, round_number(n), raw_body(router))

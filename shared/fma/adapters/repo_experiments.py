@@ -37,6 +37,8 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         update_limits=UpdateLimits.from_json(item.update_limits),
         expected_clients=int(item.expected_clients or 0), shards=int(item.shards or 1),
         aggregation=AggregationSettings.from_json(item.aggregation),
+        initial_declared_size=int(item.initial_declared_size) if item.initial_declared_size is not None else None,
+        initial_declared_sha256=item.initial_declared_sha256, initial_upload_id=item.initial_upload_id,
     )
 
 
@@ -49,6 +51,8 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
         max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
         aggregation=exp.aggregation.to_json(),
         current_round=0, clients=0, shards=exp.shards, expected_clients=exp.expected_clients,
+        initial_declared_size=exp.initial_declared_size, initial_declared_sha256=exp.initial_declared_sha256,
+        initial_upload_id=exp.initial_upload_id,
         created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,
         list_sk=f"{exp.created_at}#{exp.id}", owner_pk=f"OWNER#{exp.owner}",
     )

@@ -75,6 +75,8 @@ def to_update(item: UpdateItem) -> UpdateRecord:
         metrics=item.metrics, sha256=item.sha256, size=int(item.size) if item.size is not None else None,
         reason=item.reason, updated_at=float(item.updated_at), version_id=item.version_id,
         declared_sha256=item.declared_sha256,
+        declared_size=int(item.declared_size) if item.declared_size is not None else None,
+        upload_id=item.upload_id,
         applied_in=int(item.applied_in) if item.applied_in is not None else None,
     )
 
@@ -123,7 +125,7 @@ class RoundRepository:
             return None
 
     def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
-                     sha256: str | None = None) -> None:
+                     sha256: str | None = None, size: int | None = None, upload_id: str | None = None) -> None:
         """Record UPLOADING with the sha256 the bytes must have; a client whose update was
         accepted may not send another (409). Ingest accepts an object only against this record.
 
@@ -133,7 +135,8 @@ class RoundRepository:
         try:
             UpdateItem(shards.update_pk(experiment_id, client_id), update_sk(n, client_id), round=n,
                        client_id=client_id, status=str(UpdateStatus.UPLOADING), updated_at=now,
-                       declared_sha256=sha256, due_pk=shards.upload_due_pk(client_id),
+                       declared_sha256=sha256, declared_size=size, upload_id=upload_id,
+                       due_pk=shards.upload_due_pk(client_id),
                        due_sk=upload_due_key(now + grace, experiment_id, n, client_id)).save(
                 condition=UpdateItem.pk.does_not_exist() | state_in(UpdateItem.status, "begin_upload"))
         except PutError as exc:

@@ -16,6 +16,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from fma.domain.multipart import Part
+
 
 class S3ObjectStore:
     """Every method takes keys relative to the bucket; the client is injectable for tests."""
@@ -123,6 +125,72 @@ class S3ObjectStore:
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
+
+    # -- multipart uploads (presigned part URLs for clients; fma.domain.multipart) ------------
+    def multipart_create(self, key: str) -> str:
+        return self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, size: int, expires: int) -> str:
+        """A presigned UploadPart of that one part (S3 does not bind its size: the completion
+        checks every part's size against the plan through ListParts)."""
+        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
+        return self.client.generate_presigned_url("upload_part", Params=params, ExpiresIn=expires)
+
+    def multipart_put_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        """Upload one part from the server side (local mode's gateway on aws-emulation): its ETag."""
+        try:
+            resp = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=part_number,
+                                           Body=data)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchUpload", "404"):
+                raise LookupError(f"no upload {upload_id} of {key}") from None
+            raise
+        return resp["ETag"].strip('"')
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[Part] | None:
+        """ListParts, after a one-key ListMultipartUploads that proves the upload is `key`'s (S3
+        answers NoSuchUpload for another key's id; not every emulation does)."""
+        if upload_id not in self._uploads_of(key):
+            return None
+        parts, marker = [], 0
+        while True:
+            try:
+                resp = self.client.list_parts(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                              PartNumberMarker=marker, MaxParts=1000)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in ("NoSuchUpload", "404", "NoSuchKey"):
+                    return None
+                raise
+            parts += [Part(int(p["PartNumber"]), int(p["Size"]), p["ETag"].strip('"')) for p in resp.get("Parts", [])]
+            if not resp.get("IsTruncated"):
+                return parts
+            marker = int(resp["NextPartNumberMarker"])
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[Part]) -> str | None:
+        listed = [{"PartNumber": p.part_number, "ETag": f'"{p.etag}"'} for p in parts]
+        resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                     MultipartUpload={"Parts": listed})
+        return _version(resp)
+
+    def multipart_abort(self, key: str, upload_id: str | None = None) -> int:
+        ids = [upload_id] if upload_id else self._uploads_of(key)
+        for uid in ids:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=uid)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] not in ("NoSuchUpload", "404"):
+                    raise
+        return len(ids)
+
+    def _uploads_of(self, key: str) -> list[str]:
+        """The uploads in flight of exactly `key` (a prefix listing: keys that extend it are skipped)."""
+        ids, extra = [], {}
+        while True:
+            resp = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key, **extra)
+            ids += [u["UploadId"] for u in resp.get("Uploads", []) if u["Key"] == key]
+            if not resp.get("IsTruncated"):
+                return ids
+            extra = {"KeyMarker": resp["NextKeyMarker"], "UploadIdMarker": resp["NextUploadIdMarker"]}
 
 
 def _version(resp: dict[str, Any]) -> str | None:

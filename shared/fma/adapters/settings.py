@@ -45,6 +45,9 @@ CLIENT_TOKEN_GRACE_SECONDS = "FMA_CLIENT_TOKEN_GRACE_SECONDS"
 #: the clients an experiment expects when its creator does not say: its default shard count
 #: (ceil(N / 8), at most 128; docs/scale.md).
 DEFAULT_EXPECTED_CLIENTS = "FMA_DEFAULT_EXPECTED_CLIENTS"
+#: multipart uploads (issue 13 item 4): from this declared size up, and the smallest part.
+MULTIPART_THRESHOLD_BYTES = "FMA_MULTIPART_THRESHOLD_BYTES"
+MULTIPART_PART_BYTES = "FMA_MULTIPART_PART_BYTES"
 # Read by powertools: Logger reads the service name and level, Metrics the service and namespace.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
@@ -61,6 +64,7 @@ LIMITS = {
     CLIENT_TOKEN_MAX_SECONDS: "client_token_max_seconds", CLIENT_TOKEN_GRACE_SECONDS: "client_token_grace_seconds",
     FANOUT_MIN_UPDATES: "fanout_min_updates", FANOUT_MIN_BYTES: "fanout_min_bytes",
     READ_CONCURRENCY: "read_concurrency", DEFAULT_EXPECTED_CLIENTS: "expected_clients",
+    MULTIPART_THRESHOLD_BYTES: "multipart_threshold_bytes", MULTIPART_PART_BYTES: "multipart_part_bytes",
 }
 #: set by a construct only when the deployment configures it (custom strategies).
 CONFIGURED_ONLY = frozenset({STRATEGY_MODULES})

@@ -137,6 +137,11 @@ class Experiment:
     #: what its write spread is derived from (fma.domain.sharding); fixed at creation.
     expected_clients: int = 0
     shards: int = 1
+    #: `initial_model: {size, sha256}` as declared at creation (a multipart upload of the initial
+    #: model is checked against the size, ingest against the sha256); None when not declared.
+    initial_declared_size: int | None = None
+    initial_declared_sha256: str | None = None
+    initial_upload_id: str | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {

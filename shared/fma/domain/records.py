@@ -80,6 +80,10 @@ class UpdateRecord:
     declared_sha256: str | None = None
     #: async mode: the version whose buffer the update joined (None until accepted, and in sync mode).
     applied_in: int | None = None
+    #: the size the client declared for a presigned or multipart upload (the multipart plan's size).
+    declared_size: int | None = None
+    #: the store's multipart upload of this update (None: a presigned POST or a direct PUT).
+    upload_id: str | None = None
 
 
 @dataclass

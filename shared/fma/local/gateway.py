@@ -78,6 +78,11 @@ class GatewayHandler(BaseHTTPRequestHandler):
             if status >= 400:  # the body may not have been read: do not reuse the connection
                 self.close_connection = True
             return self._send(status, headers, body)
+        if self.command == "PUT" and url.path == "/objects/parts":
+            status, headers, body = routes.put_part(query, self.headers, self.rfile.read)
+            if status >= 400:
+                self.close_connection = True
+            return self._send(status, headers, body)
         if self.command in ("GET", "HEAD") and url.path.startswith("/objects/"):
             return self._send(*routes.download(url.path, query))
         self._send(405, {"Content-Type": "text/plain"}, b"method not allowed")

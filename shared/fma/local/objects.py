@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import unquote
 
-from fma.adapters.sqlite_fs.grants import DOWNLOAD, UPLOAD, GrantRefused, GrantSigner
+from fma.adapters.sqlite_fs.grants import DOWNLOAD, PART, UPLOAD, GrantRefused, GrantSigner
+from fma.domain.multipart import Part
 from fma.local.multipart import FormError, parse_form
 from fma.services.ports import ModelStore
 
@@ -59,6 +60,32 @@ class ObjectRoutes:
             return _error(403, "GRANT_REFUSED", "the file's sha256 is not the one this grant was issued for")
         self.store.put(key, data)
         return 204, {}, b""
+
+    def put_part(self, query: dict[str, str], headers: Any, read: Callable[[int], bytes]) -> Reply:
+        """`PUT /objects/parts?grant=...`: the body is exactly one part of one multipart upload
+        (its grant fixes key, upload id, part number and size); answers the part's ETag."""
+        try:
+            grant = self.signer.verify_part(query.get("grant", ""))
+        except GrantRefused as exc:
+            return _error(403, "GRANT_REFUSED", str(exc))
+        try:
+            length = int(headers.get("Content-Length") or "")
+        except ValueError:
+            return _error(411, "LENGTH_REQUIRED", "a part upload needs a Content-Length")
+        if length != grant.max_size:
+            return _error(413 if length > (grant.max_size or 0) else 400, "PART_SIZE",
+                          f"this grant is for a part of exactly {grant.max_size} bytes, not {length}")
+        try:
+            streamed = getattr(self.store, "multipart_put_part_stream", None)
+            if streamed is not None:
+                etag = streamed(grant.key, grant.upload_id, grant.part_number, read, length)
+            else:
+                etag = self.store.multipart_put_part(grant.key, grant.upload_id, grant.part_number, read(length))
+        except LookupError:
+            return _error(404, "NO_SUCH_UPLOAD", "the multipart upload was completed or aborted")
+        except ValueError as exc:
+            return _error(400, "PART_SIZE", str(exc))
+        return 200, {"ETag": f'"{etag}"'}, b""
 
     def download(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], bytes | BinaryIO]:
         key = unquote(path.removeprefix("/objects/"))
@@ -118,3 +145,20 @@ class GrantingStore:
 
         grant = self.signer.sign(DOWNLOAD, key, expires, version_id=version_id)
         return f"{self.public_url}/objects/{quote(key)}?grant={grant}"
+
+    # -- multipart uploads: the parts go through the gateway, the rest to the inner store -----
+    def multipart_create(self, key: str) -> str:
+        return self.inner.multipart_create(key)
+
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, size: int, expires: int) -> str:
+        grant = self.signer.sign(PART, key, expires, size, size, upload_id=upload_id, part_number=part_number)
+        return f"{self.public_url}/objects/parts?grant={grant}"
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[Part] | None:
+        return self.inner.multipart_parts(key, upload_id)
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[Part]) -> str | None:
+        return self.inner.multipart_complete(key, upload_id, parts)
+
+    def multipart_abort(self, key: str, upload_id: str | None = None) -> int:
+        return self.inner.multipart_abort(key, upload_id)

@@ -32,6 +32,10 @@ class Limits:
     read_concurrency: int = 16
     #: clients an experiment expects when its creator does not say (fma.domain.sharding: its shards)
     expected_clients: int = 1000
+    #: declared sizes from this many bytes up are uploaded as multipart uploads (fma.domain.multipart),
+    #: in parts of at least `multipart_part_bytes` (S3: 5 MiB to 5 GiB, at most 10,000 parts).
+    multipart_threshold_bytes: int = 100 << 20
+    multipart_part_bytes: int = 64 << 20
 
 
 @dataclass

@@ -19,17 +19,19 @@ from fma.domain.auth import (
 from fma.domain.clock import iso
 from fma.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from fma.domain.experiment import Experiment, RoundPolicy, parse_client_config, parse_name
+from fma.domain.multipart import MAX_OBJECT_BYTES
 from fma.domain.records import Page, TokenRecord
 from fma.domain.sharding import MAX_EXPECTED_CLIENTS, shard_count
 from fma.domain.states import ENDED, EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentStatus
 from fma.domain.strategy_catalog import check_async_strategy, validate_strategy
 from fma.domain.update_limits import parse_update_limits
+from fma.services import initial_upload
 from fma.services.access import client_token_expiry, mint_token
 from fma.services.bodies import listing, optional_int, require_object
 from fma.services.deps import Deps, model_key
 
 CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from",
-                 "update_limits", "aggregation", "expected_clients")
+                 "update_limits", "aggregation", "expected_clients", "initial_model")
 
 
 def load_experiment(deps: Deps, caller: Principal, experiment_id: str) -> Experiment:
@@ -72,8 +74,9 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
         strategy = {"name": strategy}
     strategy = require_object(strategy, ("name", "params"), ("name",))
     params = validate_strategy(strategy["name"], strategy.get("params"))
-    max_bytes = optional_int(data, "max_update_bytes", min(100 << 20, deps.limits.max_update_bytes), 1,
-                             deps.limits.max_update_bytes)
+    cap = min(deps.limits.max_update_bytes, MAX_OBJECT_BYTES)
+    max_bytes = optional_int(data, "max_update_bytes", min(100 << 20, cap), 1, cap)
+    declared = initial_upload.parse_declared(data.get("initial_model"), max_bytes)
     policy = RoundPolicy.parse(data.get("rounds"))
     update_limits = parse_update_limits(data.get("update_limits"))
     _check_robust_quorum(strategy["name"], params, policy)
@@ -93,10 +96,13 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
     if data.get("from") is not None:  # a fork starts from another experiment's round (services/lineage.py)
         from fma.services import lineage
 
+        if declared is not None:
+            raise InvalidInput("a fork starts from its parent's model: initial_model is not allowed with from",
+                               details={"field": "initial_model"})
         return lineage.create_fork(deps, caller, exp, data["from"], load_experiment)
+    initial_upload.prepare(deps, exp, declared)
     deps.repo.create_experiment(exp)
-    upload = deps.store.presigned_post(model_key(exp.id, 0), 1, max_bytes, deps.limits.presign_seconds)
-    return {"experiment": exp.to_public(), "upload": upload}
+    return {"experiment": exp.to_public(), "upload": initial_upload.upload_grant(deps, exp)}
 
 
 def put_initial_model(deps: Deps, caller: Principal, experiment_id: str, body: bytes) -> dict[str, Any]:

@@ -87,6 +87,9 @@ def ingest_initial_model(deps: Deps, experiment_id: str, key: str) -> IngestOutc
     try:
         obj, version_id = _open_checked(deps, key, exp.max_update_bytes)
         spec, sha256 = validate_initial_model_stream(obj)
+        if exp.initial_declared_sha256 is not None and sha256 != exp.initial_declared_sha256:
+            raise UpdateRejected("SHA256_MISMATCH", "the uploaded bytes do not have the sha256 declared in "
+                                 "initial_model")
     except UpdateRejected as exc:
         deps.repo.set_model_error(experiment_id, exc.reason)
         return IngestOutcome("rejected", experiment_id, 0, reason=exc.reason)

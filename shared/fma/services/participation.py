@@ -13,6 +13,7 @@ from fma.domain.records import EvaluationRecord, UpdateRecord
 from fma.domain.states import ENDED, ExperimentStatus, RoundState, UpdateStatus
 from fma.domain.strategy_catalog import client_config_for
 from fma.domain.update_meta import check_metrics
+from fma.services import multipart_uploads as multipart
 from fma.services.access import require_live_client
 from fma.services.bodies import require_object, required_int
 from fma.services.deps import Deps, model_key, model_version_id, update_key
@@ -83,11 +84,65 @@ def request_upload(deps: Deps, caller: Principal, experiment_id: str, n: int, bo
     if size > exp.max_update_bytes:
         raise PayloadTooLarge(f"size {size} exceeds max_update_bytes={exp.max_update_bytes}",
                               details={"limit": exp.max_update_bytes})
-    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds,
-                           sha256=sha)
     key = update_key(experiment_id, n, caller.principal_id)
+    if multipart.wants_multipart(deps, size):
+        return _request_multipart(deps, caller, exp, n, key, size, sha)
+    deps.repo.begin_upload(experiment_id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds,
+                           sha256=sha, size=size)
     upload = deps.store.presigned_post(key, size, size, deps.limits.presign_seconds, sha256=sha)
     return {"update_id": f"{n}:{caller.principal_id}", "upload": upload}
+
+
+def _request_multipart(deps: Deps, caller: Principal, exp: Experiment, n: int, key: str, size: int,
+                       sha: str) -> dict[str, Any]:
+    """A multipart plan; an earlier upload of this client's update still in flight is aborted (one
+    upload per update, the newest), and so is the new one if the record refuses it."""
+    earlier = deps.repo.get_update(exp.id, n, caller.principal_id)
+    upload_id = multipart.start(deps, key)
+    try:
+        deps.repo.begin_upload(exp.id, n, caller.principal_id, deps.clock(), deps.limits.reconcile_grace_seconds,
+                               sha256=sha, size=size, upload_id=upload_id)
+    except Exception:
+        deps.store.multipart_abort(key, upload_id)
+        raise
+    if earlier is not None and earlier.upload_id and earlier.upload_id != upload_id:
+        deps.store.multipart_abort(key, earlier.upload_id)
+    body = multipart.plan_body(deps, key, upload_id, multipart.plan_of(deps, size))
+    return {"update_id": f"{n}:{caller.principal_id}", "upload": body}
+
+
+def _multipart_update(deps: Deps, caller: Principal, experiment_id: str, n: int,
+                      update_id: str) -> tuple[UpdateRecord, str]:
+    """The caller's own UPLOADING multipart update (404 for anyone else's or an unknown id)."""
+    if update_id != f"{n}:{caller.principal_id}":
+        raise NotFound(f"update {update_id[:80]} not found", code="UPDATE_NOT_FOUND")
+    rec = deps.repo.get_update(experiment_id, n, caller.principal_id)
+    if rec is None or rec.declared_size is None:
+        raise NotFound(f"update {update_id} not found", code="UPDATE_NOT_FOUND")
+    if rec.status != UpdateStatus.UPLOADING:
+        raise Conflict(f"update {update_id} is {rec.status}, not uploading", code="ALREADY_SUBMITTED")
+    if rec.upload_id is None:
+        raise NotFound(f"update {update_id} is not a multipart upload", code="UPLOAD_NOT_FOUND")
+    return rec, update_key(experiment_id, n, caller.principal_id)
+
+
+def update_parts(deps: Deps, caller: Principal, experiment_id: str, n: int, update_id: str,
+                 from_part: str | None) -> dict[str, Any]:
+    """GET .../updates/{update_id}/parts: what a resuming client needs."""
+    _open_round_for(deps, caller, experiment_id, n)
+    rec, key = _multipart_update(deps, caller, experiment_id, n, update_id)
+    plan = multipart.plan_of(deps, rec.declared_size or 0)
+    body = multipart.parts_body(deps, key, rec.upload_id, plan, multipart.parse_from(from_part, plan.part_count))
+    return {"update_id": update_id, **body}
+
+
+def complete_update(deps: Deps, caller: Principal, experiment_id: str, n: int, update_id: str,
+                    body: object) -> dict[str, Any]:
+    """POST .../updates/{update_id}/complete: join the parts the store holds, if they are the plan."""
+    _open_round_for(deps, caller, experiment_id, n)
+    rec, key = _multipart_update(deps, caller, experiment_id, n, update_id)
+    multipart.complete(deps, key, rec.upload_id, multipart.plan_of(deps, rec.declared_size or 0), body)
+    return {"update_id": update_id, "status": "UPLOADING"}
 
 
 def put_update(deps: Deps, caller: Principal, experiment_id: str, n: int, body: bytes) -> dict[str, Any]:

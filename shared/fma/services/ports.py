@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from fma.domain.experiment import Experiment
+from fma.domain.multipart import Part
 from fma.domain.records import EvaluationRecord, Page, RefusalRecord, RoundRecord, TokenRecord, UpdateRecord
 from fma.domain.registry import Lineage, RegistryName, RegistryVersion, RoundRef, Stage
 from fma.domain.states import ExperimentStatus, RoundState
@@ -131,9 +132,10 @@ class RoundStore(Protocol):
     def get_update(self, experiment_id: str, n: int, client_id: str) -> UpdateRecord | None: ...
 
     def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
-                     sha256: str | None = None) -> None:
-        """Record UPLOADING with the sha256 ingest must see (due for reconciliation after
-        `grace`); Conflict once accepted."""
+                     sha256: str | None = None, size: int | None = None, upload_id: str | None = None) -> None:
+        """Record UPLOADING with the sha256 ingest must see, the declared `size` and the store's
+        multipart `upload_id` (a completion checks the parts against them), due for
+        reconciliation after `grace`; Conflict once accepted."""
 
     def accept_update(self, u: UpdateRecord) -> str:
         """"accepted" | "duplicate" | "closed" | "inactive": one transaction, counted once."""
@@ -326,6 +328,26 @@ class ModelStore(Protocol):
         """A URL that downloads `key` (and nothing else) until it expires: its newest version, or
         exactly `version_id` when given (a pinned update a manifest names); `filename` asks for
         `Content-Disposition: attachment` under that name where the store serves another origin."""
+
+    # -- multipart uploads of clients' large objects (issue 13 item 4, fma.domain.multipart) --
+    def multipart_create(self, key: str) -> str:
+        """Start a multipart upload of `key`: its upload id (S3 CreateMultipartUpload)."""
+
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, size: int, expires: int) -> str:
+        """A URL that PUTs exactly part `part_number` (of `size` bytes) of that upload and nothing
+        else; its answer's `ETag` header names the part."""
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[Part] | None:
+        """The parts the store holds for that upload of `key` (ListParts), in part order; None if
+        there is no such upload in flight (unknown, another key's, completed or aborted)."""
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[Part]) -> str | None:
+        """Join the parts into a new version of `key` (its id) and announce it like any write
+        (the object-created event); the upload is gone afterwards."""
+
+    def multipart_abort(self, key: str, upload_id: str | None = None) -> int:
+        """Abort that upload of `key`, or (None) every upload of `key` in flight, freeing their
+        parts: how many were aborted."""
 
 
 @dataclass(frozen=True)

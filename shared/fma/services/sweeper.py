@@ -123,6 +123,8 @@ def _reconcile(deps: Deps, now: float, limit: int, report: SweepReport) -> None:
         try:
             if not deps.store.exists(key):  # a LIST: S3 may answer a HEAD of a missing key with 403
                 abandoned = now - upd.updated_at > ABANDON_SECONDS
+                if abandoned and upd.upload_id:  # its parts cost storage until aborted (S3's lifecycle rule backs this)
+                    deps.store.multipart_abort(key, upd.upload_id)
                 deps.repo.push_upload_due(upd.experiment_id, upd.round, upd.client_id,
                                           None if abandoned else now + deps.limits.reconcile_grace_seconds)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fma.domain.backoff import jittered_backoff
+from fma.domain.multipart import Part
 from fma.services.ports import EVENT_RETRY_BASE_SECONDS, EVENT_RETRY_CAP_SECONDS, ObjectCreated
 
 
@@ -71,6 +73,7 @@ class MemoryModelStore:
         self.lock = threading.Lock()
         self.objects: dict[str, list[tuple[str, bytes]]] = {}
         self.events = events
+        self.uploads: dict[str, tuple[str, dict[int, bytes]]] = {}  # upload id -> key, parts
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         version_id = uuid.uuid4().hex
@@ -144,3 +147,46 @@ class MemoryModelStore:
                       filename: str | None = None) -> str:
         pinned = f"&version={quote(version_id)}" if version_id else ""
         return f"memory://{quote(key)}?expires={expires}{pinned}"
+
+    # -- multipart uploads --------------------------------------------------------------------
+    def multipart_create(self, key: str) -> str:
+        upload_id = uuid.uuid4().hex
+        with self.lock:
+            self.uploads[upload_id] = (key, {})
+        return upload_id
+
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, size: int, expires: int) -> str:
+        return f"memory://part/{quote(key)}?upload={upload_id}&part={part_number}&size={size}&expires={expires}"
+
+    def multipart_put_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        """What a PUT of the part URL does (tests hold the bytes here): the part's ETag (MD5)."""
+        with self.lock:
+            found = self.uploads.get(upload_id)
+            if found is None or found[0] != key:
+                raise ObjectNotFound(f"no upload {upload_id} of {key}")
+            found[1][part_number] = bytes(data)
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[Part] | None:
+        with self.lock:
+            found = self.uploads.get(upload_id)
+            if found is None or found[0] != key:
+                return None
+            return [Part(n, len(d), hashlib.md5(d, usedforsecurity=False).hexdigest())
+                    for n, d in sorted(found[1].items())]
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[Part]) -> str:
+        with self.lock:
+            found = self.uploads.get(upload_id)
+            if found is None or found[0] != key:
+                raise ObjectNotFound(f"no upload {upload_id} of {key}")
+            data = b"".join(found[1][p.part_number] for p in parts)
+            del self.uploads[upload_id]
+        return self.put(key, data)
+
+    def multipart_abort(self, key: str, upload_id: str | None = None) -> int:
+        with self.lock:
+            ids = [u for u, (k, _) in self.uploads.items() if k == key and upload_id in (None, u)]
+            for u in ids:
+                del self.uploads[u]
+        return len(ids)

@@ -63,7 +63,7 @@ class RoundRecords:
         return R.to_update(row) if row else None
 
     def begin_upload(self, experiment_id: str, n: int, client_id: str, now: float, grace: float = 300.0,
-                     sha256: str | None = None) -> None:
+                     sha256: str | None = None, size: int | None = None, upload_id: str | None = None) -> None:
         """Record UPLOADING, due for reconciliation after `grace`; 409 once an update was accepted."""
         with self.rows.write() as tx:
             row = tx.get("updates", (experiment_id, n, client_id))
@@ -71,7 +71,7 @@ class RoundRecords:
                 raise Conflict(f"an update for round {n} was already accepted from this client",
                                code="ALREADY_SUBMITTED")
             fresh = UpdateRecord(experiment_id, n, client_id, UpdateStatus.UPLOADING, updated_at=now,
-                                 declared_sha256=sha256)
+                                 declared_sha256=sha256, declared_size=size, upload_id=upload_id)
             tx.put("updates", R.update_row(fresh, R.upload_due_key(now + grace, experiment_id, n, client_id)))
 
     def accept_update(self, u: UpdateRecord) -> str:

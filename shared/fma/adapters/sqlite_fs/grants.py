@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 UPLOAD, DOWNLOAD = "put", "get"
+#: one part of one multipart upload (exact size, upload id and part number bound)
+PART = "part"
 MAX_GRANT_CHARS = 4096
 
 
@@ -32,6 +34,9 @@ class Grant:
     sha256: str | None = None
     #: a download of one version of the object (None: its newest version)
     version_id: str | None = None
+    #: a part grant's multipart upload and part number
+    upload_id: str | None = None
+    part_number: int | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -52,9 +57,12 @@ class GrantSigner:
         return _b64(hmac.new(self.secret, payload.encode(), hashlib.sha256).digest())
 
     def sign(self, action: str, key: str, expires_in: int, min_size: int | None = None,
-             max_size: int | None = None, sha256: str | None = None, version_id: str | None = None) -> str:
+             max_size: int | None = None, sha256: str | None = None, version_id: str | None = None,
+             upload_id: str | None = None, part_number: int | None = None) -> str:
         body = {"a": action, "k": key, "e": int(self.clock()) + int(expires_in)}
-        if action == UPLOAD:
+        if action == PART:
+            body.update(min=min_size, max=max_size, u=upload_id, n=part_number)
+        elif action == UPLOAD:
             body.update(min=min_size, max=max_size)
             if sha256 is not None:
                 body["s"] = sha256
@@ -85,6 +93,15 @@ class GrantSigner:
             raise GrantRefused("this grant has expired")
         return grant
 
+    def verify_part(self, token: str) -> Grant:
+        """The grant if it is a genuine, unexpired grant for one part of a multipart upload."""
+        grant = self._decode(token)
+        if grant.action != PART:
+            raise GrantRefused(f"this grant is for {grant.action}, not {PART}")
+        if grant.expires_at < self.clock():
+            raise GrantRefused("this grant has expired")
+        return grant
+
     def _decode(self, token: str) -> Grant:
         if not isinstance(token, str) or len(token) > MAX_GRANT_CHARS or token.count(".") != 1:
             raise GrantRefused("malformed grant")
@@ -94,12 +111,14 @@ class GrantSigner:
         try:
             body = json.loads(_unb64(payload))
             grant = Grant(body["a"], body["k"], int(body["e"]), body.get("min"), body.get("max"), body.get("s"),
-                          body.get("v"))
+                          body.get("v"), body.get("u"), body.get("n"))
         except (ValueError, KeyError, TypeError):
             raise GrantRefused("malformed grant") from None
-        if (not isinstance(grant.key, str) or grant.action not in (UPLOAD, DOWNLOAD)
+        if (not isinstance(grant.key, str) or grant.action not in (UPLOAD, DOWNLOAD, PART)
                 or not isinstance(grant.sha256, str | None) or not isinstance(grant.version_id, str | None)):
             raise GrantRefused("malformed grant")
-        if grant.action == UPLOAD and not (type(grant.min_size) is int and type(grant.max_size) is int):
+        if grant.action in (UPLOAD, PART) and not (type(grant.min_size) is int and type(grant.max_size) is int):
+            raise GrantRefused("malformed grant")
+        if grant.action == PART and not (isinstance(grant.upload_id, str) and type(grant.part_number) is int):
             raise GrantRefused("malformed grant")
         return grant

@@ -14,15 +14,20 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fma.adapters.memory.objects import ObjectNotFound
 from fma.adapters.sqlite_fs.db import Database
-from fma.adapters.sqlite_fs.grants import DOWNLOAD, UPLOAD, GrantSigner
+from fma.adapters.sqlite_fs.grants import DOWNLOAD, PART, UPLOAD, GrantSigner
+from fma.adapters.sqlite_fs.multipart import FileUploads
+from fma.domain.multipart import Part
 
 UPLOAD_PATH = "/objects"
+#: where a part grant PUTs one part of a multipart upload (fma.local.objects)
+PART_PATH = "/objects/parts"
 
 
 class FileModelStore:
@@ -35,6 +40,7 @@ class FileModelStore:
         self.tmp = self.root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.created = created or threading.Condition()
+        self.uploads = FileUploads(self.root, self.tmp)
 
     def _path(self, version_id: str) -> Path:
         return self.root / version_id[:2] / version_id
@@ -178,6 +184,49 @@ class FileModelStore:
         dashboard's `download` attribute names the file."""
         grant = self.signer.sign(DOWNLOAD, key, expires, version_id=version_id)
         return f"{self.public_url}{UPLOAD_PATH}/{quote(key)}?grant={grant}"
+
+    # -- multipart uploads (sqlite_fs.multipart keeps the parts) -------------------------------
+    def multipart_create(self, key: str) -> str:
+        return self.uploads.create(key)
+
+    def multipart_part_url(self, key: str, upload_id: str, part_number: int, size: int, expires: int) -> str:
+        """A PUT to the gateway of exactly that part and exactly `size` bytes."""
+        grant = self.signer.sign(PART, key, expires, size, size, upload_id=upload_id, part_number=part_number)
+        return f"{self.public_url}{PART_PATH}?grant={grant}"
+
+    def multipart_put_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        """Store one part from bytes (the gateway streams through `uploads.put_part` instead)."""
+        view = memoryview(data)
+        offset = 0
+
+        def read(n: int) -> bytes:
+            nonlocal offset
+            chunk = view[offset:offset + n].tobytes()
+            offset += len(chunk)
+            return chunk
+
+        return self.uploads.put_part(key, upload_id, part_number, read, len(data))
+
+    def multipart_put_part_stream(self, key: str, upload_id: str, part_number: int,
+                                  read: Callable[[int], bytes], size: int) -> str:
+        return self.uploads.put_part(key, upload_id, part_number, read, size)
+
+    def multipart_parts(self, key: str, upload_id: str) -> list[Part] | None:
+        return self.uploads.parts(key, upload_id)
+
+    def multipart_complete(self, key: str, upload_id: str, parts: list[Part]) -> str:
+        """The joined parts become a version (recorded with its object-created event)."""
+        joined = self.uploads.join(key, upload_id, parts)
+        version_id = uuid.uuid4().hex
+        final = self._path(version_id)
+        final.parent.mkdir(exist_ok=True)
+        os.rename(joined, final)
+        _fsync_dir(final.parent)
+        self._record(key, version_id, final.stat().st_size, "application/octet-stream", only_new=False)
+        return version_id
+
+    def multipart_abort(self, key: str, upload_id: str | None = None) -> int:
+        return self.uploads.abort(key, upload_id)
 
 
 def _fsync_dir(path: Path) -> None:
