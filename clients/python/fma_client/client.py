@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from fma_client import tensors
 from fma_client._contract import check_num_examples, check_weights
 from fma_client._enrollment import Enrollment
 from fma_client._http import DEFAULT_TIMEOUT, RetryPolicy, TimeoutSpec, Transport
+from fma_client._multipart import DEFAULT_WORKERS, MultipartUpload, ResumeFile, Source
 from fma_client._registration import RegistrationStore
 from fma_client._runner import ENDED, run_loop
 from fma_client._wait import Waiter
@@ -79,6 +81,8 @@ class Client(Enrollment):
         poll_interval: float = 2.0,
         registration_file: str | os.PathLike | None = None,
         persist_registration: bool = True,
+        upload_workers: int = DEFAULT_WORKERS,
+        resume_file: str | os.PathLike | None = None,
     ) -> None:
         self.http = Transport(url, token, session=session, timeout=timeout, retry=retry, sleep=sleep, clock=clock,
                               rng=rng)  # fmt: skip
@@ -98,6 +102,11 @@ class Client(Enrollment):
         self.model: ModelState | None = None
         self._dtypes: dict[str, np.dtype] = {}
         self._revalidate = False  # next get_model skips If-None-Match (state may have moved)
+        #: multipart uploads: parts in flight at once, and where progress is kept (default: next to
+        #: the registration file); `last_upload` is the latest multipart upload (its `sent` parts).
+        self.upload_workers = upload_workers
+        self.resume_file = resume_file
+        self.last_upload: MultipartUpload | None = None
 
     @property
     def token(self) -> str | None:
@@ -165,7 +174,9 @@ class Client(Enrollment):
         """Upload an update for `round` (default: the round of the last `get_model`).
 
         Small files go through the API (PUT), large ones straight to S3 with a presigned POST
-        bound to their size and sha256. With `wait`, returns once the server ACCEPTED the
+        bound to their size and sha256, and from the server's multipart threshold up (default
+        100 MiB) as a multipart upload whose parts go concurrently and resume after a crash
+        (`submit_file` for updates too large to hold in memory). With `wait`, returns once the server ACCEPTED the
         update and raises UpdateRejected (REJECTED with the reason, LATE, or FAILED when the
         server could not ingest it for a fault of its own: the update may be sent again).
         """
@@ -186,17 +197,57 @@ class Client(Enrollment):
             return result
         return {**result, **self.wait_for_update(n, timeout)}
 
-    def _upload(self, n: int, data: bytes) -> Json:
+    def submit_file(self, path: str | os.PathLike, round: int | None = None, wait: bool = True,
+                    timeout: float = 600.0) -> Json:
+        """Upload a ready safetensors update file (with `fma.num_examples` in its metadata) for
+        `round`, without reading it into memory: above the server's multipart threshold its
+        parts are read by offset and sent concurrently, and a killed process that calls this
+        again with the same file resumes, sending only the parts the server does not hold."""
+        self._ensure_token()
+        n = round if round is not None else (self.model.round if self.model else None)
+        if n is None:
+            raise FmaError("no round to submit for: call get_model() first or pass round=")
+        reply = self._upload(n, Source(path=path))
+        result = {"update_id": reply.get("update_id"), "round": n, "status": "UPLOADING"}
+        return {**result, **self.wait_for_update(n, timeout)} if wait else result
+
+    def _upload(self, n: int, data: bytes | Source) -> Json:
         path = ("experiments", self.experiment_id, "rounds", n, "updates")
-        if len(data) <= self.direct_upload_limit:
+        source = data if isinstance(data, Source) else Source(data=data)
+        if source.size <= self.direct_upload_limit:
             try:
-                return self.http.call_json("PUT", *path, data=data)
+                return self.http.call_json("PUT", *path, data=source.read_all())
             except PayloadTooLarge:
                 log.info("direct upload refused as too large; using a presigned POST")
-        body = {"size": len(data), "sha256": tensors.sha256_hex(data)}
-        reply = self.http.call_json("POST", *path, json=body)
-        self.http.presigned_post(reply["upload"]["url"], reply["upload"].get("fields", {}), data)
+        sha = source.sha256()
+        resume = ResumeFile(self._resume_path())
+        identity = {"experiment_id": self.experiment_id, "round": n, "size": source.size, "sha256": sha}
+        saved = resume.load(identity)
+        if saved and saved.get("update_id"):
+            job = self._multipart_job(path, saved["update_id"], source, resume)
+            if job.resume_from(saved):
+                self.last_upload = job
+                return {"update_id": saved["update_id"]}
+        reply = self.http.call_json("POST", *path, json={"size": source.size, "sha256": sha})
+        upload = reply["upload"]
+        if "multipart" in upload:
+            job = self._multipart_job(path, reply["update_id"], source, resume)
+            self.last_upload = job
+            job.run(upload["multipart"], {"identity": identity, "update_id": reply["update_id"]})
+        else:
+            self.http.presigned_post(upload["url"], upload.get("fields", {}), source.read_all())
         return reply
+
+    def _multipart_job(self, path: tuple, update_id: str, source: Source, resume: ResumeFile) -> MultipartUpload:
+        return MultipartUpload(self.http, source, (*path, update_id, "parts"), (*path, update_id, "complete"),
+                               resume, self.upload_workers)
+
+    def _resume_path(self) -> Path | None:
+        """Next to the registration: `<registration>.upload.json` (None: progress in memory only)."""
+        if self.resume_file is not None:
+            return Path(self.resume_file)
+        reg = self.registration
+        return reg.path.with_name(reg.path.name.removesuffix(".json") + ".upload.json") if reg and reg.path else None
 
     def wait_for_update(self, round: int, timeout: float = 600.0) -> Json:
         """Poll the round until this client's update is validated; return its entry.

@@ -11,6 +11,7 @@ import requests
 
 from fma_client import tensors
 from fma_client._http import DEFAULT_TIMEOUT, RetryPolicy, TimeoutSpec, Transport
+from fma_client._multipart import MultipartUpload, ResumeFile, Source
 from fma_client._wait import Waiter
 from fma_client.errors import ExperimentFailed, IntegrityError, PayloadTooLarge
 
@@ -89,9 +90,11 @@ class Developer:
             body["max_update_bytes"] = max_update_bytes
         if aggregation is not None:
             body["aggregation"] = dict(aggregation)
+        data = initial_weights if isinstance(initial_weights, bytes) else tensors.encode(initial_weights)
+        if len(data) > self.direct_upload_limit:  # declared: a large model may get a multipart plan
+            body["initial_model"] = {"size": len(data), "sha256": tensors.sha256_hex(data)}
         created = self.http.call_json("POST", "experiments", json=body)
         experiment: Json = created["experiment"]
-        data = initial_weights if isinstance(initial_weights, bytes) else tensors.encode(initial_weights)
         self._upload_model(experiment["id"], created["upload"], data)
         if not wait:
             return experiment
@@ -105,6 +108,11 @@ class Developer:
                 return
             except PayloadTooLarge:
                 pass
+        if "multipart" in upload:  # parts concurrently, then the API completes (fma_client._multipart)
+            path = ("experiments", experiment_id, "model")
+            job = MultipartUpload(self.http, Source(data=data), (*path, "parts"), (*path, "complete"), ResumeFile(None))
+            job.run(upload["multipart"], {})
+            return
         self.http.presigned_post(upload["url"], upload.get("fields", {}), data)
 
     def wait_until_running(self, experiment_id: str, timeout: float = 120.0) -> Json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
@@ -34,18 +36,19 @@ def request_upload(experiment_id: str, n: str) -> Response:
     return Response(201, "application/json", body)
 
 
+# `update_id` is "<round>:<client_id>": a client may send the colon percent-encoded (%3A).
 @router.get("/experiments/<experiment_id>/rounds/<n>/updates/<update_id>/parts")
 def update_parts(experiment_id: str, n: str, update_id: str) -> dict:
     params = router.current_event.query_string_parameters or {}
-    return participation.update_parts(deps(), principal(router), experiment_id, round_number(n), update_id,
-                                      params.get("from"))
+    return participation.update_parts(deps(), principal(router), experiment_id, round_number(n),
+                                      unquote(update_id), params.get("from"))
 
 
 @router.post("/experiments/<experiment_id>/rounds/<n>/updates/<update_id>/complete")
 @idempotent(router)
 def complete_update(experiment_id: str, n: str, update_id: str) -> Response:
-    body = participation.complete_update(deps(), principal(router), experiment_id, round_number(n), update_id,
-                                         json_body(router))
+    body = participation.complete_update(deps(), principal(router), experiment_id, round_number(n),
+                                         unquote(update_id), json_body(router))
     return Response(202, "application/json", body)
 
 
