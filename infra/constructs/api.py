@@ -175,6 +175,10 @@ class Api(Construct):
         # GET .../rounds/{n}/artifacts presigns the update versions a manifest pinned (issue 16);
         # every download (and a fork's copy) of version 0 names the version activation validated.
         fn.grant(["s3:GetObjectVersion"], storage.objects("updates/", "models/"))
+        # Multipart uploads (issue 13 item 4): the completion checks the parts (ListParts) and
+        # names the key's uploads in flight; asking again aborts the earlier upload.
+        fn.grant(["s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"], objects)
+        fn.grant(["s3:ListBucketMultipartUploads"], [storage.bucket.bucket_arn])
         acknowledge(
             fn.role,
             {

@@ -51,6 +51,8 @@ class Sweeper(Construct):
         # it ingests lost uploads through ingest's code: pinned ranged reads of the update and,
         # for the norm bound, of the round's global model
         fn.grant(["s3:GetObject", "s3:GetObjectVersion"], storage.objects("updates/", "models/"))
+        # an abandoned multipart upload of an update is aborted (the lifecycle rule is the backstop)
+        fn.grant(["s3:AbortMultipartUpload"], storage.objects("updates/"))
         fn.grant(["lambda:InvokeFunction"], [aggregate.function.function_arn])
         acknowledge(
             fn.role,

@@ -17,6 +17,8 @@ EXPECTED_ENV = {
         "FMA_PRESIGN_SECONDS",
         "FMA_DIRECT_UPLOAD_MAX_BYTES",
         "FMA_MAX_UPDATE_BYTES",
+        "FMA_MULTIPART_THRESHOLD_BYTES",
+        "FMA_MULTIPART_PART_BYTES",
         "FMA_RECONCILE_GRACE_SECONDS",
         "FMA_POLL_RETRY_AFTER_SECONDS",
         "FMA_DEFAULT_EXPECTED_CLIENTS",
@@ -140,9 +142,12 @@ def test_authorizer_can_only_get_items_from_the_table(dev):
 
 def test_api_may_presign_only_models_and_updates(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["api"])
-    assert actions_on(statements, "/models/*") == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"}
-    assert actions_on(statements, "/updates/*") == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"}
+    multipart = {"s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"}
+    assert actions_on(statements, "/models/*") == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", *multipart}
+    assert actions_on(statements, "/updates/*") == {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", *multipart}
     assert actions_on(statements, "/state/*") == set()
+    uploads = [st for st in statements if st["Action"] == "s3:ListBucketMultipartUploads"]
+    assert len(uploads) == 1 and "/*" not in json.dumps(uploads[0]["Resource"])  # the bucket, no object
     assert "dynamodb:Query" in actions_on(statements, "/index/experiments-all")
     assert "dynamodb:Query" in actions_on(statements, "/index/experiments-by-owner")
     assert "dynamodb:Scan" not in json.dumps(statements)
@@ -185,7 +190,7 @@ def test_sweeper_lists_only_the_updates_prefix(dev):
     statements = policy_statements(dev, functions_by_handler(dev)["sweeper"])
     listing = [st for st in statements if st["Action"] == "s3:ListBucket"]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["updates/*"]}}
-    assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert actions_on(statements, "/updates/*") == {"s3:GetObject", "s3:GetObjectVersion", "s3:AbortMultipartUpload"}
     assert actions_on(statements, "/models/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     assert "/index/due-rounds" in json.dumps(statements)
 
