@@ -88,7 +88,7 @@ def test_a_300_mib_update_killed_halfway_resumes_and_the_model_is_exact(tmp_path
         out, err = second.communicate(timeout=900)
         assert second.returncode == 0, err[-3000:]
         report = json.loads(out.strip().splitlines()[-1])
-        assert report["status"] == "ACCEPTED"
+        assert report["status"] in ("ACCEPTED", "APPLIED")  # APPLIED once the round aggregated
         assert report["sent"] == part_count - held  # exactly the missing parts: none sent again
         print(f"300 MiB update: {part_count} parts, {held} before the kill, {report['sent']} after it")
 
