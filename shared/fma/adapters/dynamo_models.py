@@ -121,6 +121,9 @@ class ExperimentItem(_Base):
     clients = NumberAttribute(default=0)
     # how many partition keys its per-client items and round counters are spread over (dynamo_shards)
     shards = NumberAttribute(null=True)
+    # how many shards its enrolled-clients and enrollment-token-use tallies are spread over; absent
+    # on experiments created when tallies were capped at 32 (dynamo_shards.tallies_of)
+    tally_shards = NumberAttribute(null=True)
     expected_clients = NumberAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()

@@ -23,22 +23,37 @@ from fma.adapters.dynamo_models import (
 )
 from fma.domain.sharding import UPLOAD_DUE_SHARDS, shard_of, tally_shards
 
-#: experiment id -> its shard count (immutable once created, so a process may keep it).
-_SHARDS: dict[str, int] = {}
+#: experiment id -> (its shard count, its tally shard count): immutable once created, so a
+#: process may keep them.
+_SHARDS: dict[str, tuple[int, int]] = {}
+#: tallies of experiments created before they were spread over all S shards used min(S, 32)
+LEGACY_MAX_TALLY_SHARDS = 32
 
 
-def shards_of(experiment_id: str) -> int:
-    """The experiment's shard count; 1 for an experiment that does not exist (nothing to spread)."""
+def _layout(experiment_id: str) -> tuple[int, int]:
     if experiment_id in _SHARDS:
         return _SHARDS[experiment_id]
     try:
         item = ExperimentItem.get(exp_pk(experiment_id), "META", consistent_read=True)
     except DoesNotExist:
-        return 1  # not kept: an experiment created later under this id has its own count
+        return 1, 1  # not kept: an experiment created later under this id has its own layout
     if len(_SHARDS) > 100_000:
         _SHARDS.clear()
-    _SHARDS[experiment_id] = int(item.shards or 1)
+    s = int(item.shards or 1)
+    t = int(item.tally_shards) if item.tally_shards is not None else min(s, LEGACY_MAX_TALLY_SHARDS)
+    _SHARDS[experiment_id] = (s, tally_shards(t))
     return _SHARDS[experiment_id]
+
+
+def shards_of(experiment_id: str) -> int:
+    """The experiment's shard count; 1 for an experiment that does not exist (nothing to spread)."""
+    return _layout(experiment_id)[0]
+
+
+def tallies_of(experiment_id: str) -> int:
+    """T, the shards of its enrolled-clients and token-use tallies: S (legacy: min(S, 32)). Fixed
+    per experiment, since use budgets are split over T and shards already spent keep their counts."""
+    return _layout(experiment_id)[1]
 
 
 def update_pk(experiment_id: str, client_id: str) -> str:
@@ -109,11 +124,11 @@ def tally(items: list[TallyShardItem]) -> list[int]:
 
 def count_clients(experiment_id: str) -> int:
     """Enrolled (not revoked) clients: the sum of the experiment's CLIENTS shards."""
-    t = tally_shards(shards_of(experiment_id))
+    t = tallies_of(experiment_id)
     return sum(tally([enrolled_item(experiment_id, k) for k in range(t)]))
 
 
 def count_uses(token_hash: str, experiment_id: str | None) -> int:
     """An enrollment token's uses: the sum of its USES shards."""
-    t = tally_shards(shards_of(experiment_id)) if experiment_id else 1
+    t = tallies_of(experiment_id) if experiment_id else 1
     return sum(tally([uses_item(token_hash, j) for j in range(t)]))

@@ -12,7 +12,8 @@ The token's own item and META are only read. When the chosen use shard is spent,
 of all T shards finds those with budget left and the registration moves to one of them (the
 bounded rebalancing step); it is refused as exhausted only when that read shows every shard
 spent, and uses never decrease, so no registration is refused while a use remains.
-T = min(S, 32) (`tally_shards`): a count is one batch read.
+T = S (`tally_shards`): a count is one batch read, made only where the count is read
+(fma.domain.counted), never on a registration that finds its shard's budget left.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from fma.adapters.dynamo_common import transact
 from fma.adapters.dynamo_models import ClientItem, ExperimentItem, TallyShardItem, TokenItem, exp_pk
 from fma.adapters.repo_tokens import token_item, token_pk
 from fma.domain.clock import iso
-from fma.domain.errors import Conflict, Forbidden
+from fma.domain.enrollment import check_enrollment, exhausted
+from fma.domain.errors import Conflict
 from fma.domain.records import TokenRecord
-from fma.domain.sharding import shard_of, tally_shards, use_budget
+from fma.domain.sharding import shard_of, use_budget
 from fma.domain.states import allowed
 
 #: transactions one registration may try (each after a fresh read of the use shards).
@@ -48,9 +50,9 @@ class EnrollmentRepository:
         """Consume one use of the enrollment token (on one of its use shards), add the client and
         its token, count it (on one enrolled shard): all or nothing."""
         token = self.get_token(enrollment_hash)
-        _check_enrollment(token, now)
+        check_enrollment(token, now, count_uses=False)  # a spent shard set refuses below
         _check_registering(experiment_id)
-        t = tally_shards(shards.shards_of(experiment_id))
+        t = shards.tallies_of(experiment_id)
         spendable = [j for j in range(t) if use_budget(token.max_uses, t, j) != 0]
         j = spendable[shard_of(client_id, len(spendable))] if spendable else 0
         for _attempt in range(MAX_REGISTRATION_ATTEMPTS):
@@ -64,7 +66,7 @@ class EnrollmentRepository:
             spendable = [i for i in range(t) if token.max_uses is None or used[i] < use_budget(token.max_uses, t, i)]
             j = random.choice(spendable) if spendable else 0
         if not spendable:
-            raise _exhausted(token.max_uses)
+            raise exhausted(token.max_uses)
         raise Conflict("registration conflicted with others; retry", code="REGISTRATION_CONFLICT")
 
     @staticmethod
@@ -78,14 +80,14 @@ class EnrollmentRepository:
         t.save(ClientItem(pk, sk, client_id=client_id, name=name, created_at=iso(now),
                           token_hash=client_token.token_hash), condition=ClientItem.pk.does_not_exist())
         t.save(token_item(client_token), condition=TokenItem.pk.does_not_exist())
-        k = shard_of(client_id, tally_shards(shards.shards_of(experiment_id)))
+        k = shard_of(client_id, shards.tallies_of(experiment_id))
         t.update(_enrolled(experiment_id, k), actions=[TallyShardItem.count.add(1)])
 
     def _explain_refused_registration(self, experiment_id: str, enrollment_hash: str, client_id: str,
                                       client_token: TokenRecord, now: float) -> None:
         """Raise the reason a registration was refused; return if a use shard was spent or the
         write only conflicted (the caller reads the shards again)."""
-        _check_enrollment(self.get_token(enrollment_hash), now)
+        check_enrollment(self.get_token(enrollment_hash), now)
         _check_registering(experiment_id)
         if self.get_client_token_hash(experiment_id, client_id) is not None or self.get_token(
                 client_token.token_hash) is not None:
@@ -108,27 +110,13 @@ class EnrollmentRepository:
             if token_hash:
                 t.update(TokenItem(token_pk(token_hash), "TOKEN"), actions=[TokenItem.revoked.set(True)],
                          condition=TokenItem.pk.exists())
-            k = shard_of(client_id, tally_shards(shards.shards_of(experiment_id)))
+            k = shard_of(client_id, shards.tallies_of(experiment_id))
             t.update(_enrolled(experiment_id, k), actions=[TallyShardItem.count.add(-1)])
         return not transact(build)
 
 
 def _budget(token: TokenRecord, t: int, j: int) -> int | None:
     return use_budget(token.max_uses, t, j)
-
-
-def _exhausted(max_uses: int | None) -> Forbidden:
-    return Forbidden(f"the enrollment token has reached its max_uses ({max_uses})", code="ENROLLMENT_EXHAUSTED",
-                     details={"reason": "max_uses", "max_uses": max_uses})
-
-
-def _check_enrollment(token: TokenRecord | None, now: float) -> None:
-    if token is None or token.revoked:
-        raise Forbidden("the enrollment token was revoked", code="TOKEN_REVOKED")
-    if token.expires_at is not None and token.expires_at <= now:
-        raise Forbidden("the enrollment token has expired", code="ENROLLMENT_EXHAUSTED", details={"reason": "expired"})
-    if token.max_uses is not None and token.uses >= token.max_uses:
-        raise _exhausted(token.max_uses)
 
 
 def _check_registering(experiment_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from fma.adapters import dynamo_shards as shards
@@ -18,6 +20,7 @@ from fma.domain.clock import iso
 from fma.domain.errors import Conflict, NotFound
 from fma.domain.experiment import Experiment, RoundPolicy
 from fma.domain.records import Page, RoundRecord
+from fma.domain.sharding import tally_shards
 from fma.domain.states import ExperimentStatus
 from fma.domain.update_limits import UpdateLimits
 
@@ -31,7 +34,8 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         current_round=int(item.current_round or 0),
         model_version=int(item.model_version) if item.model_version is not None else None,
         model_spec=item.model_spec, model_sha256=item.model_sha256,
-        clients=int(item.clients or 0) + shards.count_clients(item.pk.removeprefix("EXP#")),
+        clients=int(item.clients or 0),  # plus its tally shards, summed only if read (domain.counted)
+        clients_counter=functools.partial(shards.count_clients, item.pk.removeprefix("EXP#")),
         created_at=item.created_at, updated_at=item.updated_at, model_error=item.model_error,
         initial_sha256=item.initial_sha256, initial_version_id=item.initial_version_id, archived=bool(item.archived),
         update_limits=UpdateLimits.from_json(item.update_limits),
@@ -50,7 +54,8 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
         policy=exp.policy.to_json(), client_config=exp.client_config,
         max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
         aggregation=exp.aggregation.to_json(),
-        current_round=0, clients=0, shards=exp.shards, expected_clients=exp.expected_clients,
+        current_round=0, clients=0, shards=exp.shards, tally_shards=tally_shards(exp.shards),
+        expected_clients=exp.expected_clients,
         initial_declared_size=exp.initial_declared_size, initial_declared_sha256=exp.initial_declared_sha256,
         initial_upload_id=exp.initial_upload_id,
         created_at=exp.created_at, updated_at=exp.updated_at, list_pk=LIST_PK,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pynamodb.exceptions import DoesNotExist
 
 from fma.adapters.dynamo_models import TokenItem
@@ -34,17 +36,18 @@ class TokenRepository:
         except DoesNotExist:
             return None
         role = Role(item.role)
-        uses = int(item.uses or 0)
-        if role == Role.ENROLLMENT:  # counted on use shards (repo_enrollment), not on this item
+        counter = None
+        if role == Role.ENROLLMENT:  # counted on use shards (repo_enrollment), summed only if read
             from fma.adapters.dynamo_shards import count_uses
 
-            uses += count_uses(token_hash, item.experiment_id)
+            counter = functools.partial(count_uses, token_hash, item.experiment_id)
         return TokenRecord(
             token_hash=token_hash, role=role, principal_id=item.principal_id,
             experiment_id=item.experiment_id,
             expires_at=float(item.expires_at) if item.expires_at is not None else None,
             max_uses=int(item.max_uses) if item.max_uses is not None else None,
-            uses=uses, revoked=bool(item.revoked), name=item.name, minted_by=item.minted_by,
+            uses=int(item.uses or 0), uses_counter=counter, revoked=bool(item.revoked), name=item.name,
+            minted_by=item.minted_by,
         )
 
     def revoke_token(self, token_hash: str) -> None:

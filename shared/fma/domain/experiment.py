@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fma.domain import round_mode
 from fma.domain.aggregation_config import AggregationSettings
+from fma.domain.counted import CountedOnRead
 from fma.domain.errors import InvalidInput
 from fma.domain.records import RoundRecord
 from fma.domain.states import ExperimentStatus, RoundState
@@ -130,7 +131,8 @@ class Experiment:
     initial_version_id: str | None = None
     update_limits: UpdateLimits = field(default_factory=UpdateLimits)
     aggregation: AggregationSettings = field(default_factory=AggregationSettings)
-    clients: int = 0
+    #: enrolled (not revoked) clients; completed on first read from `clients_counter` (counted.py)
+    clients: int = CountedOnRead("clients_counter")  # type: ignore[assignment]
     created_at: str = ""
     updated_at: str = ""
     archived: bool = False
@@ -142,6 +144,7 @@ class Experiment:
     initial_declared_size: int | None = None
     initial_declared_sha256: str | None = None
     initial_upload_id: str | None = None
+    clients_counter: Callable[[], int] | None = field(default=None, repr=False, compare=False)
 
     def to_public(self) -> dict[str, Any]:
         return {

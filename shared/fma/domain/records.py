@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fma.domain.auth import Role
+from fma.domain.counted import CountedOnRead
 from fma.domain.states import RoundState, UpdateStatus
 
 
@@ -17,10 +19,12 @@ class TokenRecord:
     experiment_id: str | None
     expires_at: float | None
     max_uses: int | None
-    uses: int
-    revoked: bool
+    #: completed on first read from `uses_counter` (fma.domain.counted)
+    uses: int = CountedOnRead("uses_counter")  # type: ignore[assignment]
+    revoked: bool = False
     name: str | None = None
     minted_by: str | None = None
+    uses_counter: Callable[[], int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def token_id(self) -> str:

@@ -30,9 +30,10 @@ def shard_of(name: str, shards: int) -> int:
     if shards <= 1:
         return 0
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % shards
-#: experiment-level tallies read on every experiment read (enrolled clients, enrollment-token
-#: uses) use at most this many shards: one batch read sums them.
-MAX_TALLY_SHARDS = 32
+#: experiment-level tallies (enrolled clients, enrollment-token uses) use all S shards: they are
+#: summed only where the count is read (quota "all", the experiment's detail; domain.counted),
+#: never on a client's poll, download or an ingest of a fixed quota.
+MAX_TALLY_SHARDS = MAX_SHARDS
 
 
 def tally_shards(shards: int) -> int:

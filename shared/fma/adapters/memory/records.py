@@ -10,7 +10,8 @@ from __future__ import annotations
 from fma.adapters.memory import rows as R
 from fma.adapters.memory.kv import RowStore
 from fma.domain.clock import iso
-from fma.domain.errors import Conflict, Forbidden, NotFound
+from fma.domain.enrollment import check_enrollment
+from fma.domain.errors import Conflict, NotFound
 from fma.domain.experiment import Experiment
 from fma.domain.records import Page, RoundRecord, TokenRecord
 from fma.domain.states import ExperimentStatus, allowed, finishing
@@ -112,7 +113,7 @@ class ExperimentRecords:
         """Consume one use of the enrollment token, add the client and its token, count it."""
         with self.rows.write() as tx:
             enrollment = tx.get("tokens", (enrollment_hash,))
-            _check_enrollment(R.to_token(enrollment) if enrollment else None, now)
+            check_enrollment(R.to_token(enrollment) if enrollment else None, now)
             exp = tx.get("experiments", (experiment_id,))
             if exp is None or exp["status"] not in allowed("register_client.experiment"):
                 raise Conflict("experiment no longer accepts clients", code="EXPERIMENT_CLOSED")
@@ -153,17 +154,6 @@ class ExperimentRecords:
                 return False
             tx.put("experiments", row | {"status": str(status), "updated_at": iso()})
         return True
-
-
-def _check_enrollment(token: TokenRecord | None, now: float) -> None:
-    """The refusals of the aws connector, with the same codes and details."""
-    if token is None or token.revoked:
-        raise Forbidden("the enrollment token was revoked", code="TOKEN_REVOKED")
-    if token.expires_at is not None and token.expires_at <= now:
-        raise Forbidden("the enrollment token has expired", code="ENROLLMENT_EXHAUSTED", details={"reason": "expired"})
-    if token.max_uses is not None and token.uses >= token.max_uses:
-        raise Forbidden(f"the enrollment token has reached its max_uses ({token.max_uses})",
-                        code="ENROLLMENT_EXHAUSTED", details={"reason": "max_uses", "max_uses": token.max_uses})
 
 
 def _deadline_due(r: RoundRecord) -> str | None:
