@@ -124,6 +124,8 @@ class ExperimentItem(_Base):
     # how many shards its enrolled-clients and enrollment-token-use tallies are spread over; absent
     # on experiments created when tallies were capped at 32 (dynamo_shards.tallies_of)
     tally_shards = NumberAttribute(null=True)
+    # names the experiment's pointer object (services/pointer.py); absent: no pointer
+    poll_id = UnicodeAttribute(null=True)
     expected_clients = NumberAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()

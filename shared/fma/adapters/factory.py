@@ -15,6 +15,7 @@ from fma.adapters.invoker import LambdaInvoker
 from fma.adapters.secret_stores import FileSecretStore, SecretsManagerStore
 from fma.adapters.settings import Settings
 from fma.services.deps import Deps, TokenDeps
+from fma.services.pointer import PointerPublishing
 from fma.services.ports import Invoker, MetadataStore, ModelStore, SecretStore
 
 #: builds a connector's two stores from the settings.
@@ -47,8 +48,9 @@ def build_deps(settings: Settings) -> Deps:
         limits = settings.limits
         invoker = PlanRouter(invoker, StepFunctionsStarter(settings.fanout_state_machine), repo,
                              FanoutThresholds(limits.fanout_min_updates, limits.fanout_min_bytes))
-    return Deps(repo=repo, store=store, invoker=invoker, limits=settings.limits, secrets=secret_store(settings),
-                function_memory_mb=settings.function_memory_mb)
+    return Deps(repo=PointerPublishing(repo, store), store=store, invoker=invoker, limits=settings.limits,
+                secrets=secret_store(settings), function_memory_mb=settings.function_memory_mb,
+                pointer_base_url=settings.pointer_base_url)
 
 
 def secret_store(settings: Settings) -> SecretStore | None:

@@ -43,6 +43,7 @@ def to_experiment(item: ExperimentItem) -> Experiment:
         aggregation=AggregationSettings.from_json(item.aggregation),
         initial_declared_size=int(item.initial_declared_size) if item.initial_declared_size is not None else None,
         initial_declared_sha256=item.initial_declared_sha256, initial_upload_id=item.initial_upload_id,
+        poll_id=item.poll_id,
     )
 
 
@@ -55,6 +56,7 @@ def experiment_item(exp: Experiment) -> ExperimentItem:
         max_update_bytes=exp.max_update_bytes, update_limits=exp.update_limits.to_json(),
         aggregation=exp.aggregation.to_json(),
         current_round=0, clients=0, shards=exp.shards, tally_shards=tally_shards(exp.shards),
+        poll_id=exp.poll_id,
         expected_clients=exp.expected_clients,
         initial_declared_size=exp.initial_declared_size, initial_declared_sha256=exp.initial_declared_sha256,
         initial_upload_id=exp.initial_upload_id,

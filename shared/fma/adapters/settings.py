@@ -48,6 +48,8 @@ DEFAULT_EXPECTED_CLIENTS = "FMA_DEFAULT_EXPECTED_CLIENTS"
 #: multipart uploads (issue 13 item 4): from this declared size up, and the smallest part.
 MULTIPART_THRESHOLD_BYTES = "FMA_MULTIPART_THRESHOLD_BYTES"
 MULTIPART_PART_BYTES = "FMA_MULTIPART_PART_BYTES"
+#: where clients fetch pointer objects (services/pointer.py): the API function only.
+POINTER_BASE_URL = "FMA_POINTER_BASE_URL"
 # Read by powertools: Logger reads the service name and level, Metrics the service and namespace.
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
@@ -97,6 +99,7 @@ class Settings:
     fanout_state_machine: str | None = None
     #: the function's memory as the Lambda runtime reports it (the round's cost).
     function_memory_mb: int | None = None
+    pointer_base_url: str | None = None
 
     @classmethod
     def from_env(cls, *, need_bucket: bool = True, names: Collection[str] | None = None,
@@ -104,7 +107,7 @@ class Settings:
         """Read the named variables (all of them when `names` is None: tests and local tools)."""
         env = os.environ if env is None else env
         named = set(LIMITS) | {TABLE_NAME, BUCKET_NAME, AGGREGATE_FUNCTION, CORS_ORIGIN, DP_SECRET_ARN,
-                               FANOUT_STATE_MACHINE} \
+                               FANOUT_STATE_MACHINE, POINTER_BASE_URL} \
             if names is None else set(names)
 
         def get(name: str) -> str | None:
@@ -127,6 +130,7 @@ class Settings:
             dp_secret_arn=get(DP_SECRET_ARN) or None, dp_secret_file=env.get(DP_SECRET_FILE) or None,
             fanout_state_machine=get(FANOUT_STATE_MACHINE) or None,
             function_memory_mb=_runtime_int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")),
+            pointer_base_url=get(POINTER_BASE_URL) or None,
         )
 
 

@@ -144,6 +144,8 @@ class Experiment:
     initial_declared_size: int | None = None
     initial_declared_sha256: str | None = None
     initial_upload_id: str | None = None
+    #: names its pointer object (services/pointer.py): given to its clients only; None: no pointer
+    poll_id: str | None = None
     clients_counter: Callable[[], int] | None = field(default=None, repr=False, compare=False)
 
     def to_public(self) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class LocalStack:
         # The DP noise key: a 0600 file that only this process reads (services/dp_noise.py).
         os.environ.setdefault("FMA_DP_SECRET_FILE", str(self.state_dir.resolve() / "dp-noise.key"))
         self.gateway = Gateway(self.host, self.port)
+        os.environ["FMA_POINTER_BASE_URL"] = self.gateway.url  # clients poll pointers at the gateway
         events, routes = self._sqlite_fs() if self.backend == "sqlite_fs" else self._aws_emulation()
         for name in dispatch.FUNCTION_NAMES:  # import once, here: threads importing at once can race
             dispatch.load_handler_module(name)

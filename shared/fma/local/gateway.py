@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from fma.local import dispatch
+from fma.local.objects import pointer_reply
 
 MAX_BODY = 10 << 20  # API Gateway's payload limit
 WEB_DIR = Path(__file__).resolve().parents[3] / "web"
@@ -87,11 +88,19 @@ class GatewayHandler(BaseHTTPRequestHandler):
             return self._send(*routes.download(url.path, query))
         self._send(405, {"Content-Type": "text/plain"}, b"method not allowed")
 
+    def _pointer(self, path: str) -> None:
+        routes = self.server.objects  # type: ignore[attr-defined]
+        if routes is None:
+            return self._send(404, {"Content-Type": "text/plain"}, b"not found")
+        self._send(*pointer_reply(routes.store, path, self.headers.get("If-None-Match")))
+
     def _route(self) -> None:
         try:
             path = urlsplit(self.path).path
             if path == "/objects" or path.startswith("/objects/"):
                 self._objects()
+            elif path.startswith("/pointers/") and self.command in ("GET", "HEAD"):
+                self._pointer(path)
             elif path.startswith("/v1/"):
                 self._api()
             elif self.command in ("GET", "HEAD"):

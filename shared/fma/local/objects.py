@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -98,6 +99,28 @@ class ObjectRoutes:
         except LookupError:
             return _error(404, "NO_SUCH_OBJECT", "the object does not exist")
         return 200, {"Content-Type": "application/octet-stream"}, data
+
+
+POINTER_PATH = re.compile(r"^/pointers/[0-9a-f]{16}/[0-9a-f]{32}\.json$")
+#: what CloudFront's cache policy does for `/pointers/*` on AWS (infra): 5 s at most
+POINTER_CACHE = "public, max-age=5"
+
+
+def pointer_reply(store: ModelStore, path: str, if_none_match: str | None) -> Reply:
+    """`GET /pointers/{experiment_id}/{poll_id}.json`, as CloudFront serves it on AWS: the object
+    with a strong ETag (its sha256), 304 when `If-None-Match` names it, 404 for any other path
+    or a pointer not written yet. No grant: the poll id in the path is the capability."""
+    if not POINTER_PATH.match(path):
+        return _error(404, "NO_SUCH_OBJECT", "the object does not exist")
+    try:
+        data = store.get(path.lstrip("/"))
+    except LookupError:
+        return _error(404, "NO_SUCH_OBJECT", "the object does not exist")
+    etag = f'"{hashlib.sha256(data).hexdigest()}"'
+    headers = {"ETag": etag, "Cache-Control": POINTER_CACHE}
+    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
+        return 304, headers, b""
+    return 200, headers | {"Content-Type": "application/json"}, data
 
 
 class GrantingStore:

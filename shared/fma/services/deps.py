@@ -51,6 +51,9 @@ class Deps:
     secrets: SecretStore | None = None
     #: this function's memory (Lambda's runtime says it), for the round's cost; None: nominal.
     function_memory_mb: int | None = None
+    #: where clients reach pointer objects (services/pointer.py): the dashboard's CloudFront on
+    #: AWS, local mode's gateway; None: no poll_url is given out (clients poll the API).
+    pointer_base_url: str | None = None
 
 
 @dataclass

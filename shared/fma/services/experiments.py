@@ -29,6 +29,7 @@ from fma.services import initial_upload
 from fma.services.access import client_token_expiry, mint_token
 from fma.services.bodies import listing, optional_int, require_object
 from fma.services.deps import Deps, model_key
+from fma.services.pointer import new_poll_id, poll_url
 
 CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from",
                  "update_limits", "aggregation", "expected_clients", "initial_model")
@@ -90,7 +91,7 @@ def create_experiment(deps: Deps, caller: Principal, body: object) -> dict[str, 
         strategy_name=strategy["name"], strategy_params=params, policy=policy,
         client_config=parse_client_config(data.get("client_config")), max_update_bytes=max_bytes,
         update_limits=update_limits, aggregation=parse_aggregation(data.get("aggregation")),
-        expected_clients=expected, shards=shard_count(expected),
+        expected_clients=expected, shards=shard_count(expected), poll_id=new_poll_id(),
         created_at=stamp, updated_at=stamp,
     )
     if data.get("from") is not None:  # a fork starts from another experiment's round (services/lineage.py)
@@ -202,7 +203,9 @@ def register_client(deps: Deps, caller: Principal, experiment_id: str, body: obj
     rec = TokenRecord(hash_token(token), Role.CLIENT, client_id, experiment_id, client_token_expiry(deps), None, 0,
                       False, name, caller.principal_id)
     deps.repo.register_client(experiment_id, client_id, name, caller.token_hash or "", rec, deps.clock())
-    return {"client_id": client_id, "token": token, "token_id": rec.token_id, "expires_at": iso(rec.expires_at)}
+    exp = deps.repo.get_experiment(experiment_id)
+    return {"client_id": client_id, "token": token, "token_id": rec.token_id, "expires_at": iso(rec.expires_at),
+            "poll_url": poll_url(deps.pointer_base_url, exp) if exp else None}
 
 
 def revoke_client(deps: Deps, caller: Principal, experiment_id: str, client_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from fma.services.access import require_live_client
 from fma.services.bodies import require_object, required_int
 from fma.services.deps import Deps, model_key, model_version_id, update_key
 from fma.services.experiments import _check_body_size, load_experiment
+from fma.services.pointer import poll_url
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: a refused upload for a round in one of these states arrived after its seal: it is LATE.
@@ -40,6 +41,7 @@ def model_info(deps: Deps, caller: Principal, experiment_id: str) -> dict[str, A
         "url": deps.store.presigned_get(model_key(exp.id, exp.model_version), deps.limits.presign_seconds,
                                         model_version_id(exp, exp.model_version)),
         "client_config": {**exp.client_config, **client_config_for(exp.strategy_name, exp.strategy_params)},
+        "poll_url": poll_url(deps.pointer_base_url, exp),
     }
 
 
