@@ -82,6 +82,7 @@ class Aggregation(Construct):
         # activation validated (an overwrite cannot sneak in).
         fn.grant(["s3:GetObjectVersion"], storage.objects("updates/", "models/"))
         fn.grant(["s3:PutObject"], storage.objects("models/", "state/"))
+        storage.grant_pointer_writes(fn)
         # An attempt whose publish lost (a STOP first, a lease lost) removes the exact versions it
         # wrote, so no object exists for a model that was never published (services/unpublished.py).
         fn.grant(["s3:DeleteObjectVersion"], storage.objects("models/", "state/"))

@@ -162,6 +162,8 @@ class Api(Construct):
                 "FMA_CLIENT_TOKEN_MAX_SECONDS": str(config.client_token_max_seconds),
                 "FMA_CLIENT_TOKEN_GRACE_SECONDS": str(config.client_token_grace_seconds),
                 "FMA_CORS_ORIGIN": cors_origin,
+                # clients poll pointer objects through the dashboard's distribution (`/pointers/*`)
+                "FMA_POINTER_BASE_URL": cors_origin,
                 **config.strategy_environment,
             },
         )
@@ -172,6 +174,7 @@ class Api(Construct):
         # Presigned URLs are signed with this role: it must hold what they allow.
         objects = storage.objects("models/", "updates/")
         fn.grant(["s3:PutObject", "s3:GetObject"], objects)
+        storage.grant_pointer_writes(fn)
         # GET .../rounds/{n}/artifacts presigns the update versions a manifest pinned (issue 16);
         # every download (and a fork's copy) of version 0 names the version activation validated.
         fn.grant(["s3:GetObjectVersion"], storage.objects("updates/", "models/"))

@@ -14,6 +14,7 @@ from pathlib import Path
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
@@ -21,6 +22,10 @@ from constructs import Construct
 from infra.config import Config
 from infra.constructs.function import acknowledge
 from infra.constructs.storage import Storage, private_bucket_props
+
+#: the pointer objects' key prefix (fma.services.pointer) and the distribution path serving them
+POINTER_PREFIX = "pointers/"
+POINTER_PATH = f"/{POINTER_PREFIX}*"
 
 SITE_EXCLUDES = (
     "node_modules",
@@ -96,6 +101,7 @@ class Dashboard(Construct):
                 response_headers_policy=headers,
                 cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
             ),
+            additional_behaviors={POINTER_PATH: self._pointer_behavior(storage, headers)},
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
             enable_logging=True,
@@ -116,8 +122,56 @@ class Dashboard(Construct):
                 ),
             },
         )
+        self._allow_pointer_reads(storage)
         self.origin = f"https://{self.distribution.distribution_domain_name}"
         self.url = f"{self.origin}/"
+
+    def _pointer_behavior(
+        self, storage: Storage, headers: cloudfront.ResponseHeadersPolicy
+    ) -> cloudfront.BehaviorOptions:
+        """Clients poll their experiment's pointer object (fma.services.pointer) here: the models
+        bucket through origin access control, cached at most 5 s, so 100,000 pollers cost S3 a
+        few GETs per second per edge and no API request. The bucket policy admits `pointers/*`
+        only (`_allow_pointer_reads`)."""
+        cache = cloudfront.CachePolicy(
+            self,
+            "PointerCache",
+            comment="FMA pointer objects: at most 5 s stale",
+            default_ttl=Duration.seconds(5),
+            max_ttl=Duration.seconds(5),
+            min_ttl=Duration.seconds(0),
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.none(),
+            header_behavior=cloudfront.CacheHeaderBehavior.none(),
+            cookie_behavior=cloudfront.CacheCookieBehavior.none(),
+            enable_accept_encoding_gzip=True,
+        )
+        return cloudfront.BehaviorOptions(
+            # its own OAC, not with_origin_access_control: that grants GetObject on the whole bucket
+            origin=origins.S3BucketOrigin.with_bucket_defaults(
+                storage.bucket,
+                origin_access_control_id=cloudfront.S3OriginAccessControl(
+                    self, "PointerAccess", description="FMA pointer objects (pointers/* only)"
+                ).origin_access_control_id,
+            ),
+            viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+            allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+            cache_policy=cache,
+            response_headers_policy=headers,
+        )
+
+    def _allow_pointer_reads(self, storage: Storage) -> None:
+        distribution_arn = (
+            f"arn:{Aws.PARTITION}:cloudfront::{Aws.ACCOUNT_ID}:distribution/{self.distribution.distribution_id}"
+        )
+        storage.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudFrontReadsPointersOnly",
+                actions=["s3:GetObject"],
+                principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
+                resources=[storage.bucket.arn_for_objects(f"{POINTER_PREFIX}*")],
+                conditions={"StringEquals": {"AWS:SourceArn": distribution_arn}},
+            )
+        )
 
     def publish(self, *, api_url: str, web_dir: Path) -> s3deploy.BucketDeployment:
         """Deploy ``web_dir`` (if it has files) and ``config.json`` to the site bucket."""

@@ -115,6 +115,7 @@ class Ingestion(Construct):
         # ingest reads the version it measured (pinned ranged reads: fma.services.ranged_reads)
         fn.grant(["s3:GetObject", "s3:GetObjectVersion"], storage.objects(*NOTIFIED_PREFIXES))
         fn.grant(["lambda:InvokeFunction"], [aggregate.function.function_arn])
+        storage.grant_pointer_writes(fn)
         # A failed record comes back within seconds: ingest shortens its visibility (backoff);
         # the event source's consume grant already holds sqs:ChangeMessageVisibility on the queue.
         acknowledge(

@@ -6,13 +6,15 @@ Layout and keys follow DESIGN sections 3 and 4. Exposes ``bucket``, ``access_log
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.config import Config
-from infra.constructs.function import acknowledge, removal_policy
+from infra.constructs.function import acknowledge, logical_id, removal_policy
 
 INDEX_KEYS = {
     "experiments-all": ("list_pk", "list_sk"),
@@ -100,6 +102,11 @@ class Storage(Construct):
                     id="expire-noncurrent-versions",
                     noncurrent_version_expiration=Duration.days(config.noncurrent_version_days),
                 ),
+                s3.LifecycleRule(  # pointer objects are rewritten every round: old versions are noise
+                    id="expire-pointer-versions",
+                    prefix="pointers/",
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
                 s3.LifecycleRule(
                     id="abort-incomplete-uploads",
                     abort_incomplete_multipart_upload_after=Duration.days(1),
@@ -131,6 +138,16 @@ class Storage(Construct):
     def objects(self, *prefixes: str) -> list[str]:
         """Object ARNs under the given key prefixes (``"updates/"`` -> ``arn/updates/*``)."""
         return [self.bucket.arn_for_objects(f"{p}*") for p in prefixes]
+
+    def grant_pointer_writes(self, fn: Any) -> None:
+        """Every function that changes what a waiting client acts on rewrites the experiment's
+        pointer object (fma.services.pointer): PutObject on `pointers/*` only."""
+        fn.grant(["s3:PutObject"], self.objects("pointers/"))
+        acknowledge(fn.role, {
+            f"AwsSolutions-IAM5[Resource::<{logical_id(self.bucket)}.Arn>/pointers/*]": (
+                "Scoped to the pointers/ prefix: one small object per experiment, rewritten on each change."
+            ),
+        })
 
     def index_arns(self, *indexes: str) -> list[str]:
         return [f"{self.table.table_arn}/index/{name}" for name in indexes]

@@ -54,6 +54,7 @@ class Sweeper(Construct):
         # an abandoned multipart upload of an update is aborted (the lifecycle rule is the backstop)
         fn.grant(["s3:AbortMultipartUpload"], storage.objects("updates/"))
         fn.grant(["lambda:InvokeFunction"], [aggregate.function.function_arn])
+        storage.grant_pointer_writes(fn)
         acknowledge(
             fn.role,
             {

@@ -20,6 +20,30 @@ def test_site_is_served_by_cloudfront_over_https_with_oac(synth):
     assert "Logging" in config
 
 
+def test_pointer_objects_are_served_from_the_models_bucket_cached_5_s_and_only_them(synth):
+    """Issue 13 item 5: `/pointers/*` reaches the models bucket through its own OAC, cached at
+    most 5 s, and the bucket lets CloudFront read `pointers/*` only (never models or updates)."""
+    dist_id, dist = next(iter(resources(synth.dev, "AWS::CloudFront::Distribution").items()))
+    config = dist["Properties"]["DistributionConfig"]
+    [behavior] = [b for b in config["CacheBehaviors"] if b["PathPattern"] == "/pointers/*"]
+    assert behavior["ViewerProtocolPolicy"] == "https-only"
+    assert behavior["AllowedMethods"] == ["GET", "HEAD"]
+    origin = next(o for o in config["Origins"] if o["Id"] == behavior["TargetOriginId"])
+    assert "Models" in json.dumps(origin["DomainName"]) and "OriginAccessControlId" in origin
+    cache_ref = behavior["CachePolicyId"]["Ref"]
+    ttl = resources(synth.dev, "AWS::CloudFront::CachePolicy")[cache_ref]["Properties"]["CachePolicyConfig"]
+    assert (ttl["DefaultTTL"], ttl["MaxTTL"], ttl["MinTTL"]) == (5, 5, 0)
+    statements = [st for pol in resources(synth.dev, "AWS::S3::BucketPolicy").values()
+                  for st in pol["Properties"]["PolicyDocument"]["Statement"]
+                  if st.get("Principal", {}).get("Service") == "cloudfront.amazonaws.com"
+                  and "Models" in json.dumps(pol["Properties"]["Bucket"])]
+    assert len(statements) == 1 and statements[0]["Action"] == "s3:GetObject"
+    assert json.dumps(statements[0]["Resource"]).endswith('/pointers/*"]]}')
+    assert dist_id in json.dumps(statements[0]["Condition"])
+    env = functions_by_handler(synth.dev)["api"]["Properties"]["Environment"]["Variables"]
+    assert dist_id in json.dumps(env["FMA_POINTER_BASE_URL"])
+
+
 def test_security_headers_policy_sets_csp_hsts_and_frame_denial(synth):
     policy = next(iter(resources(synth.dev, "AWS::CloudFront::ResponseHeadersPolicy").values()))
     headers = policy["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]

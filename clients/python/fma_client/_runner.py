@@ -95,6 +95,9 @@ def _next_model(client: Client, done: int) -> tuple[Weights, int, dict[str, Any]
             if last_wait != (status, n):  # log state changes, not every poll
                 log.info("experiment %s, round %s: waiting", status, n)
                 last_wait = (status, n)
+        if client.wait_for_model_change():  # the pointer changed (or the API fallback is due)
+            client.invalidate_model()
+            continue
         client.invalidate_model()
         client.waiter.pause(delay)
         delay = client.waiter.grow(delay, 5 * client.poll_interval)

@@ -19,6 +19,7 @@ from fma_client._contract import check_num_examples, check_weights
 from fma_client._enrollment import Enrollment
 from fma_client._http import DEFAULT_TIMEOUT, RetryPolicy, TimeoutSpec, Transport
 from fma_client._multipart import DEFAULT_WORKERS, MultipartUpload, ResumeFile, Source
+from fma_client._pointer import PointerWatch, wait_for_change
 from fma_client._registration import RegistrationStore
 from fma_client._runner import ENDED, run_loop
 from fma_client._wait import Waiter
@@ -49,6 +50,8 @@ class ModelState:
     status: str
     #: "async" (FedBuff, the server's docs/async.md): no round quota to wait for.
     mode: str = "sync"
+    #: the experiment's pointer object (fma_client._pointer), when the server has one
+    poll_url: str | None = None
 
 
 class Client(Enrollment):
@@ -107,6 +110,7 @@ class Client(Enrollment):
         self.upload_workers = upload_workers
         self.resume_file = resume_file
         self.last_upload: MultipartUpload | None = None
+        self._watch: PointerWatch | None = None
 
     @property
     def token(self) -> str | None:
@@ -151,6 +155,7 @@ class Client(Enrollment):
             sha256=sha, data=data, round=body.get("round"), version=body.get("version"),
             client_config=dict(body.get("client_config") or {}),
             status=body.get("status") or "RUNNING", mode=body.get("mode") or "sync",
+            poll_url=body.get("poll_url") if isinstance(body.get("poll_url"), str) else None,
         )  # fmt: skip
 
     @staticmethod
@@ -282,6 +287,7 @@ class Client(Enrollment):
         ExperimentEnded instead of leaving the caller waiting for the full timeout.
         """
         next_peek = self.clock() + 30.0
+        deadline = self.clock() + timeout
 
         def check() -> Json | None:
             nonlocal next_peek
@@ -293,9 +299,33 @@ class Client(Enrollment):
             if self.clock() >= next_peek:
                 next_peek = self.clock() + 30.0
                 self._raise_if_ended()
+            if self.pointer() is not None:  # the round changes only when the pointer does
+                self.wait_for_model_change(max(deadline - self.clock(), 0.0))
+                next_peek = self.clock()
             return None
 
         return self.waiter.until(check, timeout, f"round {round} to be published")
+
+    def pointer(self) -> PointerWatch | None:
+        """The watch of the experiment's pointer object (None: the server gave no poll_url; poll the API)."""
+        url = self.model.poll_url if self.model else None
+        if url and (self._watch is None or self._watch.url != url):
+            self._watch = PointerWatch(self.http, url)
+        return self._watch if url else None
+
+    def wait_for_model_change(self, limit: float | None = None) -> bool:
+        """Wait until the pointer shows a status, round or model other than the last get_model's
+        (or the API fallback time passes); False without a pointer (the caller polls the API)."""
+        watch, seen = self.pointer(), self.model
+        if watch is None or seen is None:
+            return False
+
+        def moved(body: Json) -> bool:
+            round_moved = seen.mode == "sync" and body.get("current_round") != seen.round
+            return body.get("status") != seen.status or body.get("model_sha256") != seen.sha256 or round_moved
+
+        wait_for_change(self, watch, moved, 5 * self.poll_interval, limit)
+        return True
 
     def _raise_if_ended(self) -> None:
         body = self.peek()

@@ -112,10 +112,10 @@ def pointer_reply(store: ModelStore, path: str, if_none_match: str | None) -> Re
     or a pointer not written yet. No grant: the poll id in the path is the capability."""
     if not POINTER_PATH.match(path):
         return _error(404, "NO_SUCH_OBJECT", "the object does not exist")
-    try:
-        data = store.get(path.lstrip("/"))
-    except LookupError:
+    key = path.lstrip("/")
+    if store.head(key) is None:
         return _error(404, "NO_SUCH_OBJECT", "the object does not exist")
+    data = store.get(key)
     etag = f'"{hashlib.sha256(data).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": POINTER_CACHE}
     if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
