@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 from typing import Any
 
@@ -30,10 +29,9 @@ from fma.services.ports import MetadataStore, ModelStore
 
 log = logging.getLogger(__name__)
 
-POLL_ID = re.compile(r"^[0-9a-f]{32}$")
 #: the metadata store's methods after which the pointer is rewritten (a poller acts on them).
-CHANGES = frozenset({"activate", "set_status", "finish_experiment", "publish_round", "publish_version",
-                     "fail_round", "create_fork"})
+CHANGES = frozenset({"activate", "set_status", "stop_experiment", "finish_experiment", "publish_round",
+                     "publish_version", "fail_round", "create_fork"})
 #: the API's request budget for model downloads right after a publish (requests/s): a client
 #: waits uniform(0, expected clients / this) seconds before fetching, so a publish does not
 #: bring every client to the API in the same second.
