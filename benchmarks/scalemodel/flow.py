@@ -5,7 +5,8 @@ The flow is a client's, as the SDK runs it: register with the enrollment token (
 registration is one of a large cohort's); GET model and
 download it (the presigned GET's object request); upload the update (direct PUT, the SDK's path
 for updates up to 4 MiB); ingest (the S3 event's SQS message); a poll (GET round, then GET model
-with If-None-Match); after the last accept, which seals the round, the aggregate invocation
+with If-None-Match, or where the design has a pointer object, one CloudFront request for it);
+after the last accept, which seals the round, the aggregate invocation
 that publishes. `calls` of each operation counts what is not a DynamoDB or S3 request: API
 Gateway requests (each one also an api Lambda invocation), SQS messages, async invocations.
 """
@@ -83,14 +84,11 @@ class Round:
                           ok=(201,)).json()["token"]
         self.enroll_hash = hashlib.sha256(enroll.encode()).hexdigest()
         tokens = [self.register(exp, enroll, i) for i in range(self.clients)]
-        etag = ""
         for i, (client_id, token) in enumerate(tokens):
-            etag = self.download(exp, token)
+            etag, poll_url = self.download(exp, token)
             self.upload(exp, client_id, token, encode({"w": np.full(self.params, i, np.float32)},
                                                       {"fma.num_examples": str(10 + i % 7), "fma.round": "1"}))
-            with self.tracer.operation("poll", api=2):
-                self.api("GET", f"experiments/{exp}/rounds/1", token)
-                self.api("GET", f"experiments/{exp}/model", token, headers={"If-None-Match": etag}, ok=(200, 304))
+            self.poll(exp, token, etag, poll_url)
         with self.tracer.operation("publish", invoke=len(self.invoker.calls)):
             while self.invoker.calls:
                 self.dispatch.run_aggregate(self.invoker.calls.pop(0))
@@ -108,12 +106,28 @@ class Round:
                 return body["client_id"], body["token"]
         raise RecordError(f"client {i} could not register")
 
-    def download(self, exp: str, token: str) -> str:
+    def download(self, exp: str, token: str) -> tuple[str, str | None]:
+        """The model's ETag and the experiment's pointer URL (None: a design without pointers)."""
         with self.tracer.operation("download", api=1):
             res = self.api("GET", f"experiments/{exp}/model", token)
             key = unquote(urlsplit(res.json()["url"]).path).lstrip("/").removeprefix(f"{self.bucket}/")
             self.s3.get_object(Bucket=self.bucket, Key=key)  # the client's presigned GET
-        return res.headers.get("ETag") or res.headers.get("etag") or ""
+        return res.headers.get("ETag") or res.headers.get("etag") or "", res.json().get("poll_url")
+
+    def poll(self, exp: str, token: str, etag: str, poll_url: str | None) -> None:
+        """A waiting client's poll: the pointer through CloudFront where the design has one (one
+        CDN request; the edge's own S3 GET, at most one per 5 s per edge, is not per poll), else
+        GET round and GET model with If-None-Match."""
+        if poll_url:
+            key = urlsplit(poll_url).path.lstrip("/")
+            pointer = json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())  # untraced
+            if pointer.get("experiment_id") != exp:
+                raise RecordError(f"the pointer at {key} is not this experiment's: {pointer}")
+            with self.tracer.operation("poll", cdn=1):
+                return
+        with self.tracer.operation("poll", api=2):
+            self.api("GET", f"experiments/{exp}/rounds/1", token)
+            self.api("GET", f"experiments/{exp}/model", token, headers={"If-None-Match": etag}, ok=(200, 304))
 
     def upload(self, exp: str, client_id: str, token: str, data: bytes) -> None:
         with self.tracer.operation("upload", api=1):

@@ -1,7 +1,7 @@
 """A profile compiled for the simulator: per operation, its steps on named resources.
 
 Resources are key classes with a multiplicity (`fanout`): one key (`EXP#{exp}`, a GSI key),
-or the class's shards (`EXP#{exp}#P{k}`: S of them; enrolled and use tallies: min(S, 32);
+or the class's shards (`EXP#{exp}#P{k}`: S of them; enrolled and use tallies: `tally_shards(S)`;
 `DUE_UPLOAD#{k}`: 32, from fma.domain.sharding), or one key per client, which no two clients
 share and the model leaves out of contention. A sharded class spreads its load evenly.
 """
@@ -46,7 +46,7 @@ class Plan:
     write_units: float = 0.0
     s3_put: int = 0
     s3_get: int = 0
-    cdn: int = 0                   # CloudFront requests (the pointer-polls what-if)
+    cdn: int = 0                   # CloudFront requests (pointer polls)
 
 
 def _resource(index: str, pk: str, sk: str, shards: int, what: str) -> tuple:

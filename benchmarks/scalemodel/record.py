@@ -28,6 +28,8 @@ ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "FMA", "POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true",
     # the deployment's default (1,000 clients: S = 125 shards), whatever the caller's environment says
     "FMA_DEFAULT_EXPECTED_CLIENTS": "1000",
+    # the dashboard's CloudFront origin, where a design with pointer objects gives clients poll URLs
+    "FMA_POINTER_BASE_URL": "https://dashboard.example",
 }
 S3_CALLS = {"put_object": "PUT", "get_object": "GET", "head_object": "HEAD", "copy_object": "PUT",
             "delete_object": "DELETE", "list_objects": "LIST", "list_objects_v2": "LIST",

@@ -85,10 +85,11 @@ class RoundPolicy:
                                details={"field": "rounds.on_deadline"})
         _positive_int("rounds.min_updates_at_deadline", self.min_updates_at_deadline, 100_000)
 
-    def quota(self, enrolled_clients: int) -> int:
-        """Updates needed to seal; "all" needs every enrolled client (and at least one)."""
+    def quota(self, enrolled_clients: Callable[[], int]) -> int:
+        """Updates needed to seal; "all" needs every enrolled client (and at least one). The
+        count is asked for only then: on aws it is a batch read of the experiment's tally shards."""
         if self.min_updates == "all":
-            return max(1, enrolled_clients)
+            return max(1, enrolled_clients())
         return int(self.min_updates)
 
     def smallest_buffer(self) -> int:

@@ -180,7 +180,7 @@ def try_seal(deps: Deps, exp: Experiment, n: int) -> bool:
     current = deps.repo.get_experiment(exp.id) or exp
     if current.status != ExperimentStatus.RUNNING:
         return False
-    quota = current.policy.quota(current.clients)
+    quota = current.policy.quota(lambda: current.clients)
     if rnd.accepted < quota or not deps.repo.seal_round(exp.id, n, quota, deps.clock(), deps.limits.lease_seconds):
         return False
     if deps.invoker is not None:

@@ -12,9 +12,10 @@ from fma.domain.states import EXPERIMENT_TRANSITIONS, USER_SETTABLE, ExperimentS
 def test_policy_defaults_and_quota():
     policy = RoundPolicy.parse(None)
     assert (policy.min_updates, policy.total_rounds, policy.on_deadline) == (2, 10, "aggregate")
-    assert RoundPolicy.parse({"min_updates": "all"}).quota(5) == 5
-    assert RoundPolicy.parse({"min_updates": "all"}).quota(0) == 1
-    assert RoundPolicy.parse({"min_updates": 3}).quota(10) == 3
+    assert RoundPolicy.parse({"min_updates": "all"}).quota(lambda: 5) == 5
+    assert RoundPolicy.parse({"min_updates": "all"}).quota(lambda: 0) == 1
+    assert RoundPolicy.parse({"min_updates": 3}).quota(lambda: 10) == 3
+    assert RoundPolicy.parse({"min_updates": 3}).quota(lambda: 1 / 0) == 3  # a fixed quota never counts
     assert RoundPolicy(**policy.to_json()) == policy
 
 

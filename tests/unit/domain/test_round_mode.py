@@ -31,7 +31,7 @@ def test_async_policy_fills_defaults_and_round_trips_through_its_stored_json():
         "min_buffer": 1, "staleness": {"fn": "polynomial", "exponent": 0.5}, "server_learning_rate": 1.0,
     }
     stored = RoundPolicy(**policy.to_json())  # what the connectors do with the stored dict
-    assert stored == policy and stored.quota(100) == 3 and stored.min_updates == 3
+    assert stored == policy and stored.quota(lambda: 100) == 3 and stored.min_updates == 3
 
 
 def test_async_round_deadline_is_max_wait_seconds_after_the_version_opened():
