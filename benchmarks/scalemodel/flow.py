@@ -27,6 +27,24 @@ class RecordError(Exception):
     pass
 
 
+def cache_authorizer(dispatch: Any) -> None:
+    """Answer each token's authorization once, as API Gateway does for `authorizer_cache_seconds`
+    (300 s, longer than a recorded round; the policy is the whole API's, so one answer serves
+    every route): the authorizer's reads are traced on a token's first request only, not on
+    every request (local mode itself re-authorizes every request, so a revocation is immediate)."""
+    module = dispatch.load_handler_module("authorizer")
+    original, answers = module.handler, {}
+
+    def cached(event: dict, context: Any) -> dict:
+        token = event.get("authorizationToken", "")
+        if token not in answers:
+            answers[token] = original(event, context)
+        return answers[token]
+
+    cached.__wrapped__ = original  # type: ignore[attr-defined]
+    module.handler = cached
+
+
 class Round:
     def __init__(self, tracer: Any, clients: int, params: int) -> None:
         from fma.adapters.dynamo_models import configure_table, create_table
@@ -45,6 +63,7 @@ class Round:
         set_invoker_override(self.invoker)
         dispatch.reset_handler_caches()
         self.dispatch = dispatch
+        cache_authorizer(dispatch)
         self.exp_id, self.client_ids, self.enroll_hash = "", [], ""
 
     def stop(self) -> None:
@@ -52,6 +71,8 @@ class Round:
 
         set_invoker_override(None)
         self.dispatch.reset_handler_caches()
+        module = self.dispatch.load_handler_module("authorizer")
+        module.handler = getattr(module.handler, "__wrapped__", module.handler)
 
     def api(self, method: str, path: str, token: str, json_body: Any = None, body: bytes | None = None,
             headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> Any:

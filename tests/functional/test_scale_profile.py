@@ -83,11 +83,18 @@ def test_the_meters_listeners_see_each_writes_items_with_their_billed_sizes(stac
                    "bytes": put["items"][0]["bytes"]}
 
 
-def test_the_pointer_polls_what_if_moves_polls_off_the_api_and_dynamodb():
-    after = profiles.load(PROFILES / "after.json")
-    built = report.simulate(after, 1_000, 300.0)
-    pointer = report.simulate(after, 1_000, 300.0, what_if="pointer-polls")
-    assert built.usage["cloudfront_request"] == 0 < pointer.usage["cloudfront_request"]
-    assert pointer.usage["api_request"] < built.usage["api_request"] / 2
-    assert pointer.usage["ddb_read_unit"] < built.usage["ddb_read_unit"] / 2
-    assert pointer.sealed_at is not None
+def test_polls_read_the_pointer_through_the_cdn_and_the_what_if_does_the_same_to_before():
+    """The after design's recorded poll is one CloudFront request (the pointer object, issue 13
+    item 5): no API request, Lambda or DynamoDB read; the `pointer-polls` what-if gives the
+    before design the same and moves its polls off the API and DynamoDB."""
+    from scalemodel.plan import compile_profile
+
+    after, before = profiles.load(PROFILES / "after.json"), profiles.load(PROFILES / "before.json")
+    poll = compile_profile(after, 1_000)["poll"]
+    assert (poll.api, poll.cdn, poll.steps, poll.read_units) == (0, 1, [], 0.0)
+    assert report.simulate(after, 1_000, 300.0).usage["cloudfront_request"] > 0
+    api_polls = report.simulate(before, 1_000, 300.0)
+    pointer = report.simulate(before, 1_000, 300.0, what_if="pointer-polls")
+    assert api_polls.usage["cloudfront_request"] == 0 < pointer.usage["cloudfront_request"]
+    assert pointer.usage["api_request"] < api_polls.usage["api_request"] / 2
+    assert pointer.usage["ddb_read_unit"] < api_polls.usage["ddb_read_unit"] / 2
