@@ -68,14 +68,28 @@ def test_created_objects_are_announced_until_acknowledged(connector):
 def test_put_new_writes_once_and_racing_writers_have_one_winner(connector):
     store = connector.store
     key = "models/e/00000001.manifest.json"
-    assert store.put_new(key, b'{"first": 1}', content_type="application/json") is True
+    written = store.put_new(key, b'{"first": 1}', content_type="application/json")
     _, first_version = store.get_versioned(key)
-    assert store.put_new(key, b'{"second": 2}', content_type="application/json") is False
+    assert isinstance(written, str) and written == first_version
+    assert store.put_new(key, b'{"second": 2}', content_type="application/json") is None
     assert store.get_versioned(key) == (b'{"first": 1}', first_version)
     raced = "models/e/00000002.manifest.json"
     results = race(lambda i: store.put_new(raced, f'{{"writer": {i}}}'.encode()))
-    assert results.count(True) == 1
-    assert store.get(raced) == f'{{"writer": {results.index(True)}}}'.encode()
+    winners = [i for i, version in enumerate(results) if version is not None]
+    assert len(winners) == 1
+    assert store.get_versioned(raced) == (f'{{"writer": {winners[0]}}}'.encode(), results[winners[0]])
+
+
+def test_put_new_returns_the_version_a_later_write_does_not_change(connector):
+    """The version put_new hands back names its own bytes even once the key has newer versions:
+    what a losing publish deletes is exactly what it wrote (services/unpublished)."""
+    store = connector.store
+    key = "models/e/00000003.manifest.json"
+    mine = store.put_new(key, b"mine")
+    store.put(key, b"a later version")
+    assert store.get(key, mine) == b"mine"
+    store.delete_version(key, mine)
+    assert store.get(key) == b"a later version"
 
 
 def test_copy_makes_a_new_version_with_the_newest_source_bytes(connector):

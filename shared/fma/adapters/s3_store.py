@@ -38,15 +38,17 @@ class S3ObjectStore:
         extra = {"VersionId": version_id} if version_id else {}
         self.client.delete_object(Bucket=self.bucket, Key=key, **extra)
 
-    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
-        """Write `key` only if it does not exist yet (S3 conditional write); False if it did."""
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+        """Write `key` only if it does not exist yet (S3 conditional write): the version it wrote
+        (`"null"` on an unversioned bucket, which S3 accepts back as a VersionId), None if it existed."""
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*")
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                                          IfNoneMatch="*")
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
-                return False
+                return None
             raise
-        return True
+        return resp.get("VersionId") or "null"
 
     def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str | None:
         """Server-side copy within the bucket (the bytes never pass through the caller), of the

@@ -69,12 +69,12 @@ def parent_record(parent: Any, manifest_sha256: str | None, model_sha256: str | 
 
 def write_manifest(deps: Deps, key: str, data: bytes, written: Any = None) -> bytes:
     """Write once; if an earlier attempt of this round already wrote it, that one stands. When
-    this write created it, its version is noted in `written` (services/unpublished.Written): a
-    HEAD of a key just written, never an existence probe."""
-    if deps.store.put_new(key, data, content_type="application/json"):
+    this write created it, the version that write returned is noted in `written`
+    (services/unpublished.Written): no HEAD after the write."""
+    version_id = deps.store.put_new(key, data, content_type="application/json")
+    if version_id is not None:
         if written is not None:
-            head = deps.store.head(key)
-            written.manifest = (key, head[1] if head else None)
+            written.manifest = (key, version_id)
         return data
     return deps.store.get(key)
 

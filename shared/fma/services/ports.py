@@ -311,8 +311,10 @@ class ModelStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
-        """Write `key` only if it has no version yet (manifests are written once); False if it had."""
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+        """Write `key` only if it has no version yet (manifests are written once): the version id it
+        wrote (`"null"` on an unversioned store, S3's own name for that version), None if it had one.
+        The writer learns its version from the write itself, never from a HEAD a rival could race."""
 
     def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str | None:
         """A new version of `key` with the bytes of `source_key` (its newest version, or exactly

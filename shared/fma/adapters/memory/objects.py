@@ -91,15 +91,17 @@ class MemoryModelStore:
             else:
                 self.objects.pop(key, None)
 
-    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
-        """Write `key` only if it has no version yet (checked and written under the lock)."""
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
+        """Write `key` only if it has no version yet (checked and written under the lock): the
+        version written, None if it had one."""
+        version_id = uuid.uuid4().hex
         with self.lock:
             if self.objects.get(key):
-                return False
-            self.objects[key] = [(uuid.uuid4().hex, bytes(data))]
+                return None
+            self.objects[key] = [(version_id, bytes(data))]
         if self.events is not None:
             self.events.publish(key)
-        return True
+        return version_id
 
     def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str:
         """A new version of `key` with the bytes of `source_key` (newest, or `source_version_id`;

@@ -63,14 +63,15 @@ class FileModelStore:
         for vid in ids:
             self._path(vid).unlink(missing_ok=True)
 
-    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> bool:
+    def put_new(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
         """Write `key` only if it has no version yet: the check and the record are one transaction,
-        so of racing writers exactly one records its bytes (a loser removes its own file)."""
+        so of racing writers exactly one records its bytes (a loser removes its own file). The
+        version written, None if `key` had one."""
         version_id = self._write(data)
         if self._record(key, version_id, len(data), content_type, only_new=True):
-            return True
+            return version_id
         self._path(version_id).unlink(missing_ok=True)
-        return False
+        return None
 
     def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str:
         """A new version of `key` sharing the file of `source_key`'s newest version, or of exactly
