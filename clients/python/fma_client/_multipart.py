@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fma_client._registration import write_private_json
 from fma_client.errors import Conflict, FmaError, NotFound
 
 Json = dict[str, Any]
@@ -78,13 +79,7 @@ class ResumeFile:
             return
         with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(state, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
+            write_private_json(self.path, state)
 
     def clear(self) -> None:
         if self.path is not None:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,19 @@ def default_dir() -> Path:
         return Path(os.environ["APPDATA"]) / "fma" / "clients"
     root = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(root) / "fma" / "clients"
+
+
+def write_private_json(path: Path, body: Any) -> None:
+    """Replace `path` with `body` as JSON atomically (a temp file per process and thread, fsynced,
+    then renamed), readable by the user only: a token or an upload's progress never half-written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(body, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o600)  # a temp file left by a crash keeps its mode through O_TRUNC
+    os.replace(tmp, path)
 
 
 class RegistrationStore:
@@ -86,14 +100,7 @@ class RegistrationStore:
         body = {"version": FORMAT_VERSION, "base_url": self.base_url, "experiment_id": self.experiment_id,
                 "name": self.name, "client_id": registration.client_id, "token": registration.token,
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        write_private_json(self.path, body)
 
     def release(self) -> None:
         if self._lock is not None:
