@@ -48,7 +48,7 @@ def held_parts(url: str, exp_id: str, token: str, update_id: str) -> list[int]:
     return [p["part_number"] for p in got.json()["uploaded"]]
 
 
-@pytest.mark.parametrize("backend", ["sqlite_fs"])  # aws-emulation: see the note in docs/scale.md
+@pytest.mark.parametrize("backend", ["sqlite_fs", "aws-emulation"])
 def test_a_killed_multipart_upload_resumes_without_resending_finished_parts(tmp_path, backend):
     initial = {"w": np.zeros(N, np.float32)}
     trained = {"w": (np.arange(N, dtype=np.float32) % 977) / 977}

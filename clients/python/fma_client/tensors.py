@@ -11,13 +11,14 @@ import hashlib
 import json
 import math
 import numbers
+import struct
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from safetensors import deserialize
 from safetensors.numpy import _TYPES as _NUMPY_TYPES
-from safetensors.numpy import load, save
+from safetensors.numpy import load
 
 Weights = dict[str, np.ndarray]
 MAX_METRICS = 64  # the server's limits on `fma.metrics`
@@ -33,7 +34,14 @@ def encode(
     metadata: Mapping[str, str] | None = None,
     dtypes: Mapping[str, np.dtype] | None = None,
 ) -> bytes:
-    """Serialize `weights` (array-likes) to safetensors.
+    """Serialize `weights` (array-likes) to safetensors in the canonical layout: the same
+    weights and metadata give the same bytes, in any process.
+
+    Why not `safetensors.numpy.save`: it writes the metadata in hash-map order, which changes
+    from call to call, so an update encoded again after a crash had another sha256 and a
+    resumed multipart upload could not be matched to the parts already sent. The layout is the
+    server's (`fma.domain.codec.encode`): sorted metadata, tensors in name order, the header
+    padded to 8 bytes; the safetensors library reads it back.
 
     `dtypes` (the global model's) casts each tensor it names: training code often promotes
     float32 to float64, and the server rejects an update whose dtypes differ from the model's.
@@ -41,13 +49,36 @@ def encode(
     Shapes are kept exactly, 0-d included (a BatchNorm's `num_batches_tracked` has shape []):
     `np.ascontiguousarray` would turn shape () into (1,), so a copy is made only when needed.
     """
-    arrays: dict[str, np.ndarray] = {}
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
+    chunks: list[bytes] = []
+    offset = 0
     for name in sorted(weights):
         arr = np.asarray(weights[name])
         if dtypes is not None and name in dtypes and arr.dtype != dtypes[name]:
             arr = arr.astype(dtypes[name])
-        arrays[name] = arr if arr.flags.c_contiguous else arr.copy(order="C")
-    return save(arrays, metadata=dict(metadata) if metadata else None)
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        data = arr.reshape(-1).view(np.uint8).tobytes() if arr.size else b""
+        header[name] = {"dtype": _safetensors_dtype(name, arr.dtype), "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        chunks.append(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return b"".join([struct.pack("<Q", len(raw)), raw, *chunks])
+
+
+def _safetensors_dtype(name: str, dtype: np.dtype) -> str:
+    if dtype.name == "bfloat16":  # ml_dtypes' extension type
+        return "BF16"
+    for tag, numpy_type in _NUMPY_TYPES.items():
+        if np.dtype(numpy_type) == dtype:
+            return tag
+    raise ValueError(f"tensor {name!r} has a dtype safetensors cannot hold: {dtype}")
 
 
 def decode(data: bytes) -> Weights:
