@@ -12,13 +12,13 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from fma.domain.aggregation import AggregationResult, EngineOptions, Partitioning, UpdateInput
 from fma.domain.aggregation.fanout import RoundInputs
 from fma.domain.aggregation.weight_limits import clip_weights
-from fma.domain.codec import decode, encode
+from fma.domain.codec import decode, encode_stream
 from fma.domain.cost import Usage, round_cost
 from fma.domain.errors import UpdateRejected
 from fma.domain.experiment import Experiment, new_round
@@ -35,6 +35,13 @@ ROUND_INFO_KEYS = ("privacy", "timings", "bytes_read", "requests", "selected", "
 MANIFEST_BYTES = 4096
 #: the round info key recording whether the round saved optimizer state under state/.
 STATE_SAVED = "state_saved"
+
+
+class Stored(NamedTuple):
+    """What a streamed write stored: the sha256 and size of its bytes, computed while streaming."""
+
+    sha256: str
+    size: int
 
 
 def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = None) -> dict[str, Any]:
@@ -56,19 +63,20 @@ def aggregate_round(deps: Deps, experiment_id: str, n: int, owner: str | None = 
         return {"status": "busy"}
     written = Written()
     try:
-        model_bytes, info, metrics = build_model(deps, exp, n, written=written)
-        return publish(deps, exp, rnd, owner, started, model_bytes, info, metrics, written)
+        model, info, metrics = build_model(deps, exp, n, written=written)
+        return publish(deps, exp, rnd, owner, started, model, info, metrics, written)
     except Exception as exc:  # kept on the round for the dashboard, then raised for the retry
         deps.repo.record_aggregation_error(experiment_id, n, attempt_error(lease.attempts, exc), owner)
         raise
 
 
-def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, model_bytes: bytes,
+def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, model: Stored,
             info: dict[str, Any], metrics: dict[str, float], written: Written | None = None) -> dict[str, Any]:
     """Round n PUBLISHED and n+1 OPEN in one transaction under the lease, then APPLIED marks; a
-    refused publish removes what `written` says this attempt wrote (services/unpublished.py)."""
+    refused publish removes what `written` says this attempt wrote (services/unpublished.py).
+    `model` is what `write_outputs` streamed (its sha256 is the one the round records)."""
     experiment_id, n = exp.id, rnd.round
-    sha = hashlib.sha256(model_bytes).hexdigest()
+    sha = model.sha256
     seconds = round(deps.clock() - started, 6)
     next_round = new_round(exp, n + 1, deps.clock()) if n < exp.policy.total_rounds else None
     published = deps.repo.publish_round(experiment_id, n, owner, sha256=sha, metrics=metrics, info=info,
@@ -77,7 +85,7 @@ def publish(deps: Deps, exp: Experiment, rnd: Any, owner: str, started: float, m
         mark_applied(deps, experiment_id, n)
     cleaned = {} if published or written is None else {"discarded": discard(deps, experiment_id, n, written)}
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
-            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3), **cleaned}
+            "bytes": model.size, "round_seconds": round(deps.clock() - rnd.opened_at, 3), **cleaned}
 
 
 def attempt_error(attempt: int, exc: BaseException) -> str:
@@ -118,9 +126,9 @@ def build_model(deps: Deps, exp: Experiment, n: int,
                 run: Callable[[RoundInputs], AggregationResult] | None = None,
                 accepted: list[UpdateRecord] | None = None, usage: Usage | None = None,
                 task: str = "aggregate", written: Written | None = None,
-                ) -> tuple[bytes, dict[str, Any], dict[str, float]]:
+                ) -> tuple[Stored, dict[str, Any], dict[str, float]]:
     """Run the strategy and write model, state and manifest (same inputs -> same model bytes),
-    noting in `written` the versions this attempt wrote.
+    noting in `written` the versions this attempt wrote; the model's (sha256, size).
 
     `run` runs the round (default: here, the single plan; services/fanout.py hands in its
     reduce, and `usage` with its children's counts) over `accepted` (default: listed from the
@@ -133,10 +141,10 @@ def build_model(deps: Deps, exp: Experiment, n: int,
     if noise is not None:  # which key and label seeded the noise: never the key itself
         result.info["privacy"]["noise"] = noise
     t2 = time.perf_counter()
-    model_bytes, state_object, state_size = write_outputs(deps, exp, n, result.model, result.state, written)
+    model, state_object, state_size = write_outputs(deps, exp, n, result.model, result.state, written)
     info = _json_safe(result.info)
     info.setdefault("plan", "single")
-    sizes = [len(model_bytes), *([state_size] if result.state else []), MANIFEST_BYTES]
+    sizes = [model.size, *([state_size] if result.state else []), MANIFEST_BYTES]
     usage = costing.aggregation_usage(usage if usage is not None else Usage(), info, len(accepted), len(global_bytes),
                                       sum(v.nbytes for v in ri.state.values()) if ri.state else None, sizes)
     usage.task(task, costing.memory_mb(deps), time.perf_counter() - t0)
@@ -151,8 +159,7 @@ def build_model(deps: Deps, exp: Experiment, n: int,
         "update_limits": exp.update_limits.to_json(),
         "input_objects": [{"client_id": u.client_id, "key": update_key(exp.id, n, u.client_id),
                            "version_id": u.version_id, "size": u.size} for u in accepted],
-        "output": {"key": model_key(exp.id, n), "sha256": hashlib.sha256(model_bytes).hexdigest(),
-                   "size": len(model_bytes)},
+        "output": {"key": model_key(exp.id, n), "sha256": model.sha256, "size": model.size},
         "state": state_object, "metrics": result.metrics, "info": info,
         "timings": {"load_seconds": t1 - t0, "aggregate_seconds": t2 - t1,
                     "write_seconds": time.perf_counter() - t2},
@@ -163,7 +170,7 @@ def build_model(deps: Deps, exp: Experiment, n: int,
     round_info = {k: info[k] for k in ROUND_INFO_KEYS if k in info}  # lists of clients stay in the manifest
     round_info[STATE_SAVED] = state_object is not None  # the next round reads state only when this says so
     round_info["manifest_sha256"] = hashlib.sha256(stored).hexdigest()
-    return model_bytes, round_info, dict(result.metrics)
+    return model, round_info, dict(result.metrics)
 
 
 def global_model_entry(exp: Experiment, version: int, data: bytes) -> dict[str, Any]:
@@ -243,19 +250,35 @@ def engine_seed(experiment_id: str, n: int) -> int:
 
 
 def write_outputs(deps: Deps, exp: Experiment, n: int, model: Any, state: Any,
-                  written: Written | None = None) -> tuple[bytes, dict | None, int]:
-    """Write version n's model (and the server state, if the strategy keeps one) before any
-    publish, so a crash re-runs to the same objects; (model bytes, the manifest's state entry,
-    state size). Each version written is noted in `written` (removed if the publish loses)."""
+                  written: Written | None = None) -> tuple[Stored, dict | None, int]:
+    """Stream version n's model (and the server state, if the strategy keeps one) into the store
+    before any publish, so a crash re-runs to the same objects (a stream that fails stores
+    nothing: the previous model stays current); (the model's sha256 and size, the manifest's
+    state entry, state size). Each version written is noted in `written` (removed if the
+    publish loses). No encoded copy of the model is held: it is hashed as it streams."""
     written = written if written is not None else Written()
-    model_bytes = encode(model, model_metadata(exp.id, n, exp.strategy_name))
-    written.output(model_key(exp.id, n), deps.store.put(model_key(exp.id, n), model_bytes))
+    stream = encode_stream(model, model_metadata(exp.id, n, exp.strategy_name))
+    version, stored = put_streamed(deps, model_key(exp.id, n), stream)
+    written.output(model_key(exp.id, n), version)
     if not state:
-        return model_bytes, None, 0
-    state_bytes = encode(state)
-    written.output(state_key(exp.id, n), deps.store.put(state_key(exp.id, n), state_bytes))
-    entry = {"key": state_key(exp.id, n), "sha256": hashlib.sha256(state_bytes).hexdigest()}
-    return model_bytes, entry, len(state_bytes)
+        return stored, None, 0
+    version, state_stored = put_streamed(deps, state_key(exp.id, n), encode_stream(state))
+    written.output(state_key(exp.id, n), version)
+    return stored, {"key": state_key(exp.id, n), "sha256": state_stored.sha256}, state_stored.size
+
+
+def put_streamed(deps: Deps, key: str, chunks: Iterable[bytes]) -> tuple[str | None, Stored]:
+    """`store.put_stream` of `chunks`, hashing and counting them on the way: (version, stored)."""
+    digest, size = hashlib.sha256(), [0]
+
+    def counted() -> Iterator[bytes]:
+        for chunk in chunks:
+            digest.update(chunk)
+            size[0] += len(chunk)
+            yield chunk
+
+    version = deps.store.put_stream(key, counted())
+    return version, Stored(digest.hexdigest(), size[0])
 
 
 def _json_safe(value: Any) -> Any:

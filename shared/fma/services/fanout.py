@@ -109,14 +109,14 @@ def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: in
 
     usage, written = Usage(), Written()
     try:
-        model_bytes, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n),
+        model, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n),
                                                         usage=usage, task="reduce", written=written)
     except _MapNext as nxt:
         spent = {"seconds": float(spent.get("seconds") or 0.0) + time.perf_counter() - t0,
                  "tasks": int(spent.get("tasks") or 0) + 1}
         return _map_items(deps, experiment_id, n, owner, nxt.need) | {"spent": spent}
     started = started_at if started_at is not None else deps.clock()
-    return single.publish(deps, exp, rnd, owner, started, model_bytes, info, metrics, written)
+    return single.publish(deps, exp, rnd, owner, started, model, info, metrics, written)
 
 
 def fail(deps: Deps, experiment_id: str, n: int, reason: str) -> dict[str, Any]:
