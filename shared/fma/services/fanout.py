@@ -110,7 +110,7 @@ def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: in
     usage, written = Usage(), Written()
     try:
         model, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n),
-                                                        usage=usage, task="reduce", written=written)
+                                                        usage=usage, task="reduce", written=written, ranged=True)
     except _MapNext as nxt:
         spent = {"seconds": float(spent.get("seconds") or 0.0) + time.perf_counter() - t0,
                  "tasks": int(spent.get("tasks") or 0) + 1}
@@ -161,15 +161,15 @@ def _loader(deps: Deps, experiment_id: str, n: int, facts: dict[tuple[int, int],
 
 
 def _inputs(deps: Deps, experiment_id: str, n: int, *, noise: bool) -> tuple[RoundInputs, int]:
-    """The round's inputs from its plan object, and the bytes of the whole objects read for
-    them (plan, global model)."""
+    """The round's inputs from its plan object (the global model and state opened by range: a
+    child reads only the parts its piece uses), and the bytes of the whole objects read (the plan)."""
     exp = deps.repo.get_experiment(experiment_id)
     if exp is None:
         raise ValueError(f"unknown experiment {experiment_id}")
     plan = deps.store.get(plan_key(experiment_id, n))
-    ri, global_bytes, _, _ = single.round_inputs(deps, exp, n, _plan_updates(deps, experiment_id, n, plan),
-                                                 noise=noise)
-    return ri, len(plan) + len(global_bytes)
+    ri, _, _, _ = single.round_inputs(deps, exp, n, _plan_updates(deps, experiment_id, n, plan), noise=noise,
+                                      ranged=True)
+    return ri, len(plan)
 
 
 def _plan_updates(deps: Deps, experiment_id: str, n: int, data: bytes | None = None) -> list[UpdateRecord]:

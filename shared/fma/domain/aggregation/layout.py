@@ -95,11 +95,16 @@ class FlatLayout:
         return mask
 
     def gather(self, model: Mapping[str, np.ndarray], s: int, e: int) -> np.ndarray:
-        """Copy of model[s:e] as a flat vector in the accumulation dtype."""
+        """Copy of model[s:e] as a flat vector in the accumulation dtype. A stored model opened
+        lazily (ranged_model.py) is read at exactly those elements, never whole."""
         out = np.empty(e - s, dtype=self.acc_dtype)
         for i, lo, hi in self.overlaps(s, e):
             dst = self.offsets[i] + lo - s
-            out[dst : dst + hi - lo] = np.asarray(model[self.names[i]]).reshape(-1)[lo:hi]
+            src = model[self.names[i]]
+            if hasattr(src, "read_flat"):
+                out[dst : dst + hi - lo] = src.read_flat(lo, hi)
+            else:
+                out[dst : dst + hi - lo] = np.asarray(src).reshape(-1)[lo:hi]
         return out
 
     def flatten(self, model: Mapping[str, np.ndarray]) -> np.ndarray:
