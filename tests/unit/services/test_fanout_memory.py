@@ -7,7 +7,6 @@ store that generates the big objects per ranged read and refuses any whole read 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from fma.adapters.invoker import RecordingInvoker
 from fma.adapters.memory import MemoryModelStore, MemoryRepository
@@ -41,16 +40,16 @@ class RangeLog(SyntheticStore):
         return super().get_range(key, start, end, version_id)
 
 
-@pytest.fixture
-def big_round() -> tuple[World, RangeLog, str]:
+def sealed_round(strategy: str, aggregation: dict) -> tuple[World, RangeLog, str]:
+    """A sealed round of 3 updates of a 256 MiB one-tensor model, all generated per read."""
     store = RangeLog(MemoryModelStore())
     clock, invoker = Clock(), RecordingInvoker()
     deps = Deps(repo=MemoryRepository(), store=store, invoker=invoker,
                 limits=Limits(max_update_bytes=50 * 10**9, lease_seconds=600), clock=clock)
     world = World(deps, clock, invoker)
-    body = {"name": "big", "max_update_bytes": 1 << 30, "strategy": {"name": "fedmedian"},
+    body = {"name": "big", "max_update_bytes": 1 << 30, "strategy": {"name": strategy},
             "rounds": {"min_updates": len(OFFSETS), "total_rounds": 2},
-            "aggregation": {"plan": "fanout", "shard_bytes": RANGE_BYTES}}
+            "aggregation": {"plan": "fanout", "shard_bytes": RANGE_BYTES} | aggregation}
     exp_id = experiments.create_experiment(deps, world.dev, body)["experiment"]["id"]
     store.add(model_key(exp_id, 0), one_tensor("w", NUMEL, BASE))
     assert ingest_object(deps, model_key(exp_id, 0)).status == "activated"
@@ -63,33 +62,67 @@ def big_round() -> tuple[World, RangeLog, str]:
     return world, store, exp_id
 
 
-def test_a_median_child_reads_only_its_range_and_holds_memory_in_proportion_to_it(big_round):
-    # Given a sealed fedmedian round of 3 updates of a 256 MiB model, planned as 32 ranges of 8 MiB
-    world, store, exp_id = big_round
+def first_map(world: World, exp_id: str) -> dict:
     event = {"experiment_id": exp_id, "round": 1}
     assert fanout.run_task(world.deps, event | {"task": "start", "owner": "exec-1"})["status"] == "started"
     need = fanout.run_task(world.deps, event | {"task": "reduce", "owner": "exec-1", "complete": 0})
-    assert need["status"] == "map" and need["kind"] == "map" and need["pieces"] == NUMEL * 4 // RANGE_BYTES
+    assert need["status"] == "map", need
+    return need
+
+
+def run_child(world: World, store: RangeLog, exp_id: str, piece: int) -> tuple[np.ndarray, dict, int]:
+    """One child through the task handler: its piece's value and facts, and its traced peak."""
     store.reads.clear()
-    # When child 5 computes its piece through the task handler
-    out, peak = _traced_peak(lambda: fanout.run_task(world.deps, event | {"task": "piece", "pass": 0, "piece": 5}))
-    # Then its piece is the median over exactly its range
-    assert out["status"] == "done"
+    event = {"experiment_id": exp_id, "round": 1, "task": "piece", "pass": 0, "piece": piece}
+    out, peak = _traced_peak(lambda: fanout.run_task(world.deps, event))
+    assert out["status"] == "done", out
     value, facts = decode_piece(world.deps.store.get(out["key"]))
-    lo, hi = 5 * RANGE_BYTES // 4, 6 * RANGE_BYTES // 4
-    assert facts["range"] == [lo, hi] and value.size == hi - lo
-    expected = np.resize(BASE, NUMEL)[lo:hi] + np.float32(0.125)
-    np.testing.assert_array_equal(value, expected.astype(np.float32))
-    # and it read no byte of any object beyond the header probe (64 KiB) and that range
+    print(f"child peak {peak / MiB:.1f} MiB")
+    return value, facts, peak
+
+
+def assert_reads_within(store: RangeLog, lo: int, hi: int) -> None:
+    """No byte of any object read beyond the header probe (64 KiB) and elements [lo, hi);
+    the global model's header alone, and nothing read whole."""
     data_start = {key: len(obj.header) for key, (obj, _) in store.synthetic.items()}
     for key, start, end in store.reads:
         body = (start - data_start[key], end - data_start[key])
         in_range = lo * 4 <= body[0] and body[1] <= hi * 4
         assert (start == 0 and end <= HEADER_PROBE_BYTES) or in_range, (key, start, end)
-    per_update = [sum(e - s for k, s, e in store.reads if k == key) for key in data_start]
-    assert max(per_update) <= RANGE_BYTES + HEADER_PROBE_BYTES
+    per_object = [sum(e - s for k, s, e in store.reads if k == key) for key in data_start]
+    assert max(per_object) <= RANGE_BYTES + HEADER_PROBE_BYTES
     assert store.whole_reads == []
-    assert sum(e - s for k, s, e in store.reads if k == model_key(exp_id, 0)) <= HEADER_PROBE_BYTES  # its header
-    # and it held at most a few ranges' worth of memory: far below the 256 MiB model
-    print(f"child peak {peak / MiB:.1f} MiB")
+
+
+def test_a_median_child_reads_only_its_range_and_holds_memory_in_proportion_to_it():
+    # Given a sealed fedmedian round of 3 updates of a 256 MiB model, planned as 32 ranges of 8 MiB
+    world, store, exp_id = sealed_round("fedmedian", {})
+    need = first_map(world, exp_id)
+    assert need["kind"] == "map" and need["pieces"] == NUMEL * 4 // RANGE_BYTES
+    # When child 5 computes its piece through the task handler
+    value, facts, peak = run_child(world, store, exp_id, 5)
+    # Then its piece is the median over exactly its range
+    lo, hi = 5 * RANGE_BYTES // 4, 6 * RANGE_BYTES // 4
+    assert facts["range"] == [lo, hi] and value.size == hi - lo
+    expected = np.resize(BASE, NUMEL)[lo:hi] + np.float32(0.125)
+    np.testing.assert_array_equal(value, expected.astype(np.float32))
+    # and it read only its range of every object, and held a few ranges' worth of memory
+    assert_reads_within(store, lo, hi)
+    assert peak < 5 * RANGE_BYTES, f"the child held {peak / MiB:.1f} MiB for an {RANGE_BYTES // MiB} MiB range"
+
+
+def test_a_fedavg_child_sums_one_partition_over_one_range_in_memory_of_that_range():
+    # Given a sealed fedavg round of 3 updates of a 256 MiB model, partitions of 2 updates
+    world, store, exp_id = sealed_round("fedavg", {"partition_updates": 2})
+    need = first_map(world, exp_id)
+    ranges = NUMEL * 4 // RANGE_BYTES
+    assert need["kind"] == "sum" and need["pieces"] == 2 * ranges  # (partition x range), range-major
+    # When the child of range 5, partition 1 (the third client alone) runs
+    value, facts, peak = run_child(world, store, exp_id, 5 * 2 + 1)
+    # Then its piece is that client's weighted values over range 5 only
+    lo, hi = 5 * RANGE_BYTES // 4, 6 * RANGE_BYTES // 4
+    assert facts["range"] == [lo, hi] and facts["count"] == 1 and value.size == hi - lo
+    expected = np.float32(1 / 3) * (np.resize(BASE, NUMEL)[lo:hi] + np.float32(OFFSETS[2]))
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    assert_reads_within(store, lo, hi)
     assert peak < 5 * RANGE_BYTES, f"the child held {peak / MiB:.1f} MiB for an {RANGE_BYTES // MiB} MiB range"
