@@ -7,6 +7,7 @@ crosses between tasks is exactly what a Step Functions child writes to partials/
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -95,7 +96,7 @@ def test_sum_pieces_are_partitions_times_parameter_ranges_each_holding_only_its_
     spans = list(dict.fromkeys(tuple(p.facts["range"]) for p in sums))
     total = sum(int(np.prod(s)) for s in SHAPES.values())
     assert len(spans) > 3 and spans[0][0] == 0 and spans[-1][1] == total
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert len(sums) == 4 * len(spans)
     assert [tuple(p.facts["range"]) for p in sums] == [s for s in spans for _ in range(4)]
     assert all(p.value.size == p.facts["range"][1] - p.facts["range"][0] for p in sums)
