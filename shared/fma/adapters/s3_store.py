@@ -10,6 +10,7 @@ prefix-scoped grant S3 answers a HEAD of a missing key with 403, which looks lik
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -85,8 +86,9 @@ class S3ObjectStore:
             resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                                          MultipartUpload={"Parts": parts})
         except BaseException:
-            if upload_id is not None:
-                self.multipart_abort(key, upload_id)
+            if upload_id is not None:  # a failed abort must not hide why; the bucket's lifecycle rule ends it
+                with contextlib.suppress(Exception):
+                    self.multipart_abort(key, upload_id)
             raise
         return _version(resp)
 
