@@ -47,8 +47,8 @@ def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None
     """
     arrays = canonical_arrays(tensors)
     out = bytearray(canonical_header(arrays, metadata))
-    for _, _, arr in arrays:
-        out += _raw(arr).tobytes() if arr.size else b""
+    for _, dtype, arr in arrays:
+        out += _raw(np.asarray(arr).astype(NUMPY_DTYPES[dtype], copy=False)).tobytes() if arr.size else b""
     return bytes(out)
 
 
@@ -60,7 +60,12 @@ def encode_stream(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]
     arrays = canonical_arrays(tensors)
     yield canonical_header(arrays, metadata)
     step = max(1, int(chunk_bytes))
-    for _, _, arr in arrays:
+    for _, dtype, arr in arrays:
+        if not isinstance(arr, np.ndarray):  # a lazy tensor: read range by range as it streams
+            per = max(1, step // arr.dtype.itemsize)
+            for a in range(0, arr.size, per):
+                yield _raw(arr.read_flat(a, min(arr.size, a + per)).astype(NUMPY_DTYPES[dtype], copy=False)).tobytes()
+            continue
         raw = _raw(arr)
         for a in range(0, raw.size, step):
             yield raw[a : a + step].tobytes()
@@ -71,7 +76,14 @@ def canonical_arrays(tensors: Mapping[str, np.ndarray]) -> list[tuple[str, str, 
     inverse = {dt: name for name, dt in NUMPY_DTYPES.items()}
     out = []
     for name in sorted(tensors):
-        arr = np.asarray(tensors[name])
+        value = tensors[name]
+        if not isinstance(value, np.ndarray) and hasattr(value, "read_flat"):  # lazy: streamed by encode_stream
+            dtype = inverse.get(np.dtype(value.dtype))
+            if dtype is None:
+                raise ValueError(f"tensor {name!r} has unsupported dtype {value.dtype}")
+            out.append((name, dtype, value))
+            continue
+        arr = np.asarray(value)
         if not arr.flags.c_contiguous:  # np.ascontiguousarray would turn a 0-d array into shape (1,)
             arr = arr.copy(order="C")
         dtype = inverse.get(arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype)

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from fma.domain.aggregation import AggregationResult
-from fma.domain.aggregation.fanout import RoundInputs, compute_piece, decode_piece, encode_piece, reduce
+from fma.domain.aggregation.fanout import PIECE_META, RoundInputs, compute_piece, decode_piece, encode_piece, reduce
 from fma.domain.aggregation.passes import NeedPass
 from fma.domain.cost import Usage
 from fma.domain.records import UpdateRecord
@@ -29,6 +29,7 @@ from fma.domain.states import RoundState, UpdateStatus
 from fma.services import aggregation as single
 from fma.services import costing
 from fma.services.deps import Deps
+from fma.services.ranged_reads import open_ranged
 from fma.services.unpublished import Written
 
 
@@ -102,6 +103,7 @@ def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: in
         out = reduce(ri, load, complete)
         if isinstance(out, NeedPass):
             raise _MapNext(out)
+        _complete_facts(deps, experiment_id, n, complete, facts)  # pieces a lazy result reads later
         out.info["plan"] = "fanout"
         out.info["fanout"] = _summary(facts)
         vars(usage).update(vars(costing.fanout_usage(facts, len(ri.updates), spent, costing.memory_mb(deps))))
@@ -139,6 +141,20 @@ def _map_items(deps: Deps, experiment_id: str, n: int, owner: str, need: NeedPas
     return {"status": "map", "experiment_id": experiment_id, "round": n, "owner": owner,
             "pass": need.index, "kind": need.kind, "pieces": need.npieces, "items_key": key,
             "next_complete": need.index + 1}
+
+
+def _complete_facts(deps: Deps, experiment_id: str, n: int, complete: int,
+                    facts: dict[tuple[int, int], dict[str, Any]]) -> None:
+    """Facts of every piece of the passes done, read from the pieces' headers where the reduce
+    has not loaded a piece yet (a result left in its pieces is read while the model streams)."""
+    for p in range(complete):
+        count = len(json.loads(deps.store.get(items_key(experiment_id, n, p))))
+        for i in range(count):
+            if (p, i) not in facts:
+                obj, _ = open_ranged(deps.store, piece_key(experiment_id, n, p, i)) or (None, None)
+                if obj is None:
+                    raise LookupError(f"piece {i} of pass {p} is missing")
+                facts[(p, i)] = json.loads(obj.read_header()[0].metadata.get(PIECE_META, "{}"))
 
 
 def _summary(facts: dict[tuple[int, int], dict[str, Any]]) -> dict[str, Any]:

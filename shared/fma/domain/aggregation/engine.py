@@ -26,6 +26,7 @@ from fma.domain.aggregation.layout import (
     RangeRead,
     UpdateLayout,
 )
+from fma.domain.aggregation.lazy_result import PieceVector
 from fma.domain.aggregation.math import axpy, single_threaded_blas
 from fma.domain.aggregation.passes import (
     LocalPasses,
@@ -88,12 +89,15 @@ class Engine(Reader):
 
     # -- passes --------------------------------------------------------------------------
 
-    def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float]) -> np.ndarray:
+    def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float], *,
+                     lazy: bool = False) -> np.ndarray:
         """sum_k w_k x_k as a flat vector, one slice of one update in memory at a time.
 
         One partial sum per (partition of `partition_updates` updates, parameter range), per
         range combined by `tree_sum` (passes.py): the same arithmetic whether the pieces run
-        here or fanned out; a fanned-out piece holds one range, not the model."""
+        here or fanned out; a fanned-out piece holds one range, not the model. `lazy` (the
+        caller only hands the sum to `model`): the fanout reduce may return it left in its
+        pieces (lazy_result.PieceVector), read range by range as the model is written."""
         alphas = [float(w) * self._scale(u) for u, w in zip(updates, weights, strict=True)]
         bounds = partitions(len(updates), self.partitioning.partition_updates)
         spans = self.ranges() if self.partitioning.range_sums else [(0, self.layout.total)]
@@ -110,13 +114,21 @@ class Engine(Reader):
                     "weight_total": float(sum(alphas[a:b])), "range": list(spans[r])}
 
         op = PassOp("sum", len(bounds) * len(spans), piece,
-                    lambda parts: self._combine_sums(parts, spans, len(bounds)), describe, self.stats)
+                    lambda parts: self._combine_sums(parts, spans, len(bounds)), describe, self.stats,
+                    self._lazy(spans, len(bounds)) if lazy and self.scales is None else None)
         acc = self.passes.run(op)
         if self.scales is not None:  # clipped: x' = g + c (x - g), so add sum w (1 - c) g
             rest = sum(float(w) * (1.0 - self._scale(u)) for u, w in zip(updates, weights, strict=True))
             for s, e in self.layout.slices(self.chunk_elems()):
                 axpy(rest, self.layout.gather(self.global_model, s, e), acc[s:e], portable=self.options.portable)
         return acc
+
+    def _lazy(self, spans: list[tuple[int, int]], per_range: int) -> Callable[[Callable[[int], np.ndarray]], Any]:
+        def lazy(load: Callable[[int], np.ndarray]) -> PieceVector:
+            return PieceVector(self.layout.total, self.layout.acc_dtype, spans, per_range, load,
+                               self.partitioning.reduce_fanin)
+
+        return lazy
 
     def _combine_sums(self, parts: Iterator[np.ndarray], spans: list[tuple[int, int]], per_range: int) -> np.ndarray:
         """Range-major partials: per range the tree of its partitions, ranges laid end to end."""
@@ -222,9 +234,10 @@ class Engine(Reader):
         return self.layout.slices(per * step)
 
     def map_shards(
-        self, updates: Sequence[UpdateInput], fn: Callable[[np.ndarray], np.ndarray]
+        self, updates: Sequence[UpdateInput], fn: Callable[[np.ndarray], np.ndarray], *, lazy: bool = False
     ) -> np.ndarray:
-        """Flat vector whose shard [s, e) is fn(rows of that shard): a coordinate-wise rule."""
+        """Flat vector whose shard [s, e) is fn(rows of that shard): a coordinate-wise rule
+        (`lazy`: as `weighted_sum`'s, left in the pieces by the fanout reduce)."""
         spans = self.ranges()
 
         def piece(i: int) -> np.ndarray:
@@ -239,7 +252,8 @@ class Engine(Reader):
 
         return self.passes.run(PassOp("map", len(spans), piece,
                                       lambda parts: concat(parts, self.layout.total, self.layout.acc_dtype),
-                                      lambda i: {"range": list(spans[i])}, self.stats))
+                                      lambda i: {"range": list(spans[i])}, self.stats,
+                                      self._lazy(spans, 1) if lazy else None))
 
     def sum_shards(
         self, updates: Sequence[UpdateInput], fn: Callable[[int, int, np.ndarray], np.ndarray],

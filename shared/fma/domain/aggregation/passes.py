@@ -77,6 +77,9 @@ class PassOp:
     describe: Callable[[int], dict[str, Any]] = lambda i: {}
     #: the engine's counters (bytes read, requests), reported with a fanned-out piece.
     stats: Any = None
+    #: given `load(i)` of piece i, the combined result left in the pieces (lazy_result.py): what
+    #: the fanout reduce returns for a completed pass, so it never holds the whole vector.
+    lazy: Callable[[Callable[[int], np.ndarray]], Any] | None = None
 
 
 class PassRunner(Protocol):
@@ -132,6 +135,8 @@ class FanoutPasses:
             facts = {**op.describe(self.target[1]), **(op.stats.as_info() if op.stats is not None else {})}
             raise PieceDone(value, op.kind, facts)
         if index < self.complete:
+            if op.lazy is not None and self.target is None:
+                return op.lazy(lambda i: self.load(index, i))
             return op.combine(self.load(index, i) for i in range(op.npieces))
         raise NeedPass(index, op.kind, op.npieces)
 
