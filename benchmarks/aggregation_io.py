@@ -11,22 +11,24 @@ every byte read once at bandwidth x connections x children, and the GB-s of one 
 pass of one function.
 
     make bench-io                      # K = 100, 1k (4 MB), 10k/100k extrapolated, 5 GB, 50 GB
-    make bench-io ARGS="--quick"       # K = 100, 1k at 400 kB; the big models' children only
+    make bench-io ARGS="--quick"       # K = 100, 1k at 400 kB; the 5 GB model only
 
 K >= 10k is extrapolated (and said so): its fanout children are partitions of the same size
 as the measured K = 1k partition, its reduce sums K / partition measured partials.
+The 5 GB and 50 GB models run through the fanout task handlers (aggregation_deployed.py): one
+child each measured, the reduce measured at 128 and 256 MiB and fitted (scaled: it holds the model).
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
-import json
 import time
 import tracemalloc
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from aggregation_deployed import big_model_rows
 
 from fma.domain.aggregation import EngineOptions, Partitioning, UpdateInput
 from fma.domain.aggregation.fanout import RoundInputs, compute_piece, decode_piece, encode_piece, reduce
@@ -206,37 +208,6 @@ def extrapolate(k: int, measured: dict, single_task: Task, partition: int, s3: S
     return rows
 
 
-def big_model_child(gib: int, k: int, s3: S3Model) -> dict:
-    """One median child over one 64 MiB parameter range of a `gib` GiB model, bytes made on
-    demand (nothing of the model exists but the range being read): its memory and reads."""
-    n = gib * (1 << 30) // 4
-    raw = json.dumps({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
-    raw += b" " * (-len(raw) % 8)
-    header = len(raw).to_bytes(8, "little") + raw
-    reads = Reads()
-
-    def lazy(client: int) -> UpdateInput:
-        def fetch_range(a: int, b: int) -> bytes:
-            reads.sizes.append(b - a)
-            out = bytearray(header[a : min(b, len(header))])
-            if b > len(header):
-                lo, hi = (max(a, len(header)) - len(header)) // 4, (b - len(header)) // 4
-                out += np.random.default_rng([client, lo]).standard_normal(hi - lo, dtype=np.float32).tobytes()
-            return bytes(out)
-
-        return UpdateInput(f"c{client}", 1, "0" * 64, len(header) + 4 * n, lambda: b"", fetch_range)
-
-    g = {"w": np.broadcast_to(np.float32(0), (n,))}  # layout only: no bytes behind it
-    inputs = RoundInputs("fedmedian", {}, g, [lazy(c) for c in range(k)], {}, round_number=1,
-                         options=EngineOptions(prefetch=0), partitioning=Partitioning(shard_bytes=64 * MB))
-    _, task = measure("piece", lambda: compute_piece(inputs, lambda p, i: None, 0, 0), reads, s3)
-    children = -(-n * 4 // (64 * MB))
-    print(f"{gib:>3} GiB model, K={k}: {children:,} range children; one child read {task.nbytes / MB:.0f} MB in "
-          f"{task.requests} requests, modelled {task.wall:.2f} s, peak {task.peak / MB:.0f} MB "
-          f"({'under' if task.peak < 3 << 30 else 'OVER'} the 3 GB goal)")
-    return {"gib": gib, "children": children, "child_wall": task.wall, "child_peak_mb": task.peak / MB}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="400 kB updates instead of 4 MB")
@@ -256,8 +227,7 @@ def main() -> None:
     if not args.quick:  # a child of 1,000 updates is what the single plan of K=1,000 measured
         for k in (10_000, 100_000):
             extrapolate(k, measured, single_task, 1000, s3, args.concurrency)
-    for gib in (5, 50):
-        big_model_child(gib, 4, s3)
+    big_model_rows(s3, k=4, quick=args.quick)
 
 
 if __name__ == "__main__":

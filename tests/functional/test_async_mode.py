@@ -3,6 +3,7 @@ combinations answer 400 and create nothing), buffers, staleness, STALE, exactly-
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -163,7 +164,8 @@ def test_crash_between_writing_and_publishing_reruns_to_the_same_bytes(stack):
     stack.invoker.calls.clear()
     stack.sweep(advance=deps.limits.lease_seconds + 5)  # the lease expired: re-invoked
     assert [r["status"] for r in stack.run_aggregations(advance=deps.limits.lease_seconds + 5)] == ["published"]
-    assert stack.get_object(f"models/{exp_id}/00000001.safetensors") == first
+    stored = stack.get_object(f"models/{exp_id}/00000001.safetensors")  # the bytes the crashed run streamed
+    assert hashlib.sha256(stored).hexdigest() == first.sha256 and len(stored) == first.size
     assert stack.experiment(dev, exp_id)["model_version"] == 1
 
 

@@ -10,6 +10,8 @@ prefix-scoped grant S3 answers a HEAD of a missing key with 403, which looks lik
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 import boto3
@@ -18,13 +20,22 @@ from botocore.exceptions import ClientError
 
 from fma.domain.multipart import Part
 
+#: parts of a streamed write (`put_stream`): 64 MiB, so 50 GiB take 800 of S3's 10,000 parts
+#: and a function holds one part (plus the chunk being added) at a time.
+STREAM_PART_BYTES = 64 << 20
+#: S3's smallest part (all but the last).
+MIN_PART_BYTES = 5 << 20
+
 
 class S3ObjectStore:
     """Every method takes keys relative to the bucket; the client is injectable for tests."""
 
     def __init__(self, bucket: str, client: Any | None = None, endpoint_url: str | None = None,
-                 region: str | None = None):
+                 region: str | None = None, stream_part_bytes: int = STREAM_PART_BYTES):
         self.bucket = bucket
+        if stream_part_bytes < MIN_PART_BYTES:
+            raise ValueError(f"stream_part_bytes must be at least {MIN_PART_BYTES} (S3's minimum part size)")
+        self.stream_part_bytes = stream_part_bytes
         self.client = client or s3_client(region, endpoint_url)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str | None:
@@ -49,6 +60,41 @@ class S3ObjectStore:
                 return None
             raise
         return resp.get("VersionId") or "null"
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream"
+                   ) -> str | None:
+        """The chunks gathered into parts of `stream_part_bytes` (S3's minimum is 5 MiB, the last
+        part may be smaller) and sent as a multipart upload; a stream shorter than one part is one
+        PutObject. Any failure aborts the upload, so neither an object nor its parts are left."""
+        parts: list[dict[str, Any]] = []
+        upload_id: str | None = None
+        buf = bytearray()
+        try:
+            for chunk in chunks:
+                buf += chunk
+                while len(buf) >= self.stream_part_bytes:
+                    if upload_id is None:
+                        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key,
+                                                                        ContentType=content_type)["UploadId"]
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1,
+                                                   bytes(buf[: self.stream_part_bytes])))
+                    del buf[: self.stream_part_bytes]
+            if upload_id is None:
+                return self.put(key, bytes(buf), content_type)
+            if buf or not parts:
+                parts.append(self._upload_part(key, upload_id, len(parts) + 1, bytes(buf)))
+            resp = self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                         MultipartUpload={"Parts": parts})
+        except BaseException:
+            if upload_id is not None:  # a failed abort must not hide why; the bucket's lifecycle rule ends it
+                with contextlib.suppress(Exception):
+                    self.multipart_abort(key, upload_id)
+            raise
+        return _version(resp)
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+        resp = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)
+        return {"PartNumber": number, "ETag": resp["ETag"]}
 
     def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str | None:
         """Server-side copy within the bucket (the bytes never pass through the caller), of the

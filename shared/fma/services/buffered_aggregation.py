@@ -25,6 +25,7 @@ from fma.services import history
 from fma.services.aggregation import (
     ROUND_INFO_KEYS,
     STATE_SAVED,
+    Stored,
     _input,
     _json_safe,
     engine_seed,
@@ -59,8 +60,8 @@ def aggregate_version(deps: Deps, exp: Experiment, n: int, owner: str | None = N
     if deps.repo.acquire_lease(exp.id, n, owner, started, deps.limits.lease_seconds) is None:
         return {"status": "busy"}
     written = Written()
-    model_bytes, info, metrics = build_version(deps, exp, n, written)
-    sha = hashlib.sha256(model_bytes).hexdigest()
+    model, info, metrics = build_version(deps, exp, n, written)
+    sha = model.sha256
     seconds = round(deps.clock() - started, 6)
     published = deps.repo.publish_version(exp.id, n, owner, sha256=sha, metrics=metrics, info=info,
                                           seconds=seconds, now=deps.clock(),
@@ -70,11 +71,11 @@ def aggregate_version(deps: Deps, exp: Experiment, n: int, owner: str | None = N
         _invoke_if_sealed(deps, exp.id, n + 1)
     cleaned = {} if published else {"discarded": discard(deps, exp.id, n, written)}  # (services/unpublished.py)
     return {"status": "published" if published else "lost_lease", "sha256": sha, "seconds": seconds,
-            "bytes": len(model_bytes), "round_seconds": round(deps.clock() - rnd.opened_at, 3), **cleaned}
+            "bytes": model.size, "round_seconds": round(deps.clock() - rnd.opened_at, 3), **cleaned}
 
 
 def build_version(deps: Deps, exp: Experiment, n: int, written: Written | None = None,
-                  ) -> tuple[bytes, dict[str, Any], dict[str, float]]:
+                  ) -> tuple[Stored, dict[str, Any], dict[str, float]]:
     """Run FedBuff over buffer n and write model, state and manifest (same buffer -> same bytes),
     noting in `written` the versions this attempt wrote."""
     t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def build_version(deps: Deps, exp: Experiment, n: int, written: Written | None =
                               staleness=policy.staleness_fn(), server_learning_rate=policy.server_learning_rate,
                               seed=engine_seed(exp.id, n))
     t2 = time.perf_counter()
-    model_bytes, state_object, _ = write_outputs(deps, exp, n, result.model, result.state, written)
+    model, state_object, _ = write_outputs(deps, exp, n, result.model, result.state, written)
     info = _json_safe(result.info)
     inputs = _with_counts(info.pop("inputs"), entries, counted)
     manifest = {
@@ -103,8 +104,7 @@ def build_version(deps: Deps, exp: Experiment, n: int, written: Written | None =
         "inputs": inputs, "update_limits": exp.update_limits.to_json(),
         "input_objects": [{"client_id": u.client_id, "round": u.round, "key": update_key(exp.id, u.round, u.client_id),
                            "version_id": u.version_id, "size": u.size} for u in entries],
-        "output": {"key": model_key(exp.id, n), "sha256": hashlib.sha256(model_bytes).hexdigest(),
-                   "size": len(model_bytes)},
+        "output": {"key": model_key(exp.id, n), "sha256": model.sha256, "size": model.size},
         "state": state_object, "metrics": result.metrics, "info": info,
         "timings": {"load_seconds": t1 - t0, "aggregate_seconds": t2 - t1, "write_seconds": time.perf_counter() - t2},
         **history.chain_fields(deps, exp.to_public(), n, current_bytes),
@@ -115,7 +115,7 @@ def build_version(deps: Deps, exp: Experiment, n: int, written: Written | None =
     round_info[STATE_SAVED] = state_object is not None
     round_info["manifest_sha256"] = hashlib.sha256(stored).hexdigest()
     round_info["buffer"] = [{k: entry.get(k) for k in BUFFER_FIELDS} for entry in inputs]
-    return model_bytes, round_info, dict(result.metrics)
+    return model, round_info, dict(result.metrics)
 
 
 def base_model_input(deps: Deps, exp: Experiment, version: int) -> UpdateInput:

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from fma.domain.aggregation import AggregationResult
-from fma.domain.aggregation.fanout import RoundInputs, compute_piece, decode_piece, encode_piece, reduce
+from fma.domain.aggregation.fanout import PIECE_META, RoundInputs, compute_piece, decode_piece, encode_piece, reduce
 from fma.domain.aggregation.passes import NeedPass
 from fma.domain.cost import Usage
 from fma.domain.records import UpdateRecord
@@ -29,6 +29,7 @@ from fma.domain.states import RoundState, UpdateStatus
 from fma.services import aggregation as single
 from fma.services import costing
 from fma.services.deps import Deps
+from fma.services.ranged_reads import open_ranged
 from fma.services.unpublished import Written
 
 
@@ -102,6 +103,7 @@ def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: in
         out = reduce(ri, load, complete)
         if isinstance(out, NeedPass):
             raise _MapNext(out)
+        _complete_facts(deps, experiment_id, n, complete, facts)  # pieces a lazy result reads later
         out.info["plan"] = "fanout"
         out.info["fanout"] = _summary(facts)
         vars(usage).update(vars(costing.fanout_usage(facts, len(ri.updates), spent, costing.memory_mb(deps))))
@@ -109,14 +111,14 @@ def reduce_step(deps: Deps, experiment_id: str, n: int, owner: str, complete: in
 
     usage, written = Usage(), Written()
     try:
-        model_bytes, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n),
-                                                        usage=usage, task="reduce", written=written)
+        model, info, metrics = single.build_model(deps, exp, n, run=run, accepted=_plan_updates(deps, exp.id, n),
+                                                        usage=usage, task="reduce", written=written, ranged=True)
     except _MapNext as nxt:
         spent = {"seconds": float(spent.get("seconds") or 0.0) + time.perf_counter() - t0,
                  "tasks": int(spent.get("tasks") or 0) + 1}
         return _map_items(deps, experiment_id, n, owner, nxt.need) | {"spent": spent}
     started = started_at if started_at is not None else deps.clock()
-    return single.publish(deps, exp, rnd, owner, started, model_bytes, info, metrics, written)
+    return single.publish(deps, exp, rnd, owner, started, model, info, metrics, written)
 
 
 def fail(deps: Deps, experiment_id: str, n: int, reason: str) -> dict[str, Any]:
@@ -141,6 +143,20 @@ def _map_items(deps: Deps, experiment_id: str, n: int, owner: str, need: NeedPas
             "next_complete": need.index + 1}
 
 
+def _complete_facts(deps: Deps, experiment_id: str, n: int, complete: int,
+                    facts: dict[tuple[int, int], dict[str, Any]]) -> None:
+    """Facts of every piece of the passes done, read from the pieces' headers where the reduce
+    has not loaded a piece yet (a result left in its pieces is read while the model streams)."""
+    for p in range(complete):
+        count = len(json.loads(deps.store.get(items_key(experiment_id, n, p))))
+        for i in range(count):
+            if (p, i) not in facts:
+                obj, _ = open_ranged(deps.store, piece_key(experiment_id, n, p, i)) or (None, None)
+                if obj is None:
+                    raise LookupError(f"piece {i} of pass {p} is missing")
+                facts[(p, i)] = json.loads(obj.read_header()[0].metadata.get(PIECE_META, "{}"))
+
+
 def _summary(facts: dict[tuple[int, int], dict[str, Any]]) -> dict[str, Any]:
     """What the children did, from their partial objects: pieces per pass, bytes and requests."""
     passes: dict[int, int] = {}
@@ -161,15 +177,15 @@ def _loader(deps: Deps, experiment_id: str, n: int, facts: dict[tuple[int, int],
 
 
 def _inputs(deps: Deps, experiment_id: str, n: int, *, noise: bool) -> tuple[RoundInputs, int]:
-    """The round's inputs from its plan object, and the bytes of the whole objects read for
-    them (plan, global model)."""
+    """The round's inputs from its plan object (the global model and state opened by range: a
+    child reads only the parts its piece uses), and the bytes of the whole objects read (the plan)."""
     exp = deps.repo.get_experiment(experiment_id)
     if exp is None:
         raise ValueError(f"unknown experiment {experiment_id}")
     plan = deps.store.get(plan_key(experiment_id, n))
-    ri, global_bytes, _, _ = single.round_inputs(deps, exp, n, _plan_updates(deps, experiment_id, n, plan),
-                                                 noise=noise)
-    return ri, len(plan) + len(global_bytes)
+    ri, _, _, _ = single.round_inputs(deps, exp, n, _plan_updates(deps, experiment_id, n, plan), noise=noise,
+                                      ranged=True)
+    return ri, len(plan)
 
 
 def _plan_updates(deps: Deps, experiment_id: str, n: int, data: bytes | None = None) -> list[UpdateRecord]:

@@ -46,12 +46,17 @@ def genesis_record(experiment: Mapping[str, Any], initial_sha256: str, initial_s
     }
 
 
-def chain_fields(deps: Deps, experiment: Mapping[str, Any], n: int, previous_model: bytes) -> dict[str, Any]:
-    """The manifest fields that link round n to its predecessor (round 1: to the genesis)."""
+def chain_fields(deps: Deps, experiment: Mapping[str, Any], n: int,
+                 previous_model: bytes | tuple[str, int]) -> dict[str, Any]:
+    """The manifest fields that link round n to its predecessor (round 1: to the genesis).
+    `previous_model` is the model round n built on: its bytes, or its (sha256, size) when it
+    was hashed as it streamed (a fanout reduce never holds it whole)."""
     if n == 1:
         lineage = deps.repo.get_lineage(experiment["id"])
         parent = parent_record(lineage.parent, lineage.parent_manifest_sha256, experiment.get("initial_sha256"))
-        record = genesis_record(experiment, sha256_hex(previous_model), len(previous_model), parent)
+        sha, size = (previous_model if isinstance(previous_model, tuple)
+                     else (sha256_hex(previous_model), len(previous_model)))
+        record = genesis_record(experiment, sha, size, parent)
         return {"genesis": record, "previous_manifest_sha256": sha256_hex(canonical(record))}
     try:
         previous = deps.store.get(manifest_key(experiment["id"], n - 1))

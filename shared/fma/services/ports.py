@@ -14,7 +14,7 @@ exactly once however often and however concurrently they are called.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -350,6 +350,14 @@ class ModelStore(Protocol):
     def multipart_abort(self, key: str, upload_id: str | None = None) -> int:
         """Abort that upload of `key`, or (None) every upload of `key` in flight, freeing their
         parts: how many were aborted."""
+
+    # -- streamed writes of the server's own large objects (issue 14: models, state) ----------
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream"
+                   ) -> str | None:
+        """A new version of `key` from `chunks` (consumed once, in order), without the whole
+        object in memory: its version id, as `put`. All or nothing: if the stream (or the store)
+        fails midway, the error is raised and no version, part or upload of it is left behind,
+        so the key's newest version is still the one before."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ crosses between tasks is exactly what a Step Functions child writes to partials/
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -76,11 +77,42 @@ def test_partition_pieces_are_client_order_partials_with_weight_totals():
     pieces: list = []
     run_in_process(inputs, on_piece=pieces.append)
     sums = [p for p in pieces if p.kind == "sum"]
-    assert [p.facts["count"] for p in sums] == [3, 3, 3, 2]
-    assert sums[0].facts["clients"] == ["c000", "c002"]
-    total = sum(p.facts["weight_total"] for p in sums)
+    first_range = [p for p in sums if p.facts["range"] == sums[0].facts["range"]]
+    assert [p.facts["count"] for p in first_range] == [3, 3, 3, 2]
+    assert first_range[0].facts["clients"] == ["c000", "c002"]
+    total = sum(p.facts["weight_total"] for p in first_range)
     assert total == pytest.approx(1.0)
     assert all(p.facts["bytes_read"] > 0 and p.facts["requests"] > 0 for p in sums)
+
+
+def test_sum_pieces_are_partitions_times_parameter_ranges_each_holding_only_its_range():
+    """Given a model of several ranges, each decomposable piece is one partition's partial sum
+    over one range (range-major), its value the range's length, and together they tile the
+    vector once per partition; the published bytes are the single plan's (test above)."""
+    inputs = _inputs("fedavg", {})
+    pieces: list = []
+    run_in_process(inputs, on_piece=pieces.append)
+    sums = [p for p in pieces if p.kind == "sum"]
+    spans = list(dict.fromkeys(tuple(p.facts["range"]) for p in sums))
+    total = sum(int(np.prod(s)) for s in SHAPES.values())
+    assert len(spans) > 3 and spans[0][0] == 0 and spans[-1][1] == total
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert len(sums) == 4 * len(spans)
+    assert [tuple(p.facts["range"]) for p in sums] == [s for s in spans for _ in range(4)]
+    assert all(p.value.size == p.facts["range"][1] - p.facts["range"][0] for p in sums)
+    assert max(p.value.nbytes for p in sums) < total * 4 / 3
+
+
+def test_manifests_before_range_sums_re_run_their_own_arithmetic():
+    """A manifest written before range_sums records none: its re-run keeps one piece per
+    partition over the whole vector; new manifests record True."""
+    old = Partitioning.from_json({"partition_updates": 3, "shard_bytes": 16 << 10, "reduce_fanin": 2})
+    assert old.range_sums is False and Partitioning().to_json()["range_sums"] is True
+    inputs = _inputs("fedavg", {}, partitioning=old)
+    pieces: list = []
+    fanned = run_in_process(inputs, on_piece=pieces.append)
+    assert [p.value.size for p in pieces] == [sum(int(np.prod(s)) for s in SHAPES.values())] * 4
+    assert _sha(fanned.model) == _sha(inputs.run(None).model)
 
 
 def test_robust_strategies_fan_out_over_parameter_ranges():

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -102,6 +102,10 @@ class MemoryModelStore:
         if self.events is not None:
             self.events.publish(key)
         return version_id
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream") -> str:
+        """Join the chunks, then store them as one version: a stream that fails stores nothing."""
+        return self.put(key, b"".join(bytes(c) for c in chunks), content_type)
 
     def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str:
         """A new version of `key` with the bytes of `source_key` (newest, or `source_version_id`;

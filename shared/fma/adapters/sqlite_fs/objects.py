@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -72,6 +72,29 @@ class FileModelStore:
             return version_id
         self._path(version_id).unlink(missing_ok=True)
         return None
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream") -> str:
+        """The chunks written to a temporary file as they come, then the same fsync, rename and
+        record as `put`: a stream that fails midway removes its temporary file and records nothing."""
+        version_id = uuid.uuid4().hex
+        temp = self.tmp / f"{version_id}.part"
+        size = 0
+        try:
+            with open(temp, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+                    size += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        final = self._path(version_id)
+        final.parent.mkdir(exist_ok=True)
+        os.rename(temp, final)
+        _fsync_dir(final.parent)
+        self._record(key, version_id, size, content_type, only_new=False)
+        return version_id
 
     def copy(self, source_key: str, key: str, source_version_id: str | None = None) -> str:
         """A new version of `key` sharing the file of `source_key`'s newest version, or of exactly

@@ -190,7 +190,13 @@ def _normalise(raw: object, global_model: Mapping[str, np.ndarray]) -> Aggregati
         raise ValueError("strategy returned a model whose tensor names differ from the global model")
     model = {}
     for name, ref in global_model.items():
-        arr = np.asarray(result.model[name])
+        value = result.model[name]
+        if not isinstance(value, np.ndarray) and hasattr(value, "read_flat"):  # left in stored pieces
+            if tuple(value.shape) != tuple(ref.shape) or np.dtype(value.dtype) != np.dtype(ref.dtype):
+                raise ValueError(f"strategy returned {name} as {value.dtype}{value.shape}, expected {ref.shape}")
+            model[name] = value
+            continue
+        arr = np.asarray(value)
         if arr.shape != ref.shape:
             raise ValueError(f"strategy returned {name} with shape {arr.shape}, expected {ref.shape}")
         model[name] = _contiguous(arr.astype(ref.dtype, copy=False))

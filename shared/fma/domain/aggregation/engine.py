@@ -12,8 +12,9 @@ order); a thread pool only overlaps the downloads with the arithmetic.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +26,7 @@ from fma.domain.aggregation.layout import (
     RangeRead,
     UpdateLayout,
 )
+from fma.domain.aggregation.lazy_result import PieceVector
 from fma.domain.aggregation.math import axpy, single_threaded_blas
 from fma.domain.aggregation.passes import (
     LocalPasses,
@@ -87,22 +89,33 @@ class Engine(Reader):
 
     # -- passes --------------------------------------------------------------------------
 
-    def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float]) -> np.ndarray:
+    def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float], *,
+                     lazy: bool = False) -> np.ndarray:
         """sum_k w_k x_k as a flat vector, one slice of one update in memory at a time.
 
-        One partial sum per partition of `partition_updates` updates, combined by `tree_sum`
-        (passes.py): the same arithmetic whether the partitions run here or fanned out."""
+        One partial sum per (partition of `partition_updates` updates, parameter range), per
+        range combined by `tree_sum` (passes.py): the same arithmetic whether the pieces run
+        here or fanned out; a fanned-out piece holds one range, not the model. `lazy` (the
+        caller only hands the sum to `model`): the fanout reduce may return it left in its
+        pieces (lazy_result.PieceVector), read range by range as the model is written."""
         alphas = [float(w) * self._scale(u) for u, w in zip(updates, weights, strict=True)]
         bounds = partitions(len(updates), self.partitioning.partition_updates)
+        spans = self.ranges() if self.partitioning.range_sums else [(0, self.layout.total)]
 
-        def describe(i: int) -> dict[str, Any]:
-            a, b = bounds[i]
+        def piece(j: int) -> np.ndarray:
+            r, p = divmod(j, len(bounds))
+            a, b = bounds[p]
+            return self.partial_sum(updates[a:b], alphas[a:b], span=spans[r] if len(spans) > 1 else None)
+
+        def describe(j: int) -> dict[str, Any]:
+            r, p = divmod(j, len(bounds))
+            a, b = bounds[p]
             return {"clients": [updates[a].client_id, updates[b - 1].client_id], "count": b - a,
-                    "weight_total": float(sum(alphas[a:b]))}
+                    "weight_total": float(sum(alphas[a:b])), "range": list(spans[r])}
 
-        op = PassOp("sum", len(bounds),
-                    lambda i: self.partial_sum(updates[bounds[i][0]:bounds[i][1]], alphas[bounds[i][0]:bounds[i][1]]),
-                    lambda parts: tree_sum(parts, self.partitioning.reduce_fanin), describe, self.stats)
+        op = PassOp("sum", len(bounds) * len(spans), piece,
+                    lambda parts: self._combine_sums(parts, spans, len(bounds)), describe, self.stats,
+                    self._lazy(spans, len(bounds)) if lazy and self.scales is None else None)
         acc = self.passes.run(op)
         if self.scales is not None:  # clipped: x' = g + c (x - g), so add sum w (1 - c) g
             rest = sum(float(w) * (1.0 - self._scale(u)) for u, w in zip(updates, weights, strict=True))
@@ -110,13 +123,32 @@ class Engine(Reader):
                 axpy(rest, self.layout.gather(self.global_model, s, e), acc[s:e], portable=self.options.portable)
         return acc
 
-    def partial_sum(self, updates: Sequence[UpdateInput], alphas: Sequence[float]) -> np.ndarray:
-        """sum_k alpha_k x_k from zero in the given order, slice by slice: one partition.
+    def _lazy(self, spans: list[tuple[int, int]], per_range: int) -> Callable[[Callable[[int], np.ndarray]], Any]:
+        def lazy(load: Callable[[int], np.ndarray]) -> PieceVector:
+            return PieceVector(self.layout.total, self.layout.acc_dtype, spans, per_range, load,
+                               self.partitioning.reduce_fanin)
+
+        return lazy
+
+    def _combine_sums(self, parts: Iterator[np.ndarray], spans: list[tuple[int, int]], per_range: int) -> np.ndarray:
+        """Range-major partials: per range the tree of its partitions, ranges laid end to end."""
+        if len(spans) == 1:
+            return tree_sum(parts, self.partitioning.reduce_fanin)
+        out = np.empty(self.layout.total, dtype=self.layout.acc_dtype)
+        for s, e in spans:
+            out[s:e] = tree_sum(itertools.islice(parts, per_range), self.partitioning.reduce_fanin)
+        return out
+
+    def partial_sum(self, updates: Sequence[UpdateInput], alphas: Sequence[float],
+                    span: tuple[int, int] | None = None) -> np.ndarray:
+        """sum_k alpha_k x_k from zero in the given order, slice by slice: one partition (over
+        the flat vector, or only its range `span`: the model's slices clipped to it).
 
         One read brings several slices (up to chunk_bytes: S3 serves 8-16 MiB ranges best);
         the arithmetic still runs slice by slice, so the read size never moves a rounding."""
-        acc = np.zeros(self.layout.total, dtype=self.layout.acc_dtype)
-        groups = self.read_groups()
+        lo, hi = span or (0, self.layout.total)
+        acc = np.zeros(hi - lo, dtype=self.layout.acc_dtype)
+        groups = self.read_groups(span)
         tasks = [(u, gs, ge) for u in updates for gs, ge, _ in groups]
         with single_threaded_blas():
             for n, block in enumerate(self.blocks(tasks)):
@@ -125,13 +157,17 @@ class Engine(Reader):
                     pieces = self.slice_views(block, gs, s, e)
                     t0 = time.perf_counter()
                     for dst, view in pieces:
-                        axpy(alpha, view, acc[s + dst : s + dst + view.size], portable=self.options.portable)
+                        at = s - lo + dst
+                        axpy(alpha, view, acc[at : at + view.size], portable=self.options.portable)
                     self.stats.compute += time.perf_counter() - t0
         return acc
 
-    def read_groups(self) -> list[tuple[int, int, list[tuple[int, int]]]]:
-        """(start, end, slices): consecutive arithmetic slices read together, up to chunk_bytes."""
+    def read_groups(self, span: tuple[int, int] | None = None) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """(start, end, slices): consecutive arithmetic slices read together, up to chunk_bytes
+        (the model's slices clipped to `span`, when given)."""
         slices = self.layout.slices(self.chunk_elems())
+        if span is not None:
+            slices = [(max(s, span[0]), min(e, span[1])) for s, e in slices if s < span[1] and e > span[0]]
         per = max(1, self.options.chunk_bytes // (self.chunk_elems() * np.dtype(self.layout.acc_dtype).itemsize))
         groups = [slices[i : i + per] for i in range(0, len(slices), per)]
         return [(group[0][0], group[-1][1], group) for group in groups]
@@ -198,9 +234,10 @@ class Engine(Reader):
         return self.layout.slices(per * step)
 
     def map_shards(
-        self, updates: Sequence[UpdateInput], fn: Callable[[np.ndarray], np.ndarray]
+        self, updates: Sequence[UpdateInput], fn: Callable[[np.ndarray], np.ndarray], *, lazy: bool = False
     ) -> np.ndarray:
-        """Flat vector whose shard [s, e) is fn(rows of that shard): a coordinate-wise rule."""
+        """Flat vector whose shard [s, e) is fn(rows of that shard): a coordinate-wise rule
+        (`lazy`: as `weighted_sum`'s, left in the pieces by the fanout reduce)."""
         spans = self.ranges()
 
         def piece(i: int) -> np.ndarray:
@@ -215,7 +252,8 @@ class Engine(Reader):
 
         return self.passes.run(PassOp("map", len(spans), piece,
                                       lambda parts: concat(parts, self.layout.total, self.layout.acc_dtype),
-                                      lambda i: {"range": list(spans[i])}, self.stats))
+                                      lambda i: {"range": list(spans[i])}, self.stats,
+                                      self._lazy(spans, 1) if lazy else None))
 
     def sum_shards(
         self, updates: Sequence[UpdateInput], fn: Callable[[int, int, np.ndarray], np.ndarray],

@@ -76,13 +76,16 @@ class FlatLayout:
         Float16 and bfloat16 are rounded from the float32 result (round to nearest even).
         """
         out = {}
+        lazy = not isinstance(flat, np.ndarray) and hasattr(flat, "read")  # left in its pieces (lazy_result)
         for name, shape, dtype, off, size in zip(
             self.names, self.shapes, self.dtypes, self.offsets, self.sizes, strict=True
         ):
-            part = flat[off : off + size]
-            if dtype.kind in "iub":
-                part = _to_integer_range(np.rint(part), dtype)
-            out[name] = part.astype(dtype, copy=False).reshape(shape)
+            if lazy:
+                from fma.domain.aggregation.lazy_result import LazyOutput
+
+                out[name] = LazyOutput(flat, off, shape, dtype, cast_to)  # type: ignore[arg-type]
+            else:
+                out[name] = cast_to(flat[off : off + size], dtype).reshape(shape)
         return out
 
     def integer_mask(self) -> np.ndarray | None:
@@ -95,15 +98,28 @@ class FlatLayout:
         return mask
 
     def gather(self, model: Mapping[str, np.ndarray], s: int, e: int) -> np.ndarray:
-        """Copy of model[s:e] as a flat vector in the accumulation dtype."""
+        """Copy of model[s:e] as a flat vector in the accumulation dtype. A stored model opened
+        lazily (ranged_model.py) is read at exactly those elements, never whole."""
         out = np.empty(e - s, dtype=self.acc_dtype)
         for i, lo, hi in self.overlaps(s, e):
             dst = self.offsets[i] + lo - s
-            out[dst : dst + hi - lo] = np.asarray(model[self.names[i]]).reshape(-1)[lo:hi]
+            src = model[self.names[i]]
+            if hasattr(src, "read_flat"):
+                out[dst : dst + hi - lo] = src.read_flat(lo, hi)
+            else:
+                out[dst : dst + hi - lo] = np.asarray(src).reshape(-1)[lo:hi]
         return out
 
     def flatten(self, model: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.gather(model, 0, self.total)
+
+
+def cast_to(part: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Computed values in a tensor's dtype: integers and bools rounded (ties to even) and
+    clipped, floats rounded to nearest (the one rule of `split`, elementwise)."""
+    if dtype.kind in "iub":
+        part = _to_integer_range(np.rint(part), dtype)
+    return part.astype(dtype, copy=False)
 
 
 def _to_integer_range(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

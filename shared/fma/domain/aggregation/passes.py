@@ -4,9 +4,11 @@ Every read-heavy engine pass (`weighted_sum`, `map_shards`, `sum_shards`) is a `
 number of pieces, a function computing piece i, and a combine over the pieces in order. The
 arithmetic is fixed by the `Partitioning`, never by where the pieces run:
 
-- `sum` pieces are partitions of the updates in client-id order (`partition_updates` each);
-  each piece is the partial weighted sum of its partition, folded from zero in client order;
-  partials are combined by `tree_sum` (groups of `reduce_fanin`, left to right, level by level);
+- `sum` pieces are partitions of the updates in client-id order (`partition_updates` each)
+  times parameter ranges (`range_sums`; range-major order); each piece is the partial
+  weighted sum of its partition over its range, folded from zero in client order; per range,
+  partials are combined by `tree_sum` (groups of `reduce_fanin`, left to right, level by level)
+  and the ranges laid end to end;
 - `map` and `fold` pieces are parameter ranges (`shard_bytes` of the flat vector, whole
   engine shards); `map` concatenates, `fold` sums the range results with `tree_sum`.
 
@@ -33,15 +35,19 @@ class Partitioning:
     partition_updates: updates per partial sum (client-id order).
     shard_bytes: bytes of the flat parameter vector per parameter range (whole engine shards).
     reduce_fanin: partials per node of the reduce tree.
+    range_sums: `sum` pieces are (partition x parameter range), so a child holds one range of
+        the partial sum, not the model; False is the arithmetic of manifests written before it
+        (a piece per partition over the whole vector), which their re-runs keep.
     """
 
     partition_updates: int = 1000
     shard_bytes: int = 64 << 20
     reduce_fanin: int = REDUCE_FANIN
+    range_sums: bool = True
 
-    def to_json(self) -> dict[str, int]:
+    def to_json(self) -> dict[str, Any]:
         return {"partition_updates": self.partition_updates, "shard_bytes": self.shard_bytes,
-                "reduce_fanin": self.reduce_fanin}
+                "reduce_fanin": self.reduce_fanin, "range_sums": self.range_sums}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Partitioning:
@@ -49,7 +55,8 @@ class Partitioning:
         base = cls()
         return cls(int(data.get("partition_updates") or base.partition_updates),
                    int(data.get("shard_bytes") or base.shard_bytes),
-                   int(data.get("reduce_fanin") or base.reduce_fanin))
+                   int(data.get("reduce_fanin") or base.reduce_fanin),
+                   data.get("range_sums") is True)
 
 
 def partitions(count: int, size: int) -> list[tuple[int, int]]:
@@ -70,6 +77,9 @@ class PassOp:
     describe: Callable[[int], dict[str, Any]] = lambda i: {}
     #: the engine's counters (bytes read, requests), reported with a fanned-out piece.
     stats: Any = None
+    #: given `load(i)` of piece i, the combined result left in the pieces (lazy_result.py): what
+    #: the fanout reduce returns for a completed pass, so it never holds the whole vector.
+    lazy: Callable[[Callable[[int], np.ndarray]], Any] | None = None
 
 
 class PassRunner(Protocol):
@@ -125,6 +135,8 @@ class FanoutPasses:
             facts = {**op.describe(self.target[1]), **(op.stats.as_info() if op.stats is not None else {})}
             raise PieceDone(value, op.kind, facts)
         if index < self.complete:
+            if op.lazy is not None and self.target is None:
+                return op.lazy(lambda i: self.load(index, i))
             return op.combine(self.load(index, i) for i in range(op.npieces))
         raise NeedPass(index, op.kind, op.npieces)
 

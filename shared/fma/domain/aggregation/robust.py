@@ -34,7 +34,7 @@ def _uniform(updates: Sequence[UpdateInput]) -> dict[str, float]:
 def fedmedian(g: Model, updates: Sequence[UpdateInput], state: State, params: Params, *,
               engine: Engine) -> AggregationResult:
     """Coordinate-wise median of the client models (unweighted)."""
-    flat = engine.map_shards(updates, median_rows)
+    flat = engine.map_shards(updates, median_rows, lazy=True)
     return AggregationResult(model=engine.model(flat), info={"weights": _uniform(updates)})
 
 
@@ -42,7 +42,7 @@ def fedtrimmedavg(g: Model, updates: Sequence[UpdateInput], state: State, params
                   engine: Engine) -> AggregationResult:
     """Coordinate-wise mean after cutting floor(beta * n) values at each end (unweighted)."""
     beta = float(params["beta"])
-    flat = engine.map_shards(updates, lambda rows: trimmed_mean_rows(rows, beta))
+    flat = engine.map_shards(updates, lambda rows: trimmed_mean_rows(rows, beta), lazy=True)
     return AggregationResult(model=engine.model(flat), info={"weights": _uniform(updates)})
 
 
