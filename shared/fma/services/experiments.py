@@ -29,7 +29,7 @@ from fma.services import initial_upload
 from fma.services.access import client_token_expiry, mint_token
 from fma.services.bodies import listing, optional_int, require_object
 from fma.services.deps import Deps, model_key
-from fma.services.pointer import new_poll_id, poll_url
+from fma.services.pointer import new_poll_id, registration_poll_url
 
 CREATE_FIELDS = ("name", "strategy", "rounds", "client_config", "max_update_bytes", "from",
                  "update_limits", "aggregation", "expected_clients", "initial_model")
@@ -203,9 +203,8 @@ def register_client(deps: Deps, caller: Principal, experiment_id: str, body: obj
     rec = TokenRecord(hash_token(token), Role.CLIENT, client_id, experiment_id, client_token_expiry(deps), None, 0,
                       False, name, caller.principal_id)
     deps.repo.register_client(experiment_id, client_id, name, caller.token_hash or "", rec, deps.clock())
-    exp = deps.repo.get_experiment(experiment_id)
     return {"client_id": client_id, "token": token, "token_id": rec.token_id, "expires_at": iso(rec.expires_at),
-            "poll_url": poll_url(deps.pointer_base_url, exp) if exp else None}
+            "poll_url": registration_poll_url(deps.pointer_base_url, experiment_id, deps.repo.get_experiment)}
 
 
 def revoke_client(deps: Deps, caller: Principal, experiment_id: str, client_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fma.domain.experiment import Experiment
@@ -52,6 +53,31 @@ def poll_url(base_url: str | None, exp: Experiment) -> str | None:
     if not base_url or not exp.poll_id:
         return None
     return f"{base_url.rstrip('/')}/{pointer_key(exp.id, exp.poll_id)}"
+
+
+#: experiment id -> poll id, per process (a Lambda environment): a poll id never changes once
+#: the experiment exists, so a registration need not read the experiment item again for it.
+_KNOWN_POLL_IDS: dict[str, str] = {}
+MAX_KNOWN_POLL_IDS = 4096
+
+
+def registration_poll_url(base_url: str | None, experiment_id: str,
+                          read: Callable[[str], Experiment | None]) -> str | None:
+    """`poll_url` for a client just registered. The experiment item is the hottest item of a
+    100,000-client round (every request reads it consistently); the registration has already
+    read it once (is the experiment open to clients?), so the poll id, immutable, is read once
+    per process and remembered, not once per registration."""
+    if not base_url:
+        return None
+    poll_id = _KNOWN_POLL_IDS.get(experiment_id)
+    if poll_id is None:
+        exp = read(experiment_id)
+        if exp is None or not exp.poll_id:
+            return None
+        if len(_KNOWN_POLL_IDS) >= MAX_KNOWN_POLL_IDS:
+            _KNOWN_POLL_IDS.clear()
+        poll_id = _KNOWN_POLL_IDS[experiment_id] = exp.poll_id
+    return f"{base_url.rstrip('/')}/{pointer_key(experiment_id, poll_id)}"
 
 
 def pointer_body(exp: Experiment) -> dict[str, Any]:

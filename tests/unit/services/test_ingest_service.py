@@ -8,7 +8,7 @@ import numpy as np
 
 from fma.domain.codec import encode
 from fma.domain.states import ExperimentStatus, RoundState, UpdateStatus
-from fma.services import experiments
+from fma.services import experiments, participation
 from fma.services.deps import model_key, update_key
 from fma.services.ingest import ingest_object
 
@@ -98,3 +98,50 @@ def test_unknown_keys_are_ignored(world):
     assert ingest_object(world.deps, update_key("nope", 1, "c-1")).status == "ignored"
     world.deps.store.put("models/nope/00000000.safetensors", encode({"w": np.zeros(1, np.float32)}))
     assert ingest_object(world.deps, "models/nope/00000000.safetensors").status == "ignored"
+
+
+def _counting_experiment_reads(world, monkeypatch) -> list[str]:
+    reads: list[str] = []
+    original = world.repo.get_experiment
+
+    def counting(experiment_id):
+        reads.append(experiment_id)
+        return original(experiment_id)
+
+    monkeypatch.setattr(world.repo, "get_experiment", counting)
+    return reads
+
+
+def test_an_accept_below_the_quota_reads_the_experiment_once(world, monkeypatch):
+    """The experiment item is read consistently by every request (the hottest item at 100,000
+    clients): ingesting an accept that does not meet the quota reads it once, the sealing one
+    twice (is the experiment still running?)."""
+    exp_id = world.experiment(min_updates=3)
+    clients = world.clients(exp_id, 3)
+    reads = _counting_experiment_reads(world, monkeypatch)
+    sealed, per_ingest = [], []
+    for client in clients:
+        participation.put_update(world.deps, client, exp_id, 1, update_file({"w": np.ones(3, np.float32)}, 10, 1))
+        reads.clear()
+        sealed.append(ingest_object(world.deps, update_key(exp_id, 1, client.principal_id)).sealed)
+        per_ingest.append(len(reads))
+    assert (sealed, per_ingest) == ([False, False, True], [1, 1, 2])
+    assert world.invoker.calls == [{"experiment_id": exp_id, "round": 1}]
+
+
+def test_a_quota_met_after_a_stop_does_not_seal(world, monkeypatch):
+    """The one read that decides the seal comes after the accept: a stop that lands between this
+    ingest's first read and its seal is seen, and nothing is aggregated."""
+    exp_id = world.experiment(min_updates=1)
+    [alice] = world.clients(exp_id, 1)
+    original = world.repo.accept_update
+
+    def accept_then_stop(record):
+        result = original(record)
+        experiments.patch_experiment(world.deps, world.dev, exp_id, {"status": "STOPPED"})
+        return result
+
+    monkeypatch.setattr(world.repo, "accept_update", accept_then_stop)
+    outcome = world.submit(exp_id, alice, 1, {"w": np.ones(3, np.float32)})
+    assert (outcome.status, outcome.sealed) == ("accepted", False)
+    assert world.invoker.calls == []

@@ -93,3 +93,34 @@ def test_a_failed_pointer_write_does_not_undo_the_change(world):
     out = experiments.patch_experiment(world.deps, world.dev, exp_id, {"status": "PAUSED"})
     assert out["status"] == "PAUSED" and world.repo.get_experiment(exp_id).status == ExperimentStatus.PAUSED
     assert pointer(world, exp_id) == before  # stale until the next write; the SDK's API fallback covers it
+
+
+def test_registrations_get_the_poll_url_reading_the_experiment_once_per_process(world, monkeypatch):
+    """A poll id never changes, so the registrations of one process read the experiment item
+    (the hottest item of a large round) for it once; the URL is the one GET /model gives."""
+    from fma.domain.auth import Principal, Role, hash_token
+    from fma.services import participation
+
+    world.deps.pointer_base_url = "https://cdn.example/"
+    exp_id = world.experiment()
+    token = experiments.create_enrollment_token(world.deps, world.dev, exp_id, {"max_uses": 3})["token"]
+    enroll = Principal(Role.ENROLLMENT, "enroll", exp_id, hash_token(token))
+    reads: list[str] = []
+    original = world.repo.get_experiment
+    monkeypatch.setattr(world.repo, "get_experiment", lambda i: reads.append(i) or original(i))
+    made = [experiments.register_client(world.deps, enroll, exp_id, {}) for _ in range(3)]
+    assert reads == [exp_id]
+    exp = original(exp_id)
+    expected = f"https://cdn.example/{pointer_key(exp_id, exp.poll_id)}"
+    assert [m["poll_url"] for m in made] == [expected] * 3
+    client = Principal(Role.CLIENT, made[0]["client_id"], exp_id, hash_token(made[0]["token"]))
+    assert participation.model_info(world.deps, client, exp_id)["poll_url"] == expected
+
+
+def test_a_registration_without_a_pointer_host_has_no_poll_url(world):
+    from fma.domain.auth import Principal, Role, hash_token
+
+    exp_id = world.experiment()
+    token = experiments.create_enrollment_token(world.deps, world.dev, exp_id, {"max_uses": 1})["token"]
+    enroll = Principal(Role.ENROLLMENT, "enroll", exp_id, hash_token(token))
+    assert experiments.register_client(world.deps, enroll, exp_id, {})["poll_url"] is None
