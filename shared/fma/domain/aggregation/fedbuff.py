@@ -64,8 +64,10 @@ class DeltaEngine(Engine):
         distinct = {self.bases[u.client_id].client_id: self.bases[u.client_id] for u in updates}
         return [distinct[k] for k in sorted(distinct)]
 
-    def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float]) -> np.ndarray:
-        """sum_k w_k s_k (u_k - m_{b_k}), slice by slice: each base slice read once per slice."""
+    def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float], *,
+                     lazy: bool = False) -> np.ndarray:
+        """sum_k w_k s_k (u_k - m_{b_k}), slice by slice: each base slice read once per slice.
+        (`lazy` changes nothing here: FedBuff runs in one function, never a fanout reduce.)"""
         acc = np.zeros(self.layout.total, dtype=self.layout.acc_dtype)
         bases = self._bases_of(updates)
         alphas = [float(w) * self.factors[u.client_id] for u, w in zip(updates, weights, strict=True)]
