@@ -16,7 +16,7 @@ pass of one function.
 K >= 10k is extrapolated (and said so): its fanout children are partitions of the same size
 as the measured K = 1k partition, its reduce sums K / partition measured partials.
 The 5 GB and 50 GB models run through the fanout task handlers (aggregation_deployed.py): one
-child each measured, the reduce measured at 128 and 256 MiB and fitted (scaled: it holds the model).
+child each measured, the reduce run whole at 128 and 256 MiB and its peak fitted (scaled).
 """
 
 from __future__ import annotations
