@@ -116,8 +116,14 @@ def fanout(inputs: RoundInputs, reads: Reads, s3: S3Model, concurrency: int) -> 
         reads.sizes.append(len(pieces[(p, i)]))
         return decode_piece(pieces[(p, i)])[0]
 
+    def reduce_task(c: int) -> object:
+        out = reduce(inputs, load, c)
+        if not isinstance(out, NeedPass):  # the reduce writes the model: the pieces it streams are read here
+            out.model = {k: np.asarray(v) for k, v in out.model.items()}
+        return out
+
     while True:
-        out, task = measure("reduce", lambda c=complete: reduce(inputs, load, c), reads, s3)
+        out, task = measure("reduce", lambda c=complete: reduce_task(c), reads, s3)
         tasks.append(task)
         wall += task.wall + 3 * STATE_SECONDS
         if not isinstance(out, NeedPass):
