@@ -17,7 +17,7 @@ from fma.adapters.memory import MemoryModelStore, MemoryRepository
 from fma.domain.aggregation.fanout import decode_piece
 from fma.domain.aggregation.ranged_model import HEADER_PROBE_BYTES
 from fma.services import experiments, fanout, participation
-from fma.services.deps import Deps, Limits, manifest_key, model_key, update_key
+from fma.services.deps import Deps, Limits, manifest_key, model_key, state_key, update_key
 from fma.services.ingest import ingest_object
 
 from .service_world import Clock, World
@@ -44,14 +44,15 @@ class RangeLog(SyntheticStore):
         return super().get_range(key, start, end, version_id)
 
 
-def sealed_round(strategy: str, aggregation: dict, store_class: type = RangeLog) -> tuple[World, RangeLog, str]:
+def sealed_round(strategy: str, aggregation: dict, store_class: type = RangeLog,
+                 params: dict | None = None) -> tuple[World, RangeLog, str]:
     """A sealed round of 3 updates of a 256 MiB one-tensor model, all generated per read."""
     store = store_class(MemoryModelStore())
     clock, invoker = Clock(), RecordingInvoker()
     deps = Deps(repo=MemoryRepository(), store=store, invoker=invoker,
                 limits=Limits(max_update_bytes=50 * 10**9, lease_seconds=600), clock=clock)
     world = World(deps, clock, invoker)
-    body = {"name": "big", "max_update_bytes": 1 << 30, "strategy": {"name": strategy},
+    body = {"name": "big", "max_update_bytes": 1 << 30, "strategy": {"name": strategy, "params": params or {}},
             "rounds": {"min_updates": len(OFFSETS), "total_rounds": 2},
             "aggregation": {"plan": "fanout", "shard_bytes": RANGE_BYTES} | aggregation}
     exp_id = experiments.create_experiment(deps, world.dev, body)["experiment"]["id"]
@@ -133,15 +134,15 @@ def test_a_fedavg_child_sums_one_partition_over_one_range_in_memory_of_that_rang
 
 
 class SinkStore(RangeLog):
-    """The round's model goes to a sink shaped like S3's multipart upload (8 MiB parts here):
-    hashed and counted, never held (on AWS the object lives in S3, not in the reduce)."""
+    """The round's model and server state go to a sink shaped like S3's multipart upload (8 MiB
+    parts here): hashed and counted, never held (on AWS the object lives in S3, not in the reduce)."""
 
     def __init__(self, inner):
         super().__init__(inner)
         self.sunk: dict[str, tuple[str, int]] = {}
 
     def put_stream(self, key, chunks, content_type="application/octet-stream"):
-        if not key.startswith("models/"):
+        if not key.startswith(("models/", "state/")):
             return self.inner.put_stream(key, chunks, content_type)
         digest, size, part = hashlib.sha256(), 0, bytearray()
         for chunk in chunks:
@@ -154,10 +155,14 @@ class SinkStore(RangeLog):
         return "v-sunk"
 
 
-@pytest.mark.parametrize("strategy", ["fedavg", "fedmedian"])
-def test_the_reduce_streams_the_model_from_its_pieces_in_memory_of_a_few_ranges(strategy):
+@pytest.mark.parametrize(("strategy", "params"), [
+    ("fedavg", {}), ("fedmedian", {}),
+    # server optimizers: the step runs range by range, and the state (momentum; m and v) streams too
+    ("fedavgm", {"server_momentum": 0.9, "server_learning_rate": 0.7}), ("fedadam", {}),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_the_reduce_streams_the_model_from_its_pieces_in_memory_of_a_few_ranges(strategy, params):
     # Given a sealed round of 3 updates of a 256 MiB model, planned as 32 ranges of 8 MiB
-    world, store, exp_id = sealed_round(strategy, {"partition_updates": 3}, store_class=SinkStore)
+    world, store, exp_id = sealed_round(strategy, {"partition_updates": 3}, store_class=SinkStore, params=params)
     need = first_map(world, exp_id)
     for i in range(need["pieces"]):
         run_child(world, store, exp_id, i)
@@ -171,6 +176,11 @@ def test_the_reduce_streams_the_model_from_its_pieces_in_memory_of_a_few_ranges(
     assert size > NUMEL * 4
     manifest = json.loads(world.deps.store.get(manifest_key(exp_id, 1)))
     assert manifest["output"]["sha256"] == sha and manifest["info"]["fanout"]["pieces"] == [need["pieces"]]
-    # and it held a few ranges, never the 256 MiB model
+    # and it held a few ranges (one more per state vector: a range of every output of the
+    # server step is computed at once), never the 256 MiB model
+    vectors = {"fedavgm": 1, "fedadam": 2}.get(strategy, 0)  # momentum; m and v
     print(f"reduce peak {peak / MiB:.1f} MiB")
-    assert peak < 6 * RANGE_BYTES, f"the reduce held {peak / MiB:.1f} MiB"
+    assert peak < (6 + vectors) * RANGE_BYTES, f"the reduce held {peak / MiB:.1f} MiB"
+    if vectors:  # the new state streamed too, whole
+        _, state_size = store.sunk[state_key(exp_id, 1)]
+        assert state_size > vectors * NUMEL * 4

@@ -191,7 +191,7 @@ def _normalise(raw: object, global_model: Mapping[str, np.ndarray]) -> Aggregati
     model = {}
     for name, ref in global_model.items():
         value = result.model[name]
-        if not isinstance(value, np.ndarray) and hasattr(value, "read_flat"):  # left in stored pieces
+        if _is_lazy(value):  # left in stored pieces
             if tuple(value.shape) != tuple(ref.shape) or np.dtype(value.dtype) != np.dtype(ref.dtype):
                 raise ValueError(f"strategy returned {name} as {value.dtype}{value.shape}, expected {ref.shape}")
             model[name] = value
@@ -201,8 +201,13 @@ def _normalise(raw: object, global_model: Mapping[str, np.ndarray]) -> Aggregati
             raise ValueError(f"strategy returned {name} with shape {arr.shape}, expected {ref.shape}")
         model[name] = _contiguous(arr.astype(ref.dtype, copy=False))
     result.model = model
-    result.state = {k: _contiguous(np.asarray(v)) for k, v in result.state.items()}
+    result.state = {k: v if _is_lazy(v) else _contiguous(np.asarray(v)) for k, v in result.state.items()}
     return result
+
+
+def _is_lazy(value: Any) -> bool:
+    """A tensor read by range as it is written (lazy_result.LazyOutput), never held whole."""
+    return not isinstance(value, np.ndarray) and hasattr(value, "read_flat")
 
 
 def _contiguous(arr: np.ndarray) -> np.ndarray:

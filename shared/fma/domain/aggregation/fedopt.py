@@ -16,14 +16,21 @@ round: nothing lives on an object between rounds.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from fma.domain.aggregation.engine import Engine
 from fma.domain.aggregation.fedavg import weighted_average
+from fma.domain.aggregation.layout import FlatLayout, cast_to
+from fma.domain.aggregation.lazy_result import LazyOutput
+from fma.domain.aggregation.lazy_step import RangeStep, StepVector
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 
 Step = Callable[[Engine, np.ndarray, Mapping[str, np.ndarray], Mapping[str, object]],
+                tuple[np.ndarray, dict[str, np.ndarray]]]
+#: the elementwise server step over aligned vectors: (g, mean, old state, params, step) -> (model, state)
+Core = Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray | None], Mapping[str, object], int],
                 tuple[np.ndarray, dict[str, np.ndarray]]]
 
 
@@ -48,32 +55,27 @@ def step_count(state: Mapping[str, np.ndarray]) -> int:
     return int(np.asarray(state["step"]).reshape(-1)[0]) if "step" in state else 0
 
 
-def fedavgm_step(engine: Engine, avg: np.ndarray, state: Mapping[str, np.ndarray],
-                 params: Mapping[str, object]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """x - lr * m, m = momentum * m_prev + (x - avg); the mean itself when lr = 1, momentum = 0."""
+def _fedavgm_core(g: np.ndarray, avg: np.ndarray, prev: Mapping[str, np.ndarray | None],
+                  params: Mapping[str, object], t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """FedAvgM over aligned vectors (the whole model, or one range of it): g is a writable copy
+    of the global model, returned as the new model; m = momentum * m_prev + (g - avg)."""
     lr, mom = float(params["server_learning_rate"]), float(params["server_momentum"])
-    if mom == 0.0 and lr == 1.0:
-        return avg, {}
-    g = engine.layout.flatten(engine.global_model)
     grad = np.subtract(g, avg)
     new_state: dict[str, np.ndarray] = {}
     if mom > 0.0:
-        prev = load_vector(engine, state, "momentum")
-        if prev is not None:
-            grad = np.add(prev * grad.dtype.type(mom), grad, out=grad)
-        new_state = save_vector(engine, "momentum", grad)
+        if prev.get("momentum") is not None:
+            grad = np.add(prev["momentum"] * grad.dtype.type(mom), grad, out=grad)
+        new_state["momentum"] = grad
     g -= grad.dtype.type(lr) * grad
     return g, new_state
 
 
-def _adaptive_step(kind: str) -> Step:
-    def step(engine: Engine, avg: np.ndarray, state: Mapping[str, np.ndarray],
-             params: Mapping[str, object]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        g = engine.layout.flatten(engine.global_model)
+def _adaptive_core(kind: str) -> Core:
+    def core(g: np.ndarray, avg: np.ndarray, prev: Mapping[str, np.ndarray | None],
+             params: Mapping[str, object], t: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         delta = np.subtract(avg, g)
-        t = step_count(state) + 1
         paper = params.get("variant") == "paper"
-        m, v = _moments(kind, engine, state, delta, params, paper)
+        m, v = _moments(kind, prev.get("m"), prev.get("v"), delta, params, paper)
         eta = float(params["eta"])
         if kind == "adam" and not paper:  # Flower's bias correction, with its server_round + 1 exponent
             b1, b2 = float(params["beta_1"]), float(params["beta_2"])
@@ -81,20 +83,16 @@ def _adaptive_step(kind: str) -> Step:
         denom = np.sqrt(v)
         denom += denom.dtype.type(params["tau"])
         g += eta * m / denom
-        new_state = {**save_vector(engine, "m", m), **save_vector(engine, "v", v)}
-        new_state["step"] = np.array(t, dtype=np.int64)
-        return g, new_state
+        return g, {"m": m, "v": v}
 
-    return step
+    return core
 
 
-def _moments(kind: str, engine: Engine, state: Mapping[str, np.ndarray], delta: np.ndarray,
+def _moments(kind: str, m: np.ndarray | None, v: np.ndarray | None, delta: np.ndarray,
              params: Mapping, paper: bool) -> tuple[np.ndarray, np.ndarray]:
     dt = delta.dtype.type
     b1 = float(params.get("beta_1", 0.0))
     b2 = float(params.get("beta_2", 0.0))
-    m = load_vector(engine, state, "m")
-    v = load_vector(engine, state, "v")
     m = np.zeros_like(delta) if m is None else m
     if v is None:  # Reddi et al. start from v_-1 >= tau^2; Flower from 0
         v = np.full_like(delta, dt(float(params["tau"]) ** 2) if paper else dt(0))
@@ -109,19 +107,82 @@ def _moments(kind: str, engine: Engine, state: Mapping[str, np.ndarray], delta: 
     return m, v
 
 
+def _is_identity(name: str, params: Mapping[str, object]) -> bool:
+    """FedAvgM with lr 1 and no momentum is FedAvg: the mean itself is the model."""
+    return (name == "fedavgm" and float(params["server_momentum"]) == 0.0
+            and float(params["server_learning_rate"]) == 1.0)
+
+
+def _whole_step(name: str) -> Step:
+    """The server step over the whole flat vector (the single plan, DP and FedBuff)."""
+    core = CORES[name]
+
+    def step(engine: Engine, avg: np.ndarray, state: Mapping[str, np.ndarray],
+             params: Mapping[str, object]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if _is_identity(name, params):
+            return avg, {}
+        g = engine.layout.flatten(engine.global_model)
+        prev = {p: load_vector(engine, state, p) for p in STATE_PREFIXES[name]}
+        flat, new = core(g, avg, prev, params, step_count(state) + 1)
+        out = {k: v for p, vec in new.items() for k, v in save_vector(engine, p, vec).items()}
+        if name != "fedavgm":
+            out["step"] = np.array(step_count(state) + 1, dtype=np.int64)
+        return flat, out
+
+    step.__name__ = f"{name}_step"
+    return step
+
+
+def ranged_step(name: str, engine: Engine, avg: Any, state: Mapping[str, np.ndarray],
+                params: Mapping[str, object]) -> tuple[Any, dict[str, Any]]:
+    """The server step of `name` over a mean left in its pieces (the fanout reduce): the model
+    and the new state as vectors computed range by range (lazy_step.py), the same bytes as
+    `_whole_step` over the whole vector, never the model in memory."""
+    if _is_identity(name, params):
+        return avg, {}
+    layout, core, t = engine.layout, CORES[name], step_count(state) + 1
+    present = [p for p in STATE_PREFIXES[name] if all(f"{p}/{n}" in state for n in layout.names)]
+
+    def compute(s: int, e: int) -> dict[str, np.ndarray]:
+        mean = avg.read(s, e)
+        g = layout.gather(engine.global_model, s, e)
+        prev = {p: layout.gather({n: state[f"{p}/{n}"] for n in layout.names}, s, e) for p in present}
+        flat, new = core(g, mean.copy(), prev, params, t)
+        keep_integers_in_range(layout, s, e, flat, mean)
+        return {"": flat, **new}
+
+    step = RangeStep(compute)
+    outputs = [p for p in STATE_PREFIXES[name] if name != "fedavgm" or float(params["server_momentum"]) > 0.0]
+    new_state: dict[str, Any] = {}
+    for p in outputs:
+        vector = StepVector(step, p, layout.total, layout.acc_dtype)
+        new_state.update({f"{p}/{n}": LazyOutput(vector, o, shape, layout.acc_dtype, cast_to)
+                          for n, o, shape in zip(layout.names, layout.offsets, layout.shapes, strict=True)})
+    if name != "fedavgm":
+        new_state["step"] = np.array(t, dtype=np.int64)
+    return StepVector(step, "", layout.total, layout.acc_dtype), new_state
+
+
 def identity_step(engine: Engine, avg: np.ndarray, state: Mapping[str, np.ndarray],
                   params: Mapping[str, object]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """FedAvg and FedProx's server step: the mean is the model."""
     return avg, {}
 
 
+CORES: dict[str, Core] = {
+    "fedavgm": _fedavgm_core,
+    "fedadagrad": _adaptive_core("adagrad"),
+    "fedadam": _adaptive_core("adam"),
+    "fedyogi": _adaptive_core("yogi"),
+}
+#: the state vectors each server step reads and writes (under `<prefix>/<tensor>`).
+STATE_PREFIXES: dict[str, tuple[str, ...]] = {
+    "fedavgm": ("momentum",), "fedadagrad": ("m", "v"), "fedadam": ("m", "v"), "fedyogi": ("m", "v"),
+}
 SERVER_STEPS: dict[str, Step] = {
     "fedavg": identity_step,
     "fedprox": identity_step,
-    "fedavgm": fedavgm_step,
-    "fedadagrad": _adaptive_step("adagrad"),
-    "fedadam": _adaptive_step("adam"),
-    "fedyogi": _adaptive_step("yogi"),
+    **{name: _whole_step(name) for name in CORES},
 }
 
 
@@ -129,9 +190,15 @@ def keep_integers_at_mean(engine: Engine, flat: np.ndarray, mean: np.ndarray) ->
     """Integer and bool tensors (BatchNorm's `num_batches_tracked`) take the clients' mean
     (rounded when the model is written), never a server optimizer's step: momentum or Adam
     on a counter has no meaning (docs/strategies.md, "Integer tensors")."""
-    mask = engine.layout.integer_mask()
-    if mask is not None:
-        flat[mask] = mean[mask]
+    keep_integers_in_range(engine.layout, 0, engine.layout.total, flat, mean)
+
+
+def keep_integers_in_range(layout: FlatLayout, s: int, e: int, flat: np.ndarray, mean: np.ndarray) -> None:
+    """`keep_integers_at_mean` over elements [s, e) of the flat vector (flat and mean hold them)."""
+    for i, lo, hi in layout.overlaps(s, e):
+        if layout.dtypes[i].kind in "iub":
+            a = layout.offsets[i] + lo - s
+            flat[a : a + hi - lo] = mean[a : a + hi - lo]
 
 
 def _mean_then(name: str):
@@ -145,7 +212,10 @@ def _mean_then(name: str):
         *,
         engine: Engine,
     ) -> AggregationResult:
-        avg, weights = weighted_average(engine, updates, uniform=params.get("variant") == "paper")
+        avg, weights = weighted_average(engine, updates, uniform=params.get("variant") == "paper", lazy=True)
+        if not isinstance(avg, np.ndarray):  # the fanout reduce: the mean left in its pieces
+            model, lazy_state = ranged_step(name, engine, avg, state, params)
+            return AggregationResult(model=engine.model(model), state=lazy_state, info={"weights": weights})
         flat, new_state = step(engine, avg.copy() if engine.layout.integer_mask() is not None else avg,
                                state, params)
         keep_integers_at_mean(engine, flat, avg)
