@@ -23,6 +23,7 @@ from fma.domain.codec import decode, encode_stream
 from fma.domain.cost import Usage, round_cost
 from fma.domain.errors import UpdateRejected
 from fma.domain.experiment import Experiment, new_round
+from fma.domain.ranged import RangedObject
 from fma.domain.records import UpdateRecord
 from fma.domain.states import RoundState, UpdateStatus
 from fma.services import costing, history
@@ -136,23 +137,25 @@ def round_inputs(deps: Deps, exp: Experiment, n: int, accepted: Sequence[UpdateR
 def open_stored(deps: Deps, key: str, version_id: str | None = None) -> tuple[dict[str, Any], Stored]:
     """A stored safetensors object as lazy tensors read by range (ranged_model.open_model), and
     Stored("", its size): nothing but its header is read here."""
-    opened = open_ranged(deps.store, key, version_id=version_id)
-    if opened is None:
-        raise LookupError(f"{key} (version {version_id}) does not exist")
-    obj, _ = opened
+    obj = _existing(deps, key, version_id)
     return open_model(obj.size, obj.read)[0], Stored("", obj.size)
 
 
 def hash_stored(deps: Deps, key: str, version_id: str | None = None) -> str:
     """The sha256 of a stored object, hashed over ranged reads of READ_BYTES (never held whole)."""
-    opened = open_ranged(deps.store, key, version_id=version_id)
-    if opened is None:
-        raise LookupError(f"{key} (version {version_id}) does not exist")
-    obj, _ = opened
+    obj = _existing(deps, key, version_id)
     h = hashlib.sha256()
     for a in range(0, obj.size, READ_BYTES):
         h.update(obj.read(a, min(obj.size, a + READ_BYTES)))
     return h.hexdigest()
+
+
+def _existing(deps: Deps, key: str, version_id: str | None) -> RangedObject:
+    """The stored object for ranged reads; LookupError if it is missing."""
+    opened = open_ranged(deps.store, key, version_id=version_id)
+    if opened is None:
+        raise LookupError(f"{key} (version {version_id}) does not exist")
+    return opened[0]
 
 
 def build_model(deps: Deps, exp: Experiment, n: int,

@@ -52,7 +52,11 @@ def poll_url(base_url: str | None, exp: Experiment) -> str | None:
     """Where the experiment's clients poll; None without a pointer host or a poll id."""
     if not base_url or not exp.poll_id:
         return None
-    return f"{base_url.rstrip('/')}/{pointer_key(exp.id, exp.poll_id)}"
+    return _pointer_url(base_url, exp.id, exp.poll_id)
+
+
+def _pointer_url(base_url: str, experiment_id: str, poll_id: str) -> str:
+    return f"{base_url.rstrip('/')}/{pointer_key(experiment_id, poll_id)}"
 
 
 #: experiment id -> poll id, per process (a Lambda environment): a poll id never changes once
@@ -77,7 +81,7 @@ def registration_poll_url(base_url: str | None, experiment_id: str,
         if len(_KNOWN_POLL_IDS) >= MAX_KNOWN_POLL_IDS:
             _KNOWN_POLL_IDS.clear()
         poll_id = _KNOWN_POLL_IDS[experiment_id] = exp.poll_id
-    return f"{base_url.rstrip('/')}/{pointer_key(experiment_id, poll_id)}"
+    return _pointer_url(base_url, experiment_id, poll_id)
 
 
 def pointer_body(exp: Experiment) -> dict[str, Any]:

@@ -121,13 +121,11 @@ def _whole_step(name: str) -> Step:
              params: Mapping[str, object]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if _is_identity(name, params):
             return avg, {}
-        g = engine.layout.flatten(engine.global_model)
+        g, t = engine.layout.flatten(engine.global_model), step_count(state) + 1
         prev = {p: load_vector(engine, state, p) for p in STATE_PREFIXES[name]}
-        flat, new = core(g, avg, prev, params, step_count(state) + 1)
+        flat, new = core(g, avg, prev, params, t)
         out = {k: v for p, vec in new.items() for k, v in save_vector(engine, p, vec).items()}
-        if name != "fedavgm":
-            out["step"] = np.array(step_count(state) + 1, dtype=np.int64)
-        return flat, out
+        return flat, _with_step_count(name, out, t)
 
     step.__name__ = f"{name}_step"
     return step
@@ -147,7 +145,7 @@ def ranged_step(name: str, engine: Engine, avg: Any, state: Mapping[str, np.ndar
         mean = avg.read(s, e)
         g = layout.gather(engine.global_model, s, e)
         prev = {p: layout.gather({n: state[f"{p}/{n}"] for n in layout.names}, s, e) for p in present}
-        flat, new = core(g, mean.copy(), prev, params, t)
+        flat, new = core(g, mean, prev, params, t)  # the cores never write to the mean
         keep_integers_in_range(layout, s, e, flat, mean)
         return {"": flat, **new}
 
@@ -158,9 +156,14 @@ def ranged_step(name: str, engine: Engine, avg: Any, state: Mapping[str, np.ndar
         vector = StepVector(step, p, layout.total, layout.acc_dtype)
         new_state.update({f"{p}/{n}": LazyOutput(vector, o, shape, layout.acc_dtype, cast_to)
                           for n, o, shape in zip(layout.names, layout.offsets, layout.shapes, strict=True)})
+    return StepVector(step, "", layout.total, layout.acc_dtype), _with_step_count(name, new_state, t)
+
+
+def _with_step_count(name: str, state: dict[str, Any], t: int) -> dict[str, Any]:
+    """The adaptive optimizers keep their step count t (Adam's bias correction needs it)."""
     if name != "fedavgm":
-        new_state["step"] = np.array(t, dtype=np.int64)
-    return StepVector(step, "", layout.total, layout.acc_dtype), new_state
+        state["step"] = np.array(t, dtype=np.int64)
+    return state
 
 
 def identity_step(engine: Engine, avg: np.ndarray, state: Mapping[str, np.ndarray],
