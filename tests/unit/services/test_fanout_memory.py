@@ -75,10 +75,11 @@ def first_map(world: World, exp_id: str) -> dict:
     return need
 
 
-def run_child(world: World, store: RangeLog, exp_id: str, piece: int) -> tuple[np.ndarray, dict, int]:
+def run_child(world: World, store: RangeLog, exp_id: str, piece: int, pass_index: int = 0
+              ) -> tuple[np.ndarray, dict, int]:
     """One child through the task handler: its piece's value and facts, and its traced peak."""
     store.reads.clear()
-    event = {"experiment_id": exp_id, "round": 1, "task": "piece", "pass": 0, "piece": piece}
+    event = {"experiment_id": exp_id, "round": 1, "task": "piece", "pass": pass_index, "piece": piece}
     out, peak = _traced_peak(lambda: fanout.run_task(world.deps, event))
     assert out["status"] == "done", out
     value, facts = decode_piece(world.deps.store.get(out["key"]))
@@ -184,3 +185,34 @@ def test_the_reduce_streams_the_model_from_its_pieces_in_memory_of_a_few_ranges(
     if vectors:  # the new state streamed too, whole
         _, state_size = store.sunk[state_key(exp_id, 1)]
         assert state_size > vectors * NUMEL * 4
+
+
+@pytest.mark.parametrize(("strategy", "params", "kind"), [
+    ("multikrum", {"num_malicious": 0, "num_to_select": 2}, "sum"),  # the mean of the picked
+    ("bulyan", {"num_malicious": 0}, "map"),  # per coordinate, around the median of the picked
+], ids=lambda v: v if isinstance(v, str) and v in ("multikrum", "bulyan") else "")
+def test_krum_and_bulyan_select_from_distance_pieces_and_stream_the_model_of_the_picked(strategy, params, kind):
+    # Given a sealed round of 3 updates of a 256 MiB model, planned as 32 ranges of 8 MiB
+    world, store, exp_id = sealed_round(strategy, {"partition_updates": 3}, store_class=SinkStore, params=params)
+    need = first_map(world, exp_id)
+    assert need["kind"] == "fold"  # pass 0: per range, the clients x clients squared distances
+    for i in range(need["pieces"]):
+        _, _, child = run_child(world, store, exp_id, i)
+        assert child < 5 * RANGE_BYTES
+    # When the reduce selects from the summed distances, the children of pass 1 run the picked
+    event = {"experiment_id": exp_id, "round": 1, "task": "reduce", "owner": "exec-1"}
+    need = fanout.run_task(world.deps, event | {"complete": 1})
+    assert need["status"] == "map" and need["kind"] == kind, need
+    for i in range(need["pieces"]):
+        run_child(world, store, exp_id, i, pass_index=1)
+    out, peak = _traced_peak(lambda: fanout.run_task(world.deps, event | {"complete": 2}))
+    # Then the model of the picked clients is published from its pieces, streamed
+    assert out["status"] == "published", out
+    sha, size = store.sunk[model_key(exp_id, 1)]
+    assert out["sha256"] == sha == world.repo.get_round(exp_id, 1).model_sha256 and size > NUMEL * 4
+    manifest = json.loads(world.deps.store.get(manifest_key(exp_id, 1)))
+    # the two clients nearest the others (offsets 0.25 and 0.125 are 0.375 and 0.125 from the
+    # rest; -0.5 is 0.75 and 0.625 away): Multi-Krum keeps them, Bulyan's Krum picks n - 2f = 3
+    assert len(manifest["info"]["selected"]) == (2 if strategy == "multikrum" else 3)
+    print(f"reduce peak {peak / MiB:.1f} MiB")
+    assert peak < 6 * RANGE_BYTES, f"the reduce held {peak / MiB:.1f} MiB, not a few ranges"

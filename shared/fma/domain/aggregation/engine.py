@@ -281,9 +281,10 @@ class Engine(Reader):
                                       lambda parts: tree_sum(parts, self.partitioning.reduce_fanin),
                                       lambda i: {"range": list(spans[i])}, self.stats))
 
-    def client_vector(self, update: UpdateInput) -> np.ndarray:
-        """One update as a flat vector (with the transform applied), streamed in slices."""
-        return self.weighted_sum([update], [1.0])
+    def client_vector(self, update: UpdateInput, *, lazy: bool = False) -> np.ndarray:
+        """One update as a flat vector (with the transform applied), streamed in slices
+        (`lazy`: as `weighted_sum`'s)."""
+        return self.weighted_sum([update], [1.0], lazy=lazy)
 
     def model(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """The output model dict in the global model's dtypes (views when they match)."""

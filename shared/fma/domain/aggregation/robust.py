@@ -68,12 +68,12 @@ def _krum(g: Model, updates: Sequence[UpdateInput], params: Params, engine: Engi
     chosen = krum_select(sq_distances(engine, updates, f), f, keep)
     picked = [updates[i] for i in chosen]
     if keep <= 0:
-        flat = engine.client_vector(picked[0])
+        flat = engine.client_vector(picked[0], lazy=True)  # the model: streamed by a reduce
         weights = {u.client_id: float(u is picked[0]) for u in updates}
     else:
         uniform = params.get("variant") == "paper"  # Blanchard et al.: the plain mean of the m picked
         w = example_weights([1 if uniform else u.num_examples for u in picked])
-        flat = engine.weighted_sum(picked, w)
+        flat = engine.weighted_sum(picked, w, lazy=True)
         weights = {u.client_id: 0.0 for u in updates}
         weights.update({u.client_id: float(x) for u, x in zip(picked, w, strict=True)})
     info = {"weights": weights, "selected": [u.client_id for u in picked]}
@@ -104,7 +104,7 @@ def bulyan(g: Model, updates: Sequence[UpdateInput], state: State, params: Param
         )
     chosen = bulyan_select(sq_distances(engine, updates, f), f)
     picked = [updates[i] for i in sorted(chosen)]
-    flat = engine.map_shards(picked, lambda rows: bulyan_rows(rows, f))
+    flat = engine.map_shards(picked, lambda rows: bulyan_rows(rows, f), lazy=True)
     weights = {u.client_id: 0.0 for u in updates}
     weights.update(_uniform(picked))
     info = {"weights": weights, "selected": [u.client_id for u in picked]}
