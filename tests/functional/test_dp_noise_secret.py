@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from harness import update_bytes
 
+from fma.domain.aggregation.dp import NOISE_CHUNK, chunk_noise
 from fma.domain.auth import Role
 from fma.domain.codec import decode
 from fma.local import dispatch
@@ -84,6 +85,13 @@ def candidate_seeds(strings: set[str], exp_id: str) -> list:
 
 
 def stream(seed, size: int, std: float) -> np.ndarray:
+    """The noise a seed gives, in the layout rounds use now (one stream per 1 Mi-element chunk)."""
+    return np.concatenate([chunk_noise(seed, c, min(NOISE_CHUNK, size - c * NOISE_CHUNK), 1.0)
+                           for c in range(-(-size // NOISE_CHUNK))]).astype(np.float64) * std
+
+
+def one_stream(seed, size: int, std: float) -> np.ndarray:
+    """The noise a seed gave in rounds recorded before ranged_dp (one stream over the vector)."""
     return np.random.default_rng(seed).standard_normal(size, dtype=np.float32).astype(np.float64) * std
 
 
@@ -100,9 +108,10 @@ def test_nothing_a_client_or_analyst_reads_reproduces_the_noise(keyed):
     assert std == pytest.approx(Z * C / M) and np.std(noise) == pytest.approx(std, rel=0.1)
     seeds = candidate_seeds(readable_strings(*documents), exp_id)
     assert len(seeds) > 100
-    for seed in seeds:  # a regenerated stream would correlate ~1 with the noise
-        guess = stream(seed, noise.size, std)
-        assert abs(np.corrcoef(guess, noise.reshape(-1))[0, 1]) < 0.2, seed
+    for seed in seeds:  # a regenerated stream would correlate ~1 with the noise (either layout)
+        for layout in (stream, one_stream):
+            guess = layout(seed, noise.size, std)
+            assert abs(np.corrcoef(guess, noise.reshape(-1))[0, 1]) < 0.2, (seed, layout.__name__)
     # The key is a 0600 file; the records name it by id, and its bytes appear nowhere readable.
     key_hex = key_file.read_text().strip()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

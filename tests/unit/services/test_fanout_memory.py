@@ -28,6 +28,7 @@ MiB = 1 << 20
 NUMEL = 64 * MiB  # one float32 tensor: a 256 MiB model
 RANGE_BYTES = 8 * MiB  # each child's parameter range: 1/32 of the model
 BASE = np.linspace(-1.0, 1.0, 1024, dtype=np.float32)
+DP = {"noise_multiplier": 0.5, "clipping_norm": 0.1, "target_delta": 1e-5}  # every client clipped
 OFFSETS = (0.25, -0.5, 0.125)  # client k's update is BASE + OFFSETS[k]: the median is BASE + 0.125
 
 
@@ -160,28 +161,39 @@ class SinkStore(RangeLog):
     ("fedavg", {}), ("fedmedian", {}),
     # server optimizers: the step runs range by range, and the state (momentum; m and v) streams too
     ("fedavgm", {"server_momentum": 0.9, "server_learning_rate": 0.7}), ("fedadam", {}),
-], ids=lambda v: v if isinstance(v, str) else "")
+    # central DP: the clipped share of g and the noise are added range by range (ranged_dp)
+    ("fedavg", {"dp": DP}), ("fedadam", {"dp": DP}),
+], ids=lambda v: v if isinstance(v, str) else ("dp" if "dp" in v else ""))
 def test_the_reduce_streams_the_model_from_its_pieces_in_memory_of_a_few_ranges(strategy, params):
     # Given a sealed round of 3 updates of a 256 MiB model, planned as 32 ranges of 8 MiB
     world, store, exp_id = sealed_round(strategy, {"partition_updates": 3}, store_class=SinkStore, params=params)
-    need = first_map(world, exp_id)
-    for i in range(need["pieces"]):
-        run_child(world, store, exp_id, i)
+    need, pieces = first_map(world, exp_id), []
+    event = {"experiment_id": exp_id, "round": 1, "task": "reduce", "owner": "exec-1"}
+    while True:  # DP: the clients' norms (a fold), then the clipped sum
+        for i in range(need["pieces"]):
+            run_child(world, store, exp_id, i, pass_index=len(pieces))
+        pieces.append(need["pieces"])
+        if len(pieces) == (2 if "dp" in params else 1):
+            break
+        need = fanout.run_task(world.deps, event | {"complete": len(pieces)})
+        assert need["status"] == "map", need
+    complete = len(pieces)
     # When the reduce combines the pieces and publishes
-    event = {"experiment_id": exp_id, "round": 1, "task": "reduce", "owner": "exec-1", "complete": 1}
-    out, peak = _traced_peak(lambda: fanout.run_task(world.deps, event))
+    out, peak = _traced_peak(lambda: fanout.run_task(world.deps, event | {"complete": complete}))
     # Then the round is published with the sha256 of the bytes it streamed, the model's size
     assert out["status"] == "published", out
     sha, size = store.sunk[model_key(exp_id, 1)]
     assert out["sha256"] == sha == world.repo.get_round(exp_id, 1).model_sha256 and size == out["bytes"]
     assert size > NUMEL * 4
     manifest = json.loads(world.deps.store.get(manifest_key(exp_id, 1)))
-    assert manifest["output"]["sha256"] == sha and manifest["info"]["fanout"]["pieces"] == [need["pieces"]]
+    assert manifest["output"]["sha256"] == sha and manifest["info"]["fanout"]["pieces"] == pieces
     # and it held a few ranges (one more per state vector: a range of every output of the
     # server step is computed at once), never the 256 MiB model
     vectors = {"fedavgm": 1, "fedadam": 2}.get(strategy, 0)  # momentum; m and v
+    # DP finishes a range at a time: its sum, that range of g, g's clipped share, noise chunks
+    finish = 5 if "dp" in params else 0
     print(f"reduce peak {peak / MiB:.1f} MiB")
-    assert peak < (6 + vectors) * RANGE_BYTES, f"the reduce held {peak / MiB:.1f} MiB"
+    assert peak < (6 + vectors + finish) * RANGE_BYTES, f"the reduce held {peak / MiB:.1f} MiB"
     if vectors:  # the new state streamed too, whole
         _, state_size = store.sunk[state_key(exp_id, 1)]
         assert state_size > vectors * NUMEL * 4

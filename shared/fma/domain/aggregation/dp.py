@@ -32,12 +32,14 @@ from typing import Any
 import numpy as np
 
 from fma.domain.aggregation.engine import Engine
-from fma.domain.aggregation.fedopt import SERVER_STEPS
+from fma.domain.aggregation.fedopt import SERVER_STEPS, identity_step, keep_integers_at_mean, ranged_step
 from fma.domain.aggregation.math import clip_scale
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 from fma.domain.errors import Unprocessable
 
 NOISE_CHUNK = 1 << 20
+#: the spawn key's first word for the model's noise chunks (the count query's noise is seed + [1]).
+NOISE_STREAM = 2
 STATE_KEY = "dp/rounds"
 NORM_KEY = "dp/clipping_norm"
 NEIGHBOURING = "add or remove one client's update (fixed denominator m)"
@@ -58,7 +60,8 @@ def delta_norms(engine: Engine, updates: Sequence[UpdateInput]) -> np.ndarray:
 
 def add_noise(flat: np.ndarray, std: float, seed: Any, mask: np.ndarray | None = None) -> None:
     """Add N(0, std^2) to `flat` in place from one seeded float32 stream (chunked, so memory
-    stays O(chunk)); positions where `mask` is True get none."""
+    stays O(chunk)); positions where `mask` is True get none. The noise of rounds recorded
+    before `Partitioning.ranged_dp` (their re-runs); new rounds draw `chunk_noise`."""
     if std == 0.0:
         return
     rng = np.random.default_rng(seed)
@@ -69,6 +72,29 @@ def add_noise(flat: np.ndarray, std: float, seed: Any, mask: np.ndarray | None =
         if mask is not None:
             noise[mask[s : s + NOISE_CHUNK]] = 0.0
         part += noise.astype(part.dtype, copy=False)
+
+
+def chunk_noise(seed: Any, chunk: int, size: int, std: float) -> np.ndarray:
+    """N(0, std^2) float32 noise of elements [chunk * NOISE_CHUNK, + size) of the flat vector:
+    each chunk has its own stream (the seed's SeedSequence spawned at (NOISE_STREAM, chunk)), so
+    any range of the noise is drawn without drawing what comes before it."""
+    sequence = np.random.SeedSequence(np.atleast_1d(seed).tolist(), spawn_key=(NOISE_STREAM, chunk))
+    noise = np.random.default_rng(sequence).standard_normal(size, dtype=np.float32)
+    noise *= np.float32(std)
+    return noise
+
+
+def add_noise_range(values: np.ndarray, start: int, total: int, std: float, seed: Any) -> None:
+    """Add the chunked noise of elements [start, start + values.size) to `values` in place: the
+    same values whichever ranges a vector is finished in."""
+    if std == 0.0 or values.size == 0:
+        return
+    end = start + values.size
+    for chunk in range(start // NOISE_CHUNK, (end - 1) // NOISE_CHUNK + 1):
+        a = chunk * NOISE_CHUNK
+        noise = chunk_noise(seed, chunk, min(NOISE_CHUNK, total - a), std)
+        lo, hi = max(a, start), min(a + NOISE_CHUNK, end)
+        values[lo - start : hi - start] += noise[lo - a : hi - a].astype(values.dtype, copy=False)
 
 
 def epsilon(noise_multiplier: float, rounds: int, delta: float, sampling_rate: float = 1.0,
@@ -143,9 +169,13 @@ def with_dp(
     clip = float(state[NORM_KEY]) if adaptive and NORM_KEY in state else float(dp["clipping_norm"])
     z_model = adaptive_noise_multiplier(z, count_stddev(dp, m)) if adaptive else z
     norms = delta_norms(engine, updates)
-    mean, std = _privatized_mean(engine, updates, norms, clip, m, z_model, noise_seed)
     inner_state = {k: v for k, v in state.items() if not k.startswith("dp/")}
-    flat, new_state = SERVER_STEPS[name](engine, mean, inner_state, params)
+    if engine.partitioning.ranged_dp:
+        mean, std = _ranged_privatized_mean(engine, updates, norms, clip, m, z_model, noise_seed)
+        flat, new_state = _server_step(name, engine, mean, inner_state, params)
+    else:  # the arithmetic of rounds recorded before ranged_dp (their re-runs)
+        mean, std = _privatized_mean(engine, updates, norms, clip, m, z_model, noise_seed)
+        flat, new_state = SERVER_STEPS[name](engine, mean, inner_state, params)
     rounds = int(np.asarray(state.get(STATE_KEY, 0)).reshape(-1)[0]) + 1
     new_state = {**new_state, STATE_KEY: np.array(rounds, dtype=np.int64)}
     info: dict[str, Any] = {"weights": {u.client_id: 1.0 / m for u in updates}}
@@ -161,9 +191,47 @@ def with_dp(
     return AggregationResult(model=engine.model(flat), state=new_state, info=info)
 
 
+def _ranged_privatized_mean(engine: Engine, updates: Sequence[UpdateInput], norms: np.ndarray, clip: float,
+                            m: int, z_model: float, noise_seed: Any) -> tuple[Any, float]:
+    """g + (sum_k clip_k(x_k - g)) / m + N(0, (z C / m)^2) on float positions, integers kept at
+    g, computed range by range as the sum's ranges are combined: the vector in the single
+    plan, left in its pieces in the fanout reduce (then read range by range, never whole)."""
+    n, layout, std = len(updates), engine.layout, z_model * clip / m
+    share = 1.0 - n / m  # the (1 - n/m) g that makes it g + (sum of clipped deltas) / m
+
+    def finish(s: int, e: int, values: np.ndarray) -> None:
+        g = engine.global_range(s, e)
+        if n != m:
+            values += values.dtype.type(share) * g
+        add_noise_range(values, s, layout.total, std, noise_seed)
+        for i, lo, hi in layout.overlaps(s, e):
+            if layout.dtypes[i].kind in "iub":  # integers are not released: they stay g
+                a = layout.offsets[i] + lo - s
+                values[a : a + hi - lo] = g[a : a + hi - lo]
+
+    engine.scales = {u.client_id: clip_scale(x, clip) for u, x in zip(updates, norms, strict=True)}
+    try:
+        mean = engine.weighted_sum(updates, [1.0 / m] * n, lazy=True, finish=finish)
+    finally:
+        engine.scales = None
+    return mean, std
+
+
+def _server_step(name: str, engine: Engine, mean: Any, state: Mapping[str, np.ndarray],
+                 params: Mapping[str, object]) -> tuple[Any, dict[str, Any]]:
+    """`name`'s server step on the privatized mean; integers keep the mean's values (g), as the
+    step over a mean left in its pieces keeps them (fedopt.ranged_step), so both plans agree."""
+    if not isinstance(mean, np.ndarray):  # the fanout reduce: the mean left in its pieces
+        return (mean, {}) if SERVER_STEPS[name] is identity_step else ranged_step(name, engine, mean, state, params)
+    flat, new_state = SERVER_STEPS[name](engine, mean, state, params)
+    keep_integers_at_mean(engine, flat, mean)
+    return flat, new_state
+
+
 def _privatized_mean(engine: Engine, updates: Sequence[UpdateInput], norms: np.ndarray, clip: float,
                      m: int, z_model: float, noise_seed: Any) -> tuple[np.ndarray, float]:
-    """g + (sum_k clip_k(x_k - g)) / m + N(0, (z C / m)^2) on float positions; integers stay g."""
+    """g + (sum_k clip_k(x_k - g)) / m + N(0, (z C / m)^2) on float positions; integers stay g
+    (one noise stream over the whole vector: rounds recorded before ranged_dp)."""
     engine.scales = {u.client_id: clip_scale(x, clip) for u, x in zip(updates, norms, strict=True)}
     try:  # sum_k (g + c_k (x_k - g)) / m: the mean delta rides on g, as float32 models are stored
         mean = engine.weighted_sum(updates, [1.0 / m] * len(updates))

@@ -76,6 +76,7 @@ class Engine(Reader):
         self.scales: dict[str, float] | None = None
         self._layouts: dict[str, UpdateLayout] = {}
         self._plans: dict[tuple[UpdateLayout, int, int], list[RangeRead]] = {}
+        self._global_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._pool = ThreadPoolExecutor(max(1, self.options.prefetch), "fma-fetch")
 
     def close(self) -> None:
@@ -90,17 +91,24 @@ class Engine(Reader):
     # -- passes --------------------------------------------------------------------------
 
     def weighted_sum(self, updates: Sequence[UpdateInput], weights: Sequence[float], *,
-                     lazy: bool = False) -> np.ndarray:
+                     lazy: bool = False, finish: Callable[[int, int, np.ndarray], None] | None = None
+                     ) -> np.ndarray:
         """sum_k w_k x_k as a flat vector, one slice of one update in memory at a time.
 
         One partial sum per (partition of `partition_updates` updates, parameter range), per
         range combined by `tree_sum` (passes.py): the same arithmetic whether the pieces run
         here or fanned out; a fanned-out piece holds one range, not the model. `lazy` (the
         caller only hands the sum to `model`): the fanout reduce may return it left in its
-        pieces (lazy_result.PieceVector), read range by range as the model is written."""
+        pieces (lazy_result.PieceVector), read range by range as the model is written.
+        `finish(s, e, values)` then changes each combined range in place (DP's noise): with
+        it, and under clipping (`ranged_dp`), nothing needs the whole vector."""
         alphas = [float(w) * self._scale(u) for u, w in zip(updates, weights, strict=True)]
         bounds = partitions(len(updates), self.partitioning.partition_updates)
         spans = self.ranges() if self.partitioning.range_sums else [(0, self.layout.total)]
+        ranged = self.scales is None or self.partitioning.ranged_dp
+        if finish is not None and not ranged:
+            raise ValueError("a finish step needs the ranged DP arithmetic (Partitioning.ranged_dp)")
+        post = self._finisher(updates, weights, finish) if ranged else None
 
         def piece(j: int) -> np.ndarray:
             r, p = divmod(j, len(bounds))
@@ -114,29 +122,71 @@ class Engine(Reader):
                     "weight_total": float(sum(alphas[a:b])), "range": list(spans[r])}
 
         op = PassOp("sum", len(bounds) * len(spans), piece,
-                    lambda parts: self._combine_sums(parts, spans, len(bounds)), describe, self.stats,
-                    self._lazy(spans, len(bounds)) if lazy and self.scales is None else None)
+                    lambda parts: self._combine_sums(parts, spans, len(bounds), post), describe, self.stats,
+                    self._lazy(spans, len(bounds), post) if lazy and ranged else None)
         acc = self.passes.run(op)
-        if self.scales is not None:  # clipped: x' = g + c (x - g), so add sum w (1 - c) g
-            rest = sum(float(w) * (1.0 - self._scale(u)) for u, w in zip(updates, weights, strict=True))
+        if not ranged:  # clipped, as manifests before ranged_dp: sum w (1 - c) g over the whole vector
+            rest = self._global_share(updates, weights)
             for s, e in self.layout.slices(self.chunk_elems()):
                 axpy(rest, self.layout.gather(self.global_model, s, e), acc[s:e], portable=self.options.portable)
         return acc
 
-    def _lazy(self, spans: list[tuple[int, int]], per_range: int) -> Callable[[Callable[[int], np.ndarray]], Any]:
+    def _global_share(self, updates: Sequence[UpdateInput], weights: Sequence[float]) -> float:
+        """Clipped: x' = g + c (x - g), so the sum of w x' is the pieces' sum of w c x plus this
+        many times g."""
+        return sum(float(w) * (1.0 - self._scale(u)) for u, w in zip(updates, weights, strict=True))
+
+    def _finisher(self, updates: Sequence[UpdateInput], weights: Sequence[float],
+                  finish: Callable[[int, int, np.ndarray], None] | None
+                  ) -> Callable[[int, int, np.ndarray], None] | None:
+        """What each combined range [s, e) of a sum gets in place: the clipped clients' share of
+        g, then the caller's `finish`. The share is a separately rounded multiply and add, not
+        a fused BLAS axpy: a range is finished in the whole vector (single) or in an array of
+        its own (the reduce), and BLAS kernels round differently by where the data lies in memory."""
+        if self.scales is None:
+            return finish
+        rest = self._global_share(updates, weights)
+
+        def post(s: int, e: int, values: np.ndarray) -> None:
+            values += values.dtype.type(rest) * self.global_range(s, e)
+            if finish is not None:
+                finish(s, e, values)
+
+        return post
+
+    def global_range(self, s: int, e: int) -> np.ndarray:
+        """Elements [s, e) of the global model (read-only; the last range asked for is kept,
+        so the steps that finish one range read it once)."""
+        if self._global_cache is None or self._global_cache[0] != (s, e):
+            self._global_cache = None
+            values = self.layout.gather(self.global_model, s, e)
+            values.flags.writeable = False
+            self._global_cache = ((s, e), values)
+        return self._global_cache[1]
+
+    def _lazy(self, spans: list[tuple[int, int]], per_range: int,
+              finish: Callable[[int, int, np.ndarray], None] | None = None
+              ) -> Callable[[Callable[[int], np.ndarray]], Any]:
         def lazy(load: Callable[[int], np.ndarray]) -> PieceVector:
             return PieceVector(self.layout.total, self.layout.acc_dtype, spans, per_range, load,
-                               self.partitioning.reduce_fanin)
+                               self.partitioning.reduce_fanin, finish)
 
         return lazy
 
-    def _combine_sums(self, parts: Iterator[np.ndarray], spans: list[tuple[int, int]], per_range: int) -> np.ndarray:
-        """Range-major partials: per range the tree of its partitions, ranges laid end to end."""
+    def _combine_sums(self, parts: Iterator[np.ndarray], spans: list[tuple[int, int]], per_range: int,
+                      finish: Callable[[int, int, np.ndarray], None] | None = None) -> np.ndarray:
+        """Range-major partials: per range the tree of its partitions, ranges laid end to end,
+        each then finished in place (`finish`)."""
         if len(spans) == 1:
-            return tree_sum(parts, self.partitioning.reduce_fanin)
+            out = tree_sum(parts, self.partitioning.reduce_fanin)
+            if finish is not None:
+                finish(0, self.layout.total, out)
+            return out
         out = np.empty(self.layout.total, dtype=self.layout.acc_dtype)
         for s, e in spans:
             out[s:e] = tree_sum(itertools.islice(parts, per_range), self.partitioning.reduce_fanin)
+            if finish is not None:
+                finish(s, e, out[s:e])
         return out
 
     def partial_sum(self, updates: Sequence[UpdateInput], alphas: Sequence[float],

@@ -24,17 +24,23 @@ class PieceVector:
     partition p's value over `spans[r]` (a map pass: per_range 1)."""
 
     def __init__(self, total: int, dtype: np.dtype, spans: list[tuple[int, int]], per_range: int,
-                 load: Callable[[int], np.ndarray], fanin: int) -> None:
+                 load: Callable[[int], np.ndarray], fanin: int,
+                 finish: Callable[[int, int, np.ndarray], None] | None = None) -> None:
         self.size, self.dtype, self.shape, self.ndim = total, np.dtype(dtype), (total,), 1
         self.spans, self.per_range, self.load, self.fanin = spans, per_range, load, fanin
+        #: applied in place to each range once combined, as the pass's combine does (DP's finish).
+        self.finish = finish
         self._starts = [s for s, _ in spans]
         self._cached: tuple[int, np.ndarray] | None = None
 
     def _span(self, r: int) -> np.ndarray:
         """Range r combined (the last one asked for is kept: a reader in order loads each once)."""
         if self._cached is None or self._cached[0] != r:
+            self._cached = None  # let the previous range go before combining the next
             first = r * self.per_range
             value = tree_sum((self.load(i) for i in range(first, first + self.per_range)), self.fanin)
+            if self.finish is not None:
+                self.finish(*self.spans[r], value)
             self._cached = (r, value)
         return self._cached[1]
 

@@ -38,16 +38,21 @@ class Partitioning:
     range_sums: `sum` pieces are (partition x parameter range), so a child holds one range of
         the partial sum, not the model; False is the arithmetic of manifests written before it
         (a piece per partition over the whole vector), which their re-runs keep.
+    ranged_dp: central DP finishes the clipped sum range by range (the clipped clients' share
+        of the global model over each range's slices, noise drawn per 1 Mi-element chunk from
+        its own seeded stream: dp.py), so the fanout reduce never holds a DP model; False is
+        the arithmetic of manifests written before it (one noise stream over the whole vector).
     """
 
     partition_updates: int = 1000
     shard_bytes: int = 64 << 20
     reduce_fanin: int = REDUCE_FANIN
     range_sums: bool = True
+    ranged_dp: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {"partition_updates": self.partition_updates, "shard_bytes": self.shard_bytes,
-                "reduce_fanin": self.reduce_fanin, "range_sums": self.range_sums}
+                "reduce_fanin": self.reduce_fanin, "range_sums": self.range_sums, "ranged_dp": self.ranged_dp}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Partitioning:
@@ -56,7 +61,7 @@ class Partitioning:
         return cls(int(data.get("partition_updates") or base.partition_updates),
                    int(data.get("shard_bytes") or base.shard_bytes),
                    int(data.get("reduce_fanin") or base.reduce_fanin),
-                   data.get("range_sums") is True)
+                   data.get("range_sums") is True, data.get("ranged_dp") is True)
 
 
 def partitions(count: int, size: int) -> list[tuple[int, int]]:
