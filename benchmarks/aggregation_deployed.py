@@ -123,12 +123,13 @@ def generated_sha256(store: GeneratedStore, key: str) -> str:
     return h.hexdigest()
 
 
-def sealed_round(numel: int, k: int, strategy: str, aggregation: dict, hashed: bool) -> tuple[Deps, str]:
+def sealed_round(numel: int, k: int, strategy: str, aggregation: dict, hashed: bool,
+                 params: dict | None = None) -> tuple[Deps, str]:
     """An experiment of a `numel`-element float32 model with K accepted updates, sealed."""
     store = GeneratedStore(MemoryModelStore())
     deps = Deps(repo=MemoryRepository(), store=store, invoker=RecordingInvoker(),
                 limits=Limits(max_update_bytes=50 * 10**9 + MB, lease_seconds=3600), clock=time.time)
-    body = {"name": "big", "max_update_bytes": 50 * 10**9 + MB, "strategy": {"name": strategy},
+    body = {"name": "big", "max_update_bytes": 50 * 10**9 + MB, "strategy": {"name": strategy, "params": params or {}},
             "rounds": {"min_updates": k, "total_rounds": 2}, "aggregation": {"plan": "fanout"} | aggregation}
     exp_id = experiments.create_experiment(deps, Principal(Role.DEVELOPER, "dev"), body)["experiment"]["id"]
     store.add(model_key(exp_id, 0), numel, 0.0)
@@ -175,9 +176,10 @@ def one_child(numel: int, k: int, strategy: str, s3: Any) -> dict:
             "requests": len(sizes), "wall": max(s3.seconds(sizes), seconds), "compute": seconds, "peak": peak}
 
 
-def whole_round(numel: int, k: int, strategy: str) -> dict:
+def whole_round(numel: int, k: int, strategy: str, params: dict | None = None) -> dict:
     """Every task of a fanout round of a scaled-down model, in order; the peak of each kind."""
-    deps, exp_id = sealed_round(numel, k, strategy, {"partition_updates": k}, hashed=True)  # 64 MiB ranges
+    deps, exp_id = sealed_round(numel, k, strategy, {"partition_updates": k}, hashed=True,  # 64 MiB ranges
+                                params=params)
     event = {"experiment_id": exp_id, "round": 1}
     fanout.run_task(deps, event | {"task": "start", "owner": "bench"})
     peaks: dict[str, int] = {"piece": 0, "reduce": 0}
@@ -197,6 +199,15 @@ def whole_round(numel: int, k: int, strategy: str) -> dict:
     return {"model_bytes": numel * 4, **peaks}
 
 
+#: the reduce of every kind of strategy: a mean, a coordinate-wise rule, a server optimizer,
+#: a selection (two passes), central DP (norms, then the clipped sum finished range by range).
+REDUCE_STRATEGIES = [
+    ("fedavg", {}), ("fedmedian", {}), ("fedadam", {}), ("multikrum", {"num_malicious": 0, "num_to_select": 2}),
+    ("bulyan", {"num_malicious": 0}),
+    ("fedavg", {"dp": {"noise_multiplier": 0.5, "clipping_norm": 1.0, "target_delta": 1e-5}}),
+]
+
+
 def big_model_rows(s3: Any, k: int = 4, quick: bool = False) -> list[dict]:
     """The 5 GB and 50 GB rows (children through the task handler) and the reduce's ratio."""
     rows = []
@@ -210,8 +221,9 @@ def big_model_rows(s3: Any, k: int = 4, quick: bool = False) -> list[dict]:
             print(f"{gb:>3} GB   {strategy:<10} {row['children']:>8,} {row['read'] / MB:>13.0f} {row['requests']:>6} "
                   f"{row['wall']:>8.2f} {row['peak'] / MB:>13.0f}  {'met' if row['peak'] < GOAL_BYTES else 'OVER'}")
     sizes = (128, 256)  # MiB, above one 64 MiB part and range: fitted, not run at 50 GB
-    for strategy in ("fedavg", "fedmedian"):
-        small, big = (whole_round(mib * MB // 4, k, strategy) for mib in sizes)
+    for strategy, params in REDUCE_STRATEGIES:
+        small, big = (whole_round(mib * MB // 4, k, strategy, params) for mib in sizes)
+        strategy = strategy + ("+dp" if "dp" in params else "")
         slope = (big["reduce"] - small["reduce"]) / (big["model_bytes"] - small["model_bytes"])
         fixed = big["reduce"] - slope * big["model_bytes"]
         at = {gb: (slope * gb * 10**9 + fixed) / 1e9 for gb in (5, 50)}

@@ -24,18 +24,24 @@ FEATURE_FLAGS = {
     "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
 }
 
-# Memory a function needs for one update of max_update_bytes (MEMORY_FIT): the Python runtime
-# and the layer (numpy, powertools, boto3) take about RUNTIME_MB; aggregation holds one update
-# read whole (botocore joins the streamed chunks: twice its size), the global model and a float
-# accumulator. {function: (memory setting, multiple of max_update_bytes)}; multiple 0: the
-# function streams (ingest and the sweeper check updates over ranged reads of at most 16 MiB,
-# fma.domain.ranged) and needs STREAMING_MB whatever the update's size.
+# Memory a function needs whatever max_update_bytes is (MEMORY_FIT): the Python runtime and the
+# layer (numpy, powertools, boto3) take about RUNTIME_MB; every function streams updates. Ingest
+# and the sweeper check them over ranged reads of at most 16 MiB (fma.domain.ranged):
+# STREAMING_MB. The fanout tasks (the aggregate function's start/reduce, the piece function)
+# hold a few parameter ranges of shard_bytes (64 MiB by default), never the model: FANOUT_MB
+# (docs/scale.md: children 192-320 MB, reduces 32-80 MiB at 8 MiB ranges). {function: (memory
+# setting, working MB)}. The single plan holds the global model and a float accumulator whole
+# (SINGLE_MODEL_MULTIPLE x the model): the auto plan fans out any model above what the aggregate
+# function's memory holds that way (single_max_model_bytes), whatever the round's K.
 RUNTIME_MB = 256
 STREAMING_MB = 128
+FANOUT_MB = 768
+SINGLE_MODEL_MULTIPLE = 4
 MEMORY_FIT = {
-    "ingest": ("ingest_memory_mb", 0),
-    "sweeper": ("sweeper_memory_mb", 0),
-    "aggregate": ("aggregate_memory_mb", 4),
+    "ingest": ("ingest_memory_mb", STREAMING_MB),
+    "sweeper": ("sweeper_memory_mb", STREAMING_MB),
+    "aggregate": ("aggregate_memory_mb", FANOUT_MB),
+    "aggregate_piece": ("fanout_piece_memory_mb", FANOUT_MB),
 }
 
 # Lambda caps a synchronous invocation's request at 6 MB; API Gateway base64-encodes binary
@@ -251,23 +257,26 @@ def _validate(config: Config) -> None:
 
 
 def required_memory_mb(config: Config, function: str) -> int:
-    """The memory `function` needs to hold one update of ``max_update_bytes`` (MEMORY_FIT)."""
-    _, multiple = MEMORY_FIT[function]
-    if multiple == 0:
-        return RUNTIME_MB + STREAMING_MB
-    return RUNTIME_MB + -(-multiple * config.max_update_bytes // (1024 * 1024))
+    """The memory `function` needs to stream updates of any size (MEMORY_FIT)."""
+    return RUNTIME_MB + MEMORY_FIT[function][1]
+
+
+def single_max_model_bytes(config: Config) -> int:
+    """The largest model the single plan aggregates in the aggregate function's memory; the
+    auto plan fans out a larger one (FMA_FANOUT_SINGLE_MAX_MODEL_BYTES)."""
+    return (config.aggregate_memory_mb - RUNTIME_MB) * 1024 * 1024 // SINGLE_MODEL_MULTIPLE
 
 
 def memory_misfits(config: Config) -> list[str]:
-    """One message per function whose memory cannot hold an update of ``max_update_bytes``."""
+    """One message per function whose memory cannot hold its streaming working set."""
     problems = []
-    for function, (setting, multiple) in MEMORY_FIT.items():
+    for function, (setting, working) in MEMORY_FIT.items():
         need, have = required_memory_mb(config, function), getattr(config, setting)
         if have < need:
-            working = f"{multiple} x the update" if multiple else f"{STREAMING_MB} MB of ranged reads"
+            what = f"{STREAMING_MB} MB of ranged reads" if working == STREAMING_MB else \
+                f"{FANOUT_MB} MB for a few parameter ranges of the fanout plan"
             problems.append(
-                f"max_update_bytes={config.max_update_bytes} does not fit the {function} function's memory: "
-                f"{setting}={have} MB, it needs at least {need} MB ({RUNTIME_MB} MB runtime + {working}); "
-                f"raise {setting} or lower max_update_bytes"
+                f"the {function} function's memory is too small for updates of any size: {setting}={have} MB, "
+                f"it needs at least {need} MB ({RUNTIME_MB} MB runtime + {what}); raise {setting}"
             )
     return problems

@@ -20,7 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.config import Config
+from infra.config import Config, single_max_model_bytes
 from infra.constructs.function import FmaFunction, FunctionKit, acknowledge, logical_id, removal_policy, retention
 from infra.constructs.storage import Storage
 
@@ -73,7 +73,8 @@ class Fanout(Construct):
         """`fn` (ingest, the sweeper) starts executions for rounds whose plan is fanout."""
         for name, value in {"FMA_FANOUT_STATE_MACHINE": self.state_machine.state_machine_arn,
                             "FMA_FANOUT_MIN_UPDATES": str(config.fanout_min_updates),
-                            "FMA_FANOUT_MIN_BYTES": str(config.fanout_min_bytes)}.items():
+                            "FMA_FANOUT_MIN_BYTES": str(config.fanout_min_bytes),
+                            "FMA_FANOUT_SINGLE_MAX_MODEL_BYTES": str(single_max_model_bytes(config))}.items():
             fn.function.add_environment(name, value)
         self.state_machine.grant_start_execution(fn.role)
 

@@ -68,19 +68,19 @@ def test_config_is_frozen():
         Config().stage = "x"  # type: ignore[misc]
 
 
-def test_synth_fails_when_an_update_does_not_fit_a_functions_memory(tmp_path):
+def test_synth_fails_when_a_function_cannot_hold_its_streaming_working_set(tmp_path):
     from aws_cdk import App as CdkApp
 
     from infra.config import FEATURE_FLAGS
 
-    # Given 512 MiB updates and an aggregate function of 1024 MB (it reads each update whole)
-    context = {**FEATURE_FLAGS, "max_update_bytes": str(512 * 1024 * 1024), "aggregate_memory_mb": "1024"}
+    # Given an aggregate function of 512 MB (the fanout reduce holds a few 64 MiB ranges)
+    context = {**FEATURE_FLAGS, "max_update_bytes": str(512 * 1024 * 1024), "aggregate_memory_mb": "512"}
     with pytest.raises(ValueError) as err:
         Config.from_context(CdkApp(outdir=str(tmp_path), context=context).node)
     message = str(err.value)
     # Then synth stops naming the function, its memory, what it needs and what to change
-    assert "aggregate function's memory" in message and "aggregate_memory_mb=1024 MB" in message
-    assert "needs at least 2304 MB" in message
+    assert "aggregate function's memory" in message and "aggregate_memory_mb=512 MB" in message
+    assert "needs at least 1024 MB" in message and "raise aggregate_memory_mb" in message
     assert "ingest" not in message and "sweeper" not in message
 
 
@@ -96,13 +96,18 @@ def test_streaming_functions_need_the_same_memory_whatever_the_update_size():
         Config.from_mapping({"max_update_bytes": 1 << 20, "ingest_memory_mb": 256})
 
 
-def test_default_memory_fits_512_mib_updates_and_a_small_limit_fits_small_functions():
-    from infra.config import memory_misfits, required_memory_mb
+def test_default_memory_takes_50_gib_updates_and_fans_out_models_the_single_plan_cannot_hold():
+    from infra.config import memory_misfits, required_memory_mb, single_max_model_bytes
 
     config = Config()
     assert config.max_update_bytes == 512 * 1024 * 1024 and memory_misfits(config) == []
     assert required_memory_mb(config, "ingest") <= config.ingest_memory_mb
     assert required_memory_mb(config, "aggregate") <= config.aggregate_memory_mb
+    # 50 GiB updates deploy with the default memory: every function streams, big models fan out
+    huge = Config.from_mapping({"max_update_bytes": 50 * 1024**3})
+    assert memory_misfits(huge) == []
+    assert single_max_model_bytes(config) == (3008 - 256) * 1024 * 1024 // 4  # 688 MiB
+    assert single_max_model_bytes(Config.from_mapping({"aggregate_memory_mb": 10240})) > 2 * 1024**3
     small = Config.from_mapping({"max_update_bytes": 64 * 1024 * 1024, "ingest_memory_mb": 512,
                                  "sweeper_memory_mb": 512})
     assert memory_misfits(small) == []

@@ -86,6 +86,7 @@ def test_ingest_and_the_sweeper_may_start_executions_and_know_the_thresholds(dev
         env = fns[name]["Properties"]["Environment"]["Variables"]
         assert env["FMA_FANOUT_STATE_MACHINE"] == {"Ref": machine}
         assert env["FMA_FANOUT_MIN_UPDATES"] == "2000" and env["FMA_FANOUT_MIN_BYTES"] == str(4 * 1024**3)
+        assert env["FMA_FANOUT_SINGLE_MAX_MODEL_BYTES"] == str(688 * 1024**2)
         starts = [st for st in policy_statements(dev, fns[name]) if st["Action"] == "states:StartExecution"]
         assert starts == [{"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": machine}}]
     for name in ("api", "authorizer", "aggregate", "aggregate_piece"):

@@ -12,7 +12,7 @@ from fma.domain.records import RoundRecord
 from fma.domain.states import RoundState
 from fma.services.plan_router import PlanRouter, model_bytes
 
-T = FanoutThresholds(min_updates=100, min_bytes=1 << 30)
+T = FanoutThresholds(min_updates=100, min_bytes=1 << 30, single_max_model_bytes=64 << 20)
 MB4 = 4 << 20
 
 
@@ -21,6 +21,8 @@ MB4 = 4 << 20
     ("auto", 100, 1, True, "fanout"),          # K reaches min_updates
     ("auto", 99, 11 << 20, True, "fanout"),    # 99 x 11 MB passes 1 GiB
     ("auto", 99, 10 << 20, True, "single"),
+    ("auto", 2, (64 << 20) + 1, True, "fanout"),  # a model the single function cannot hold, K = 2
+    ("auto", 2, 64 << 20, True, "single"),
     ("single", 10_000, MB4, True, "single"),
     ("fanout", 2, 1, True, "fanout"),
     ("fanout", 2, 1, False, "single"),          # no executor deployed: the single plan (same bytes)
@@ -75,3 +77,20 @@ def test_the_router_starts_fanout_rounds_and_invokes_the_others(plan, accepted, 
     router.invoke_async({"experiment_id": "e1", "round": 3})
     assert (starter.started, invoker.calls) == (
         ([("e1", 3)], []) if routed == "start" else ([], [{"experiment_id": "e1", "round": 3}]))
+
+
+def test_a_deployment_fans_out_models_above_its_single_limit_from_its_settings():
+    from fma.adapters.settings import FANOUT_SINGLE_MAX_MODEL_BYTES, TABLE_NAME, Settings
+    from fma.services.plan_router import fanout_thresholds
+
+    # Given an ingest function told the single function holds models of at most 4 MiB
+    settings = Settings.from_env(env={TABLE_NAME: "t", FANOUT_SINGLE_MAX_MODEL_BYTES: str(4 << 20)},
+                                 need_bucket=False)
+    invoker, starter = RecordingInvoker(), Starter()
+    router = PlanRouter(invoker, starter, Repo(_exp("auto"), 2), fanout_thresholds(settings.limits))
+    # When a round of 2 updates of a 4 MiB + 16 B model seals
+    router.invoke_async({"experiment_id": "e1", "round": 1})
+    # Then it fans out, though K and K x bytes are far below the other thresholds
+    assert starter.started == [("e1", 1)] and invoker.calls == []
+    assert fanout_thresholds(Settings.from_env(env={TABLE_NAME: "t"}, need_bucket=False).limits) \
+        .single_max_model_bytes == 688 << 20

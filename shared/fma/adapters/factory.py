@@ -42,12 +42,11 @@ def build_deps(settings: Settings) -> Deps:
         invoker = LambdaInvoker(settings.aggregate_function)
     if _invoker_override is None and settings.fanout_state_machine:  # ingest, sweeper on AWS
         from fma.adapters.stepfunctions import StepFunctionsStarter
-        from fma.domain.aggregation_config import FanoutThresholds
-        from fma.services.plan_router import PlanRouter
+        from fma.services.plan_router import PlanRouter, fanout_thresholds
 
         limits = settings.limits
         invoker = PlanRouter(invoker, StepFunctionsStarter(settings.fanout_state_machine), repo,
-                             FanoutThresholds(limits.fanout_min_updates, limits.fanout_min_bytes))
+                             fanout_thresholds(limits))
     return Deps(repo=PointerPublishing(repo, store), store=store, invoker=invoker, limits=settings.limits,
                 secrets=secret_store(settings), function_memory_mb=settings.function_memory_mb,
                 pointer_base_url=settings.pointer_base_url)

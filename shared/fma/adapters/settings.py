@@ -35,6 +35,7 @@ POLL_RETRY_AFTER_SECONDS = "FMA_POLL_RETRY_AFTER_SECONDS"
 FANOUT_STATE_MACHINE = "FMA_FANOUT_STATE_MACHINE"
 FANOUT_MIN_UPDATES = "FMA_FANOUT_MIN_UPDATES"
 FANOUT_MIN_BYTES = "FMA_FANOUT_MIN_BYTES"
+FANOUT_SINGLE_MAX_MODEL_BYTES = "FMA_FANOUT_SINGLE_MAX_MODEL_BYTES"
 READ_CONCURRENCY = "FMA_READ_CONCURRENCY"
 #: the DP noise key (services/dp_noise.py): a Secrets Manager secret on AWS (aggregate only),
 #: a 0600 key file in local mode.
@@ -65,6 +66,7 @@ LIMITS = {
     MAX_INGEST_ATTEMPTS: "max_ingest_attempts", POLL_RETRY_AFTER_SECONDS: "poll_retry_after_seconds",
     CLIENT_TOKEN_MAX_SECONDS: "client_token_max_seconds", CLIENT_TOKEN_GRACE_SECONDS: "client_token_grace_seconds",
     FANOUT_MIN_UPDATES: "fanout_min_updates", FANOUT_MIN_BYTES: "fanout_min_bytes",
+    FANOUT_SINGLE_MAX_MODEL_BYTES: "fanout_single_max_model_bytes",
     READ_CONCURRENCY: "read_concurrency", DEFAULT_EXPECTED_CLIENTS: "expected_clients",
     MULTIPART_THRESHOLD_BYTES: "multipart_threshold_bytes", MULTIPART_PART_BYTES: "multipart_part_bytes",
 }

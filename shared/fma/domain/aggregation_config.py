@@ -71,10 +71,14 @@ def _int(data: Mapping[str, Any], name: str, default: int, low: int, high: int) 
 @dataclass(frozen=True)
 class FanoutThresholds:
     """When `auto` picks fanout: a round of at least `min_updates` accepted updates, or of at
-    least `min_bytes` of them (accepted x the model's bytes). From the deployment's config."""
+    least `min_bytes` of them (accepted x the model's bytes), or a model larger than
+    `single_max_model_bytes`, the most the single aggregate function holds (it keeps the global
+    model and a float accumulator whole: about 4 x the model in its memory; the fanout tasks
+    hold a few parameter ranges whatever the model). From the deployment's config."""
 
     min_updates: int = 2000
     min_bytes: int = 4 << 30
+    single_max_model_bytes: int = 688 << 20
 
 
 def choose_plan(settings: AggregationSettings, accepted: int, model_bytes: int,
@@ -84,5 +88,6 @@ def choose_plan(settings: AggregationSettings, accepted: int, model_bytes: int,
         return "single"
     if settings.plan == "fanout":
         return "fanout"
-    big = accepted >= thresholds.min_updates or accepted * model_bytes >= thresholds.min_bytes
+    big = (accepted >= thresholds.min_updates or accepted * model_bytes >= thresholds.min_bytes
+           or model_bytes > thresholds.single_max_model_bytes)
     return "fanout" if big else "single"

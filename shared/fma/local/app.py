@@ -18,7 +18,6 @@ from typing import Any
 
 from fma.adapters.factory import build_deps, set_connector_override, set_invoker_override
 from fma.adapters.settings import Settings
-from fma.domain.aggregation_config import FanoutThresholds
 from fma.domain.auth import Role, hash_token, new_token
 from fma.domain.records import TokenRecord
 from fma.domain.states import RoundState
@@ -29,7 +28,7 @@ from fma.local.gateway import Gateway
 from fma.local.objects import GrantingStore, ObjectRoutes
 from fma.local.pool import Workers, WorkerSetup
 from fma.local.workers import IngestPump, ThreadInvoker, Timer
-from fma.services.plan_router import PlanRouter
+from fma.services.plan_router import PlanRouter, fanout_thresholds
 from fma.services.ports import ObjectEvents
 
 BACKENDS = ("sqlite_fs", "aws-emulation")
@@ -86,7 +85,7 @@ class LocalStack:
                              run_task=pool.run_aggregate_task if pool else dispatch.run_aggregate)
         limits = Settings.from_env().limits
         router = PlanRouter(invoker, fanout, build_deps(Settings.from_env()).repo,
-                            FanoutThresholds(limits.fanout_min_updates, limits.fanout_min_bytes))
+                            fanout_thresholds(limits))
         if pool is not None:
             pool.forward_to = router.invoke_async
         return router

@@ -28,6 +28,8 @@ class Limits:
     # auto plan: fanout from this many accepted updates, or this many bytes of them (docs/scale.md).
     fanout_min_updates: int = 2000
     fanout_min_bytes: int = 4 << 30
+    # auto plan: fanout for a model above this, whatever K (the single function holds ~4x the model).
+    fanout_single_max_model_bytes: int = 688 << 20
     # ranged reads in flight per aggregating function (S3 serves each connection ~90 MB/s).
     read_concurrency: int = 16
     #: clients an experiment expects when its creator does not say (fma.domain.sharding: its shards)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from fma.domain.aggregation_config import FanoutThresholds, choose_plan
 from fma.domain.experiment import Experiment
+from fma.services.deps import Limits
 from fma.services.ports import Invoker, MetadataStore
 
 #: bytes per element of each safetensors dtype (numpy-free: ingest and the API import this).
@@ -31,6 +32,11 @@ class FanoutStarter(Protocol):
 def model_bytes(exp: Experiment) -> int:
     """The model's size from its spec (an update has the model's tensors)."""
     return sum(math.prod(t["shape"]) * DTYPE_BYTES.get(t["dtype"], 8) for t in exp.model_spec or [])
+
+
+def fanout_thresholds(limits: Limits) -> FanoutThresholds:
+    """The auto plan's thresholds from the deployment's limits."""
+    return FanoutThresholds(limits.fanout_min_updates, limits.fanout_min_bytes, limits.fanout_single_max_model_bytes)
 
 
 def plan_for(exp: Experiment, accepted: int, thresholds: FanoutThresholds, fanout_available: bool) -> str:
