@@ -39,9 +39,10 @@ class Partitioning:
         the partial sum, not the model; False is the arithmetic of manifests written before it
         (a piece per partition over the whole vector), which their re-runs keep.
     ranged_dp: central DP finishes the clipped sum range by range (the clipped clients' share
-        of the global model over each range's slices, noise drawn per 1 Mi-element chunk from
-        its own seeded stream: dp.py), so the fanout reduce never holds a DP model; False is
-        the arithmetic of manifests written before it (one noise stream over the whole vector).
+        of the global model as a separately rounded multiply-add, noise drawn per 1 Mi-element
+        chunk from its own seeded stream: dp.py), so the fanout reduce never holds a DP model;
+        False is the arithmetic of manifests written before it (a BLAS axpy over the model's
+        slices, one noise stream over the whole vector).
     """
 
     partition_updates: int = 1000
