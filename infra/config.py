@@ -30,18 +30,20 @@ FEATURE_FLAGS = {
 # STREAMING_MB. The fanout tasks (the aggregate function's start/reduce, the piece function)
 # hold a few parameter ranges of shard_bytes (64 MiB by default), never the model: FANOUT_MB
 # (docs/scale.md: children 192-320 MB, reduces 32-80 MiB at 8 MiB ranges). {function: (memory
-# setting, working MB)}. The single plan holds the global model and a float accumulator whole
+# setting, working MB, what the working MB hold)}. The single plan holds the global model and a float accumulator whole
 # (SINGLE_MODEL_MULTIPLE x the model): the auto plan fans out any model above what the aggregate
 # function's memory holds that way (single_max_model_bytes), whatever the round's K.
 RUNTIME_MB = 256
 STREAMING_MB = 128
 FANOUT_MB = 768
 SINGLE_MODEL_MULTIPLE = 4
+_RANGED_READS = f"{STREAMING_MB} MB of ranged reads"
+_FANOUT_RANGES = f"{FANOUT_MB} MB for a few parameter ranges of the fanout plan"
 MEMORY_FIT = {
-    "ingest": ("ingest_memory_mb", STREAMING_MB),
-    "sweeper": ("sweeper_memory_mb", STREAMING_MB),
-    "aggregate": ("aggregate_memory_mb", FANOUT_MB),
-    "aggregate_piece": ("fanout_piece_memory_mb", FANOUT_MB),
+    "ingest": ("ingest_memory_mb", STREAMING_MB, _RANGED_READS),
+    "sweeper": ("sweeper_memory_mb", STREAMING_MB, _RANGED_READS),
+    "aggregate": ("aggregate_memory_mb", FANOUT_MB, _FANOUT_RANGES),
+    "aggregate_piece": ("fanout_piece_memory_mb", FANOUT_MB, _FANOUT_RANGES),
 }
 
 # Lambda caps a synchronous invocation's request at 6 MB; API Gateway base64-encodes binary
@@ -270,11 +272,9 @@ def single_max_model_bytes(config: Config) -> int:
 def memory_misfits(config: Config) -> list[str]:
     """One message per function whose memory cannot hold its streaming working set."""
     problems = []
-    for function, (setting, working) in MEMORY_FIT.items():
+    for function, (setting, _, what) in MEMORY_FIT.items():
         need, have = required_memory_mb(config, function), getattr(config, setting)
         if have < need:
-            what = f"{STREAMING_MB} MB of ranged reads" if working == STREAMING_MB else \
-                f"{FANOUT_MB} MB for a few parameter ranges of the fanout plan"
             problems.append(
                 f"the {function} function's memory is too small for updates of any size: {setting}={have} MB, "
                 f"it needs at least {need} MB ({RUNTIME_MB} MB runtime + {what}); raise {setting}"

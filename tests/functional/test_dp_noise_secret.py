@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from harness import update_bytes
 
-from fma.domain.aggregation.dp import NOISE_CHUNK, chunk_noise
+from fma.domain.aggregation.dp import add_noise_range
 from fma.domain.auth import Role
 from fma.domain.codec import decode
 from fma.local import dispatch
@@ -86,8 +86,9 @@ def candidate_seeds(strings: set[str], exp_id: str) -> list:
 
 def stream(seed, size: int, std: float) -> np.ndarray:
     """The noise a seed gives, in the layout rounds use now (one stream per 1 Mi-element chunk)."""
-    return np.concatenate([chunk_noise(seed, c, min(NOISE_CHUNK, size - c * NOISE_CHUNK), 1.0)
-                           for c in range(-(-size // NOISE_CHUNK))]).astype(np.float64) * std
+    noise = np.zeros(size, np.float32)
+    add_noise_range(noise, 0, size, 1.0, seed)
+    return noise.astype(np.float64) * std
 
 
 def one_stream(seed, size: int, std: float) -> np.ndarray:

@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from fma.domain.aggregation.engine import Engine
-from fma.domain.aggregation.fedopt import SERVER_STEPS, identity_step, keep_integers_at_mean, ranged_step
+from fma.domain.aggregation.fedopt import (
+    SERVER_STEPS,
+    identity_step,
+    keep_integers_at_mean,
+    keep_integers_in_range,
+    ranged_step,
+)
 from fma.domain.aggregation.math import clip_scale
 from fma.domain.aggregation.types import AggregationResult, UpdateInput
 from fma.domain.errors import Unprocessable
@@ -204,10 +210,7 @@ def _ranged_privatized_mean(engine: Engine, updates: Sequence[UpdateInput], norm
         if n != m:
             values += values.dtype.type(share) * g
         add_noise_range(values, s, layout.total, std, noise_seed)
-        for i, lo, hi in layout.overlaps(s, e):
-            if layout.dtypes[i].kind in "iub":  # integers are not released: they stay g
-                a = layout.offsets[i] + lo - s
-                values[a : a + hi - lo] = g[a : a + hi - lo]
+        keep_integers_in_range(layout, s, e, values, g)  # integers are not released: they stay g
 
     engine.scales = {u.client_id: clip_scale(x, clip) for u, x in zip(updates, norms, strict=True)}
     try:
